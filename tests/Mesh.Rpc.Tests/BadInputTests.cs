@@ -1,7 +1,8 @@
 using System.Net;
 using Google.Protobuf;
 using Grpc.Core;
-using Mesh.Rpc.Tests.Echo;
+using Mesh.Rpc.Echo;
+using Mesh.Rpc.Echo.V1;
 
 namespace Mesh.Rpc.Tests;
 

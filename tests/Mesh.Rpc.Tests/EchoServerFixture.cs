@@ -1,5 +1,6 @@
 using System.Net;
 using Mesh.Rpc.Client;
+using Mesh.Rpc.Echo;
 using Mesh.Rpc.Server;
 
 namespace Mesh.Rpc.Tests;
@@ -11,17 +12,17 @@ public sealed class EchoServerFixture : IAsyncLifetime
     public GrpcServer Server { get; private set; } = null!;
     public Uri Address { get; private set; } = null!;
     public GrpcChannel Channel { get; private set; } = null!;
-    public Echo.Echo.EchoClient Client { get; private set; } = null!;
+    public Echo.V1.Echo.EchoClient Client { get; private set; } = null!;
 
     public async Task InitializeAsync()
     {
         Server = new GrpcServer(new GrpcServerOptions { EnableDetailedErrors = true })
-            .AddService(Echo.Echo.BindService(Service))
+            .AddService(Echo.V1.Echo.BindService(Service))
             .Listen(new IPEndPoint(IPAddress.Loopback, 0));
         await Server.StartAsync();
         Address = Server.Addresses[0];
         Channel = GrpcChannel.ForAddress(Address);
-        Client = new Echo.Echo.EchoClient(Channel);
+        Client = new Echo.V1.Echo.EchoClient(Channel);
     }
 
     public async Task DisposeAsync()

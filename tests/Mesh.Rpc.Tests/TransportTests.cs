@@ -3,14 +3,15 @@ using Google.Protobuf;
 using Grpc.Core;
 using Mesh.Rpc.Client;
 using Mesh.Rpc.Server;
-using Mesh.Rpc.Tests.Echo;
+using Mesh.Rpc.Echo;
+using Mesh.Rpc.Echo.V1;
 
 namespace Mesh.Rpc.Tests;
 
 /// <summary>Our client against our server over real HTTP/2 on loopback.</summary>
 public sealed class TransportTests(EchoServerFixture fixture) : IClassFixture<EchoServerFixture>
 {
-    private Echo.Echo.EchoClient Client => fixture.Client;
+    private Echo.V1.Echo.EchoClient Client => fixture.Client;
 
     [Fact]
     public async Task UnaryEchoesMessageAndHeaders()
@@ -134,14 +135,14 @@ public sealed class TransportTests(EchoServerFixture fixture) : IClassFixture<Ec
         cts.Cancel();
         var ex = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(CancellationToken.None));
         Assert.Equal(StatusCode.Cancelled, ex.StatusCode);
-        Assert.Equal("Duplex", await fixture.Service.Cancelled.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.True(await fixture.Service.WaitForCancellationAsync("Duplex", TimeSpan.FromSeconds(10)));
     }
 
     [Fact]
     public async Task OversizedRequestIsRefusedBeforeSendingWhenTheClientHasALimit()
     {
         using var channel = GrpcChannel.ForAddress(fixture.Address, new GrpcChannelOptions { MaxSendMessageSize = 1024 });
-        var client = new Echo.Echo.EchoClient(channel);
+        var client = new Echo.V1.Echo.EchoClient(channel);
         var ex = await Assert.ThrowsAsync<RpcException>(async () =>
             await client.UnaryAsync(new EchoRequest { Payload = ByteString.CopyFrom(new byte[2048]) }));
         Assert.Equal(StatusCode.ResourceExhausted, ex.StatusCode);
@@ -177,11 +178,11 @@ public sealed class TransportTests(EchoServerFixture fixture) : IClassFixture<Ec
     public async Task GzipBothWays()
     {
         await using var server = new GrpcServer(new GrpcServerOptions { CompressResponses = true })
-            .AddService(Echo.Echo.BindService(new EchoService()))
+            .AddService(Echo.V1.Echo.BindService(new EchoService()))
             .Listen(new IPEndPoint(IPAddress.Loopback, 0));
         await server.StartAsync();
         using var channel = GrpcChannel.ForAddress(server.Addresses[0], new GrpcChannelOptions { CompressRequests = true });
-        var client = new Echo.Echo.EchoClient(channel);
+        var client = new Echo.V1.Echo.EchoClient(channel);
         var payload = ByteString.CopyFrom(new byte[100_000]);
         using var call = client.UnaryAsync(new EchoRequest { Payload = payload });
         var response = await call;
@@ -204,7 +205,7 @@ public sealed class TransportTests(EchoServerFixture fixture) : IClassFixture<Ec
     public async Task UnreachableServerIsUnavailable()
     {
         using var channel = GrpcChannel.ForAddress("http://127.0.0.1:1");
-        var client = new Echo.Echo.EchoClient(channel);
+        var client = new Echo.V1.Echo.EchoClient(channel);
         var ex = await Assert.ThrowsAsync<RpcException>(async () => await client.UnaryAsync(new EchoRequest()));
         Assert.Equal(StatusCode.Unavailable, ex.StatusCode);
     }
@@ -213,10 +214,10 @@ public sealed class TransportTests(EchoServerFixture fixture) : IClassFixture<Ec
     public async Task UnixSocketTransport()
     {
         var path = Path.Combine(Path.GetTempPath(), $"mesh-rpc-{Guid.NewGuid():N}.sock");
-        await using var server = new GrpcServer().AddService(Echo.Echo.BindService(new EchoService())).ListenUnixSocket(path);
+        await using var server = new GrpcServer().AddService(Echo.V1.Echo.BindService(new EchoService())).ListenUnixSocket(path);
         await server.StartAsync();
         using var channel = GrpcChannel.ForUnixSocket(path);
-        Assert.Equal("unix", (await new Echo.Echo.EchoClient(channel).UnaryAsync(new EchoRequest { Message = "unix" })).Message);
+        Assert.Equal("unix", (await new Echo.V1.Echo.EchoClient(channel).UnaryAsync(new EchoRequest { Message = "unix" })).Message);
         File.Delete(path);
     }
 

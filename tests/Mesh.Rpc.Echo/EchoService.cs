@@ -1,14 +1,25 @@
 using Google.Protobuf;
 using Grpc.Core;
-using Mesh.Rpc.Tests.Echo;
+using Mesh.Rpc.Echo.V1;
 
-namespace Mesh.Rpc.Tests;
+namespace Mesh.Rpc.Echo;
 
 /// <summary>The C# side of the test service; interop/echo_server.py behaves the same way.</summary>
-public sealed class EchoService : Echo.Echo.EchoBase
+public sealed class EchoService : V1.Echo.EchoBase
 {
-    /// <summary>Completes when a handler sees its call cancelled, with the method's name.</summary>
-    public TaskCompletionSource<string> Cancelled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _cancelled = new();
+
+    /// <summary>True once a handler of the method has seen its call cancelled.</summary>
+    public async Task<bool> WaitForCancellationAsync(string method, TimeSpan timeout)
+    {
+        var until = DateTime.UtcNow + timeout;
+        while (!_cancelled.Contains(method))
+        {
+            if (DateTime.UtcNow > until) return false;
+            await Task.Delay(10);
+        }
+        return true;
+    }
 
     public override async Task<EchoResponse> Unary(EchoRequest request, ServerCallContext context)
     {
@@ -53,7 +64,7 @@ public sealed class EchoService : Echo.Echo.EchoBase
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.Cancelled)
         {
-            Cancelled.TrySetResult("Duplex");
+            _cancelled.Enqueue("Duplex");
             throw;
         }
     }
@@ -68,7 +79,7 @@ public sealed class EchoService : Echo.Echo.EchoBase
             }
             catch (OperationCanceledException)
             {
-                Cancelled.TrySetResult(method);
+                _cancelled.Enqueue(method);
                 throw;
             }
         }

@@ -1,0 +1,3 @@
+using Mesh.Coordinator.Cli;
+
+return await CoordinatorCli.Build().Parse(args).InvokeAsync();

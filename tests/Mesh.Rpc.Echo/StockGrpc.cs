@@ -1,0 +1,128 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Mesh.Rpc.Echo;
+
+/// <summary>
+/// Stock gRPC (Debian's python3-grpcio under /usr/bin/python3) running the echo service scripts in interop/.
+/// The scripts build their messages from echo.proto's descriptor, which this class exports.
+/// </summary>
+public static class StockGrpc
+{
+    public const string Python = "/usr/bin/python3";
+
+    private static readonly Lazy<string> Descriptor = new(() =>
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"mesh-echo-{Environment.ProcessId}.desc");
+        File.WriteAllBytes(path, V1.EchoReflection.Descriptor.SerializedData.ToByteArray());
+        return path;
+    });
+
+    private static string Script(string name) => Path.Combine(AppContext.BaseDirectory, "interop", name);
+
+    public static ProcessStartInfo StartInfo(string script, params string[] args)
+    {
+        if (!File.Exists(Python) || Run(Python, "-c", "import grpc") != 0)
+        {
+            throw new InvalidOperationException("Stock gRPC is missing: /usr/bin/python3 cannot import grpc. Install python3-grpcio (scripts/test does).");
+        }
+        var info = new ProcessStartInfo(Python) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
+        info.ArgumentList.Add(Script(script));
+        foreach (var arg in args) info.ArgumentList.Add(arg);
+        info.ArgumentList.Add(Descriptor.Value);
+        info.Environment["PYTHONDONTWRITEBYTECODE"] = "1";
+        return info;
+    }
+
+    /// <summary>Runs the stock client's cases against a server; one result per case name.</summary>
+    public static Dictionary<string, JsonElement> RunClient(string target)
+    {
+        using var process = Process.Start(StartInfo("echo_client.py", target))!;
+        process.StandardInput.Close();
+        var stderr = process.StandardError.ReadToEndAsync();
+        var results = new Dictionary<string, JsonElement>();
+        while (process.StandardOutput.ReadLine() is { } line)
+        {
+            var json = JsonDocument.Parse(line).RootElement.Clone();
+            results[json.GetProperty("case").GetString()!] = json;
+        }
+        if (!process.WaitForExit(120_000)) process.Kill(entireProcessTree: true);
+        if (process.ExitCode != 0) throw new InvalidOperationException($"echo_client.py failed ({process.ExitCode}): {stderr.Result}");
+        return results;
+    }
+
+    /// <summary>Stock client load against a server: unary calls and streamed messages per second.</summary>
+    public static (double UnaryPerSecond, double StreamedPerSecond) RunBenchClient(string target, double seconds, int concurrency)
+    {
+        using var process = Process.Start(StartInfo("bench_client.py", target, seconds.ToString(System.Globalization.CultureInfo.InvariantCulture), concurrency.ToString(System.Globalization.CultureInfo.InvariantCulture)))!;
+        process.StandardInput.Close();
+        var stderr = process.StandardError.ReadToEndAsync();
+        var rates = new Dictionary<string, double>();
+        while (process.StandardOutput.ReadLine() is { } line)
+        {
+            var parts = line.Split(' ');
+            rates[parts[0]] = double.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        process.WaitForExit();
+        if (process.ExitCode != 0) throw new InvalidOperationException($"bench_client.py failed ({process.ExitCode}): {stderr.Result}");
+        return (rates["unary"], rates["stream"]);
+    }
+
+    private static int Run(string file, params string[] args)
+    {
+        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in args) info.ArgumentList.Add(arg);
+        using var process = Process.Start(info)!;
+        process.WaitForExit();
+        return process.ExitCode;
+    }
+}
+
+/// <summary>The stock echo server, alive for one test class.</summary>
+public sealed class StockEchoServer : IDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _events = new();
+
+    public StockEchoServer()
+    {
+        _process = Process.Start(StockGrpc.StartInfo("echo_server.py"))!;
+        var first = _process.StandardOutput.ReadLine();
+        if (first is null || !first.StartsWith("PORT ", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"echo_server.py did not start: {first} {_process.StandardError.ReadToEnd()}");
+        }
+        Address = $"http://127.0.0.1:{first[5..]}";
+        _ = Task.Run(() =>
+        {
+            while (_process.StandardOutput.ReadLine() is { } line) _events.Enqueue(line);
+        });
+    }
+
+    public string Address { get; }
+
+    public async Task<bool> WaitForEventAsync(string expected, TimeSpan timeout)
+    {
+        var until = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < until)
+        {
+            if (_events.Contains(expected)) return true;
+            await Task.Delay(20);
+        }
+        return false;
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            _process.StandardInput.Close();
+            if (!_process.WaitForExit(5000)) _process.Kill(entireProcessTree: true);
+        }
+        finally
+        {
+            _process.Dispose();
+        }
+    }
+}
