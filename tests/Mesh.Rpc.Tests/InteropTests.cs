@@ -10,112 +10,24 @@ using Mesh.Rpc.Echo.V1;
 namespace Mesh.Rpc.Tests;
 
 /// <summary>Our client against stock gRPC's server (python3-grpcio).</summary>
-public sealed class OurClientAgainstStockServerTests : IClassFixture<StockEchoServer>, IDisposable
+public sealed class OurClientAgainstStockServerTests : EchoClientConformance, IClassFixture<StockEchoServer>, IDisposable
 {
     private readonly StockEchoServer _server;
     private readonly GrpcChannel _channel;
-    private readonly Echo.V1.Echo.EchoClient _client;
 
     public OurClientAgainstStockServerTests(StockEchoServer server)
     {
         _server = server;
         // C-core servers answer frequent pings without data with GOAWAY; these calls are short anyway.
         _channel = GrpcChannel.ForAddress(server.Address, new GrpcChannelOptions { KeepAlivePingDelay = Timeout.InfiniteTimeSpan });
-        _client = new Echo.V1.Echo.EchoClient(_channel);
+        Client = new Echo.V1.Echo.EchoClient(_channel);
     }
+
+    protected override Echo.V1.Echo.EchoClient Client { get; }
+    protected override CallInvoker Invoker => _channel.CreateCallInvoker();
+    protected override Task<bool> ServerSawCancellationAsync(string method) => _server.WaitForEventAsync("CANCELLED " + method, TimeSpan.FromSeconds(10));
 
     public void Dispose() => _channel.Dispose();
-
-    [Fact]
-    public async Task Unary()
-    {
-        var headers = new Metadata { { "x-echo", "from dotnet" }, { "x-echo-bin", new byte[] { 0, 1, 0xfe, 0xff } } };
-        using var call = _client.UnaryAsync(new EchoRequest { Message = "hello" }, headers);
-        var response = await call;
-        Assert.Equal("hello", response.Message);
-        Assert.Equal("from dotnet", response.EchoedHeader);
-        Assert.Equal(new byte[] { 0, 1, 0xfe, 0xff }, call.GetTrailers().GetValueBytes("x-echo-bin"));
-    }
-
-    [Fact]
-    public async Task ServerStreaming()
-    {
-        using var call = _client.ServerStream(new EchoRequest { Message = "s", Repeat = 5 });
-        var indexes = new List<int>();
-        await foreach (var response in call.ResponseStream.ReadAllAsync()) indexes.Add(response.Index);
-        Assert.Equal([0, 1, 2, 3, 4], indexes);
-    }
-
-    [Fact]
-    public async Task ClientStreaming()
-    {
-        using var call = _client.ClientStream();
-        foreach (var word in new[] { "a", "b", "c" }) await call.RequestStream.WriteAsync(new EchoRequest { Message = word, Payload = ByteString.CopyFromUtf8("12345") });
-        await call.RequestStream.CompleteAsync();
-        var response = await call;
-        Assert.Equal("a,b,c", response.Message);
-        Assert.Equal(15, response.Index);
-    }
-
-    [Fact]
-    public async Task BidirectionalStreaming()
-    {
-        using var call = _client.Duplex();
-        for (var i = 0; i < 5; i++)
-        {
-            await call.RequestStream.WriteAsync(new EchoRequest { Message = "m" + i });
-            Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
-            Assert.Equal("m" + i, call.ResponseStream.Current.Message);
-        }
-        await call.RequestStream.CompleteAsync();
-        Assert.False(await call.ResponseStream.MoveNext(CancellationToken.None));
-        Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
-    }
-
-    [Fact]
-    public async Task DeadlineExpires()
-    {
-        var ex = await Assert.ThrowsAsync<RpcException>(async () =>
-            await _client.UnaryAsync(new EchoRequest { DelayMs = 5000 }, deadline: DateTime.UtcNow.AddMilliseconds(300)));
-        Assert.Equal(StatusCode.DeadlineExceeded, ex.StatusCode);
-    }
-
-    [Fact]
-    public async Task ErrorStatusWithMessage()
-    {
-        var ex = await Assert.ThrowsAsync<RpcException>(async () =>
-            await _client.UnaryAsync(new EchoRequest { FailCode = (int)StatusCode.NotFound, FailMessage = "no such node: café 100% ☃" }));
-        Assert.Equal(StatusCode.NotFound, ex.StatusCode);
-        Assert.Equal("no such node: café 100% ☃", ex.Status.Detail);
-    }
-
-    [Fact]
-    public async Task CancelledStreamReachesTheServer()
-    {
-        using var cts = new CancellationTokenSource();
-        using var call = _client.ServerStream(new EchoRequest { Message = "c", Repeat = 100, DelayMs = 200 }, cancellationToken: cts.Token);
-        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
-        cts.Cancel();
-        var ex = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(CancellationToken.None));
-        Assert.Equal(StatusCode.Cancelled, ex.StatusCode);
-        Assert.True(await _server.WaitForEventAsync("CANCELLED ServerStream", TimeSpan.FromSeconds(10)), "the stock server never saw the cancellation");
-    }
-
-    [Fact]
-    public async Task OversizedRequestIsRefusedByTheStockServer()
-    {
-        var ex = await Assert.ThrowsAsync<RpcException>(async () =>
-            await _client.UnaryAsync(new EchoRequest { Payload = ByteString.CopyFrom(new byte[5 * 1024 * 1024]) }));
-        Assert.Equal(StatusCode.ResourceExhausted, ex.StatusCode);
-    }
-
-    [Fact]
-    public async Task OversizedResponseIsRefusedByOurClient()
-    {
-        var ex = await Assert.ThrowsAsync<RpcException>(async () =>
-            await _client.UnaryAsync(new EchoRequest { ResponsePayloadSize = 5 * 1024 * 1024 }));
-        Assert.Equal(StatusCode.ResourceExhausted, ex.StatusCode);
-    }
 }
 
 /// <summary>Our server, run once per class against every case of the stock client.</summary>
