@@ -1,0 +1,77 @@
+using System.Net;
+using Mesh.WireGuard.Routing;
+
+namespace Mesh.WireGuard.Tests;
+
+public sealed class AllowedIpsTests
+{
+    private sealed record P(string Name);
+
+    private static readonly P A = new("a"), B = new("b"), C = new("c");
+
+    [Fact]
+    public void LongestPrefixWinsForIPv4AndIPv6()
+    {
+        var table = new AllowedIps<P>();
+        table.Insert(IpPrefix.Parse("0.0.0.0/0"), A);
+        table.Insert(IpPrefix.Parse("10.0.0.0/8"), B);
+        table.Insert(IpPrefix.Parse("10.1.2.3/32"), C);
+        table.Insert(IpPrefix.Parse("fd00::/8"), A);
+        table.Insert(IpPrefix.Parse("fd7a:115c::/32"), B);
+        Assert.Same(A, table.Lookup(IPAddress.Parse("8.8.8.8")));
+        Assert.Same(B, table.Lookup(IPAddress.Parse("10.1.2.4")));
+        Assert.Same(C, table.Lookup(IPAddress.Parse("10.1.2.3")));
+        Assert.Same(B, table.Lookup(IPAddress.Parse("fd7a:115c::1")));
+        Assert.Same(A, table.Lookup(IPAddress.Parse("fdff::1")));
+        Assert.Null(table.Lookup(IPAddress.Parse("2001:db8::1")));
+    }
+
+    [Fact]
+    public void HostBitsAreMaskedAndBareAddressesAreHosts()
+    {
+        Assert.Equal("10.1.2.0/24", IpPrefix.Parse("10.1.2.99/24").ToString());
+        Assert.Equal("10.1.2.99/32", IpPrefix.Parse("10.1.2.99").ToString());
+        Assert.Equal("fd00::/64", IpPrefix.Parse("fd00::1234/64").ToString());
+        Assert.False(IpPrefix.TryParse("10.0.0.0/33", out _, out var error));
+        Assert.Contains("0-32", error);
+        Assert.False(IpPrefix.TryParse("ten.0.0.0/8", out _, out _));
+    }
+
+    [Fact]
+    public void APrefixMovesToTheLastPeerGivenIt()
+    {
+        var table = new AllowedIps<P>();
+        table.Insert(IpPrefix.Parse("10.0.0.0/24"), A);
+        table.Insert(IpPrefix.Parse("10.0.0.0/24"), B);
+        Assert.Same(B, table.Lookup(IPAddress.Parse("10.0.0.5")));
+        Assert.Empty(table.PrefixesOf(A));
+    }
+
+    [Fact]
+    public void RemoveAndRemovePeer()
+    {
+        var table = new AllowedIps<P>();
+        table.Insert(IpPrefix.Parse("10.0.0.0/24"), A);
+        table.Insert(IpPrefix.Parse("10.0.1.0/24"), A);
+        table.Insert(IpPrefix.Parse("fd00::/64"), A);
+        table.Insert(IpPrefix.Parse("10.0.0.128/25"), B);
+        Assert.Equal(["10.0.0.0/24", "10.0.1.0/24", "fd00::/64"], table.PrefixesOf(A).Select(p => p.ToString()));
+        Assert.True(table.Remove(IpPrefix.Parse("10.0.1.0/24")));
+        Assert.False(table.Remove(IpPrefix.Parse("10.0.1.0/24")));
+        Assert.Null(table.Lookup(IPAddress.Parse("10.0.1.1")));
+        table.RemovePeer(A);
+        Assert.Null(table.Lookup(IPAddress.Parse("10.0.0.1")));
+        Assert.Same(B, table.Lookup(IPAddress.Parse("10.0.0.200")));
+        Assert.Null(table.Lookup(IPAddress.Parse("fd00::1")));
+    }
+
+    [Fact]
+    public void LookupFromRawHeaderBytes()
+    {
+        var table = new AllowedIps<P>();
+        table.Insert(IpPrefix.Parse("192.168.0.0/16"), A);
+        Assert.Same(A, table.Lookup(new byte[] { 192, 168, 4, 4 }));
+        Assert.Null(table.Lookup(new byte[] { 192, 169, 4, 4 }));
+        Assert.Null(table.Lookup(new byte[] { 1, 2, 3 }));
+    }
+}
