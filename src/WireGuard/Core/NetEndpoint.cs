@@ -22,6 +22,24 @@ public readonly struct NetEndpoint : IEquatable<NetEndpoint>
 
     public NetEndpoint(IPEndPoint endpoint) : this(endpoint.Address, endpoint.Port) { }
 
+    private NetEndpoint(ulong high, ulong low, ushort port)
+    {
+        _high = high;
+        _low = low;
+        Port = port;
+    }
+
+    /// <summary>From 16 address bytes in network order (IPv4 as IPv4-mapped IPv6), without allocating.</summary>
+    public static NetEndpoint FromAddressBytes(ReadOnlySpan<byte> address16, ushort port) =>
+        new(BinaryPrimitives.ReadUInt64BigEndian(address16), BinaryPrimitives.ReadUInt64BigEndian(address16[8..]), port);
+
+    /// <summary>From 4 IPv4 address bytes in network order, without allocating.</summary>
+    public static NetEndpoint FromIPv4Bytes(ReadOnlySpan<byte> address4, ushort port) =>
+        new(0, 0xFFFF_0000_0000UL | BinaryPrimitives.ReadUInt32BigEndian(address4), port);
+
+    /// <summary>The 16 address bytes in network order, IPv4 as IPv4-mapped IPv6.</summary>
+    public void WriteMappedAddress(Span<byte> destination16) => WriteAddress(destination16);
+
     public ushort Port { get; }
     public bool IsIPv4 => _high == 0 && (_low >> 32) == 0xFFFF;
     public bool IsEmpty => _high == 0 && _low == 0 && Port == 0;

@@ -52,6 +52,15 @@ public sealed partial class Peer
     }
 
     public TimeSpan PersistentKeepalive { get; internal set; }
+
+    /// <summary>The preshared key in hex for the UAPI (all zeros when none is set).</summary>
+    internal string PresharedKeyHex
+    {
+        get
+        {
+            lock (Lock) return Convert.ToHexStringLower(Handshake.PresharedKey);
+        }
+    }
     public long RxBytes => Interlocked.Read(ref _rxBytes);
     public long TxBytes => Interlocked.Read(ref _txBytes);
 

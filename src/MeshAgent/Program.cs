@@ -1,0 +1,3 @@
+using Mesh.Agent.Cli;
+
+return await AgentCli.Build().Parse(args).InvokeAsync();

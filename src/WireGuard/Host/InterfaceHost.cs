@@ -1,0 +1,162 @@
+using System.Net;
+using Mesh.WireGuard.Conn;
+using Mesh.WireGuard.Core;
+using Mesh.WireGuard.Tun;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Mesh.WireGuard.Host;
+
+/// <summary>
+/// Runs a <see cref="Device"/> over real I/O: a thread reads the TUN device and sends, a thread receives
+/// from the UDP socket, and a timer thread ticks the protocol's timers.
+/// </summary>
+public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
+{
+    private const int MaxPacket = 65535;
+    private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(100);
+
+    private readonly TunDevice _tun;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly object _bindLock = new();
+    private UdpBinding _udp;
+    private Thread? _udpThread;
+    private Thread? _tunThread;
+    private Thread? _timerThread;
+
+    public InterfaceHost(TunDevice tun, int listenPort, ILogger? logger = null, DeviceOptions? options = null)
+    {
+        _tun = tun;
+        _logger = logger ?? NullLogger.Instance;
+        _udp = UdpBinding.Bind(listenPort);
+        Device = new Device(this, options: options) { ListenPort = _udp.Port };
+    }
+
+    public Device Device { get; }
+    public string Name => _tun.Name;
+
+    /// <summary>Completes when the host stops, by <see cref="Dispose"/> or because the TUN interface went away.</summary>
+    public Task Stopped => _stoppedSource.Task;
+    private readonly TaskCompletionSource _stoppedSource = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public void Start()
+    {
+        _tunThread = StartThread(TunLoop, "tun");
+        _udpThread = StartThread(() => UdpLoop(_udp), "udp");
+        _timerThread = StartThread(TimerLoop, "timers");
+    }
+
+    /// <summary>Moves to another UDP port (0 for any); false when it is taken.</summary>
+    public bool Rebind(int port)
+    {
+        lock (_bindLock)
+        {
+            if (port != 0 && port == _udp.Port) return true;
+            UdpBinding fresh;
+            try
+            {
+                fresh = UdpBinding.Bind(port);
+            }
+            catch (System.Net.Sockets.SocketException ex)
+            {
+                _logger.LogWarning("Cannot listen on UDP port {Port}: {Message}", port, ex.Message);
+                return false;
+            }
+            if (Device.FirewallMark != 0) fresh.SetFirewallMark(Device.FirewallMark);
+            var old = _udp;
+            _udp = fresh;
+            Device.ListenPort = fresh.Port;
+            old.Dispose();
+            _udpThread = StartThread(() => UdpLoop(fresh), "udp");
+            return true;
+        }
+    }
+
+    public bool SetListenPort(int port) => Rebind(port);
+
+    public void SetFirewallMark(int mark)
+    {
+        lock (_bindLock)
+        {
+            _udp.SetFirewallMark(mark);
+            Device.FirewallMark = mark;
+        }
+    }
+
+    public void SendDatagram(ReadOnlySpan<byte> datagram, NetEndpoint destination) => _udp.Send(datagram, destination);
+
+    public void WriteTunnel(ReadOnlySpan<byte> packet) => _tun.Write(packet);
+
+    public void Dispose()
+    {
+        if (_stopping.IsCancellationRequested) return;
+        _stopping.Cancel();
+        lock (_bindLock) _udp.Dispose();
+        _tun.Dispose();
+        foreach (var thread in new[] { _tunThread, _udpThread, _timerThread })
+        {
+            if (thread is not null && thread != Thread.CurrentThread) thread.Join(TimeSpan.FromSeconds(2));
+        }
+        Device.Dispose();
+        _stoppedSource.TrySetResult();
+    }
+
+    private void TunLoop()
+    {
+        var buffer = new byte[MaxPacket];
+        while (!_stopping.IsCancellationRequested)
+        {
+            var length = _tun.Read(buffer, 500);
+            if (length < 0)
+            {
+                if (!_stopping.IsCancellationRequested)
+                {
+                    _logger.LogInformation("Interface {Name} is gone; stopping.", Name);
+                    ThreadPool.QueueUserWorkItem(_ => Dispose());
+                }
+                return;
+            }
+            if (length > 0) Device.SendPacket(buffer.AsSpan(0, length));
+        }
+    }
+
+    private void UdpLoop(UdpBinding udp)
+    {
+        var buffer = new byte[MaxPacket];
+        var from = udp.CreateReceiveAddress();
+        while (!_stopping.IsCancellationRequested)
+        {
+            var length = udp.Receive(buffer, from, out var source);
+            if (length < 0) return;
+            if (length > 0) Device.ReceiveDatagram(buffer.AsSpan(0, length), source);
+        }
+    }
+
+    private void TimerLoop()
+    {
+        while (!_stopping.Token.WaitHandle.WaitOne(TickInterval)) Device.Tick();
+    }
+
+    private Thread StartThread(Action loop, string role)
+    {
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                loop();
+            }
+            catch (Exception ex)
+            {
+                _logger.LogError(ex, "The {Role} loop of {Name} failed.", role, Name);
+                ThreadPool.QueueUserWorkItem(_ => Dispose());
+            }
+        })
+        {
+            IsBackground = true,
+            Name = $"{Name}-{role}",
+        };
+        thread.Start();
+        return thread;
+    }
+}
