@@ -15,6 +15,9 @@ public sealed class NetworkLab : IDisposable
 
     public NetworkLab() => Require();
 
+    /// <summary>A name unique to this lab, at most 15 characters: interfaces share /var/run/wireguard across namespaces.</summary>
+    public string InterfaceName(string role) => $"wg{_id}{role}";
+
     /// <summary>Creates a namespace with loopback up; returns its full name.</summary>
     public string Namespace(string role)
     {

@@ -26,8 +26,8 @@ public sealed class WireGuardInteropTests : IDisposable
 
     private (WireGuardPeer A, WireGuardPeer B) Pair(bool aIsAgent, bool bIsAgent, bool bKnowsA = true)
     {
-        WireGuardPeer a = aIsAgent ? new AgentPeer(_lab, _nsA, "wgma") : new WireGuardGoPeer(_lab, _nsA, "wgga");
-        WireGuardPeer b = bIsAgent ? new AgentPeer(_lab, _nsB, "wgmb") : new WireGuardGoPeer(_lab, _nsB, "wggb");
+        WireGuardPeer a = aIsAgent ? new AgentPeer(_lab, _nsA, _lab.InterfaceName("a")) : new WireGuardGoPeer(_lab, _nsA, _lab.InterfaceName("a"));
+        WireGuardPeer b = bIsAgent ? new AgentPeer(_lab, _nsB, _lab.InterfaceName("b")) : new WireGuardGoPeer(_lab, _nsB, _lab.InterfaceName("b"));
         a.Up(TunnelA + "/24", 51820, b, TunnelB, UnderlayB + ":51821");
         b.Up(TunnelB + "/24", 51821, a, TunnelA, bKnowsA ? UnderlayA + ":51820" : null);
         return (a, b);

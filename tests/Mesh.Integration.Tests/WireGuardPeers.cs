@@ -26,6 +26,21 @@ public abstract class WireGuardPeer(NetworkLab lab, string ns, string interfaceN
         return lines[1].Split('\t');
     }
 
+    /// <summary>The UAPI socket answers: the interface's daemon is up (a leftover socket file does not count).</summary>
+    protected bool UapiAnswers()
+    {
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        try
+        {
+            socket.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint($"/var/run/wireguard/{Interface}.sock"));
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
+    }
+
     protected static void WaitFor(Func<bool> condition, TimeSpan timeout, string what)
     {
         var watch = Stopwatch.StartNew();
@@ -74,7 +89,9 @@ public sealed class AgentPeer(NetworkLab lab, string ns, string interfaceName) :
         var path = Path.Combine(Path.GetDirectoryName(config)!, Interface + ".conf");
         File.Move(config, path, overwrite: true);
         Process = Lab.Start(Namespace, null, "dotnet", AgentDll, "wg", "up", path, "--foreground");
-        WaitFor(() => File.Exists($"/var/run/wireguard/{Interface}.sock") || Process.HasExited, TimeSpan.FromSeconds(20), $"{Interface} up");
+        // The pid file appears once addresses and routes are in place too, not just the UAPI socket.
+        var pidFile = $"/var/run/wireguard/{Interface}.pid";
+        WaitFor(() => (File.Exists(pidFile) && UapiAnswers()) || Process.HasExited, TimeSpan.FromSeconds(20), $"{Interface} up");
         if (Process.HasExited) throw new InvalidOperationException($"mesh-agent exited: {Process.StandardError.ReadToEnd()}");
         File.Delete(path);
     }
@@ -86,7 +103,7 @@ public sealed class WireGuardGoPeer(NetworkLab lab, string ns, string interfaceN
     public override void Up(string tunnelCidr, int listenPort, WireGuardPeer peer, string peerTunnelIp, string? peerEndpoint, int keepalive = 0)
     {
         var process = Lab.Start(Namespace, new Dictionary<string, string> { ["WG_PROCESS_FOREGROUND"] = "1" }, "wireguard-go", Interface);
-        WaitFor(() => File.Exists($"/var/run/wireguard/{Interface}.sock") || process.HasExited, TimeSpan.FromSeconds(20), $"wireguard-go {Interface} up");
+        WaitFor(() => UapiAnswers() || process.HasExited, TimeSpan.FromSeconds(20), $"wireguard-go {Interface} up");
         var keyFile = Lab.WriteFile(Interface + ".key", Key.ToBase64());
         var args = new List<string> { "wg", "set", Interface, "private-key", keyFile, "listen-port", listenPort.ToString(), "peer", peer.PublicKey.ToBase64(), "allowed-ips", peerTunnelIp + "/32" };
         if (peerEndpoint is not null) args.AddRange(["endpoint", peerEndpoint]);

@@ -60,17 +60,7 @@ internal static class WgCommands
             c.TimestampFormat = "HH:mm:ss ";
         }));
         var logger = loggerFactory.CreateLogger("mesh-agent");
-        WgQuick quick;
-        try
-        {
-            quick = WgQuick.Up(name, config, file.Name, logger);
-        }
-        catch (Exception ex) when (ex is ConfigException or InvalidOperationException or IOException or ArgumentException or System.Net.Sockets.SocketException)
-        {
-            Console.Error.WriteLine($"mesh-agent: {name}: {ex.Message}");
-            return 1;
-        }
-
+        // Registered before bringing the interface up, so a signal during bring-up still tears down cleanly.
         var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
         {
@@ -82,6 +72,17 @@ internal static class WgCommands
             context.Cancel = true;
             stop.TrySetResult();
         });
+        WgQuick quick;
+        try
+        {
+            quick = WgQuick.Up(name, config, file.Name, logger);
+        }
+        catch (Exception ex) when (ex is ConfigException or InvalidOperationException or IOException or ArgumentException or System.Net.Sockets.SocketException)
+        {
+            Console.Error.WriteLine($"mesh-agent: {name}: {ex.Message}");
+            return 1;
+        }
+
         await File.WriteAllTextAsync(PidFile(name), Environment.ProcessId + "\n", CancellationToken.None);
         try
         {
