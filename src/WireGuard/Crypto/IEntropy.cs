@@ -7,7 +7,7 @@ public interface IEntropy
 {
     void Fill(Span<byte> buffer);
 
-    /// <summary>A uniformly distributed integer in [0, maxExclusive).</summary>
+    /// <summary>A uniformly distributed integer in [0, maxExclusive) for timer jitter: not for secrets.</summary>
     int NextInt(int maxExclusive);
 }
 
@@ -17,5 +17,6 @@ public sealed class SystemEntropy : IEntropy
 
     public void Fill(Span<byte> buffer) => RandomNumberGenerator.Fill(buffer);
 
-    public int NextInt(int maxExclusive) => RandomNumberGenerator.GetInt32(maxExclusive);
+    // Jitter is drawn on the data path; it needs to be unpredictable to peers' timing, not secret.
+    public int NextInt(int maxExclusive) => Random.Shared.Next(maxExclusive);
 }

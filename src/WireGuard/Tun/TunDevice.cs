@@ -13,6 +13,9 @@ public sealed class TunDevice : IDisposable
     private const short IFF_TUN = 0x0001;
     private const short IFF_NO_PI = 0x1000;
     private const int IfNameSize = 16;
+    private const int F_GETFL = 3;
+    private const int F_SETFL = 4;
+    private const int O_NONBLOCK = 0x800;
 
     private int _fd;
 
@@ -46,6 +49,8 @@ public sealed class TunDevice : IDisposable
             Libc.close(fd);
             throw new IOException($"Cannot create TUN interface \"{name}\": {Libc.Error(errno)}.");
         }
+        // Non-blocking: under load a read returns a packet at once, and poll() is needed only when the queue is empty.
+        Libc.fcntl(fd, F_SETFL, Libc.fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
         var actual = Encoding.ASCII.GetString(request, 0, IfNameSize).TrimEnd('\0');
         return new TunDevice(fd, actual);
     }
@@ -59,6 +64,12 @@ public sealed class TunDevice : IDisposable
         {
             var fd = Volatile.Read(ref _fd);
             if (fd < 0) return -1;
+            var read = Libc.read(fd, ref MemoryMarshal.GetReference(buffer), buffer.Length);
+            if (read >= 0) return (int)read;
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == Libc.EINTR) continue;
+            if (errno != Libc.EAGAIN) return -1;
+
             var poll = new Libc.PollFd { Fd = fd, Events = Libc.POLLIN };
             var ready = Libc.poll(ref poll, 1, timeoutMs);
             if (ready < 0)
@@ -68,11 +79,6 @@ public sealed class TunDevice : IDisposable
             }
             if (ready == 0) return 0;
             if ((poll.Revents & Libc.POLLIN) == 0) return -1;
-            var read = Libc.read(fd, ref MemoryMarshal.GetReference(buffer), buffer.Length);
-            if (read >= 0) return (int)read;
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno is Libc.EINTR or Libc.EAGAIN) continue;
-            return -1;
         }
     }
 
