@@ -62,24 +62,24 @@ public sealed class WireGuardInteropTests : IDisposable
     {
         // B is our agent; A (wireguard-go) must follow B to its new address from B's authenticated packets.
         var (stock, agent) = Pair(aIsAgent: false, bIsAgent: true);
-        Assert.True(agent.Ping(TunnelA));
-        _lab.Exec(_nsB, "ip", "addr", "del", UnderlayB + "/24", "dev", _linkB);
-        _lab.Exec(_nsB, "ip", "addr", "add", "172.31.0.3/24", "dev", _linkB);
-        Assert.True(agent.Ping(TunnelA), "ping from the roamed agent");
-        Assert.True(stock.Ping(TunnelB), "ping back to the roamed agent");
-        Assert.Equal("172.31.0.3:51821", stock.DumpPeer()[2]);
+        AssertFollowsRoamingB(stock, agent, "172.31.0.3");
     }
 
     [Fact]
     public void TunnelBetweenAgentsSurvivesAnUnderlayAddressChange()
     {
         var (a, b) = Pair(aIsAgent: true, bIsAgent: true);
+        AssertFollowsRoamingB(a, b, "172.31.0.4");
+    }
+
+    private void AssertFollowsRoamingB(WireGuardPeer a, WireGuardPeer b, string newUnderlay)
+    {
         Assert.True(b.Ping(TunnelA));
         _lab.Exec(_nsB, "ip", "addr", "del", UnderlayB + "/24", "dev", _linkB);
-        _lab.Exec(_nsB, "ip", "addr", "add", "172.31.0.4/24", "dev", _linkB);
-        Assert.True(b.Ping(TunnelA), "ping from the roamed agent");
-        Assert.True(a.Ping(TunnelB), "ping back to the roamed agent");
-        Assert.Equal("172.31.0.4:51821", a.DumpPeer()[2]);
+        _lab.Exec(_nsB, "ip", "addr", "add", newUnderlay + "/24", "dev", _linkB);
+        Assert.True(b.Ping(TunnelA), "ping from the roamed side");
+        Assert.True(a.Ping(TunnelB), "ping back to the roamed side");
+        Assert.Equal(newUnderlay + ":51821", a.DumpPeer()[2]);
     }
 
     [Fact]

@@ -9,11 +9,7 @@ public sealed class MessageLimitTests
     public void RekeyAfterMessagesStartsAHandshakeAndRejectAfterMessagesStopsSending()
     {
         var net = new TestNetwork();
-        var a = net.AddNode("192.0.2.1:1", "10.0.0.1");
-        var b = net.AddNode("192.0.2.2:1", "10.0.0.2");
-        TestNetwork.Connect(a, b);
-        a.SendTo(b);
-        net.Pump();
+        var (a, b) = net.EstablishedPair();
         var keypair = a.PeerOf(b).Current!;
 
         SetSendCounter(keypair, ProtocolConstants.RekeyAfterMessages + 1);

@@ -35,6 +35,17 @@ internal sealed class TestNetwork
         b.AddPeer(a, bKnowsA);
     }
 
+    /// <summary>Two connected nodes that have completed a handshake through a first packet from a to b.</summary>
+    public (Node A, Node B) EstablishedPair()
+    {
+        var a = AddNode("192.0.2.1:1", "10.0.0.1");
+        var b = AddNode("192.0.2.2:1", "10.0.0.2");
+        Connect(a, b);
+        a.SendTo(b);
+        Pump();
+        return (a, b);
+    }
+
     /// <summary>Delivers datagrams until none are left in flight (bounded, so a loop shows as a failure).</summary>
     public int Pump(int maxRounds = 100)
     {
