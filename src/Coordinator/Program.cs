@@ -1,3 +1,3 @@
 using Mesh.Coordinator.Cli;
 
-return await CoordinatorCli.Build().Parse(args).InvokeAsync();
+return await CliRunner.RunAsync("mesh-coordinator", CoordinatorCli.Build(), args);

@@ -1,3 +1,6 @@
 using Mesh.Agent.Cli;
 
-return await AgentCli.Build().Parse(args).InvokeAsync();
+var parse = AgentCli.Build().Parse(args);
+if (parse.Errors.Count == 0) return await parse.InvokeAsync();
+Console.Error.WriteLine($"mesh-agent: {parse.Errors[0].Message} (see --help)");
+return 2;

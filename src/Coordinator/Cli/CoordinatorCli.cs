@@ -11,6 +11,7 @@ public static class CoordinatorCli
     {
         var root = new RootCommand("Mesh coordinator: registers nodes, hands out addresses and keeps every agent's peer map current.");
         root.Subcommands.Add(BuildServe());
+        foreach (var command in AdminCommands.Build()) root.Subcommands.Add(command);
         return root;
     }
 
@@ -36,8 +37,36 @@ public static class CoordinatorCli
         var tlsCert = new Option<FileInfo?>("--tls-cert") { Description = "PEM certificate (chain) for TLS." };
         var tlsKey = new Option<FileInfo?>("--tls-key") { Description = "PEM private key for --tls-cert." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Log debug details." };
+        var stunPort = new Option<int>("--stun-port")
+        {
+            Description = "First UDP port for STUN; the second is the next one up.",
+            DefaultValueFactory = _ => CoordinatorOptions.DefaultStunPort,
+        };
+        var publicHost = new Option<string?>("--public-address") { Description = "Host or IP agents reach this coordinator at (default: the address each agent connected to)." };
+        var ipv4Prefix = new Option<IPNetwork>("--ipv4-prefix")
+        {
+            Description = "Prefix mesh IPv4 addresses come from.",
+            DefaultValueFactory = _ => new Control.MeshOptions().Ipv4Prefix,
+            CustomParser = result =>
+            {
+                if (IPNetwork.TryParse(result.Tokens.Single().Value, out var prefix)) return prefix;
+                result.AddError($"--ipv4-prefix: \"{result.Tokens.Single().Value}\" is not a prefix like 100.64.0.0/10.");
+                return default;
+            },
+        };
+        var ephemeralTimeout = new Option<TimeSpan>("--ephemeral-timeout")
+        {
+            Description = "How long an ephemeral node may stay offline before it is removed (e.g. 2m, 30s).",
+            DefaultValueFactory = _ => new Control.MeshOptions().EphemeralTimeout,
+            CustomParser = result =>
+            {
+                if (Durations.TryParse(result.Tokens.Single().Value, out var duration)) return duration;
+                result.AddError($"--ephemeral-timeout: \"{result.Tokens.Single().Value}\" is not a duration like 90s, 2m or 1h.");
+                return default;
+            },
+        };
 
-        var serve = new Command("serve", "Run the coordinator.") { listen, dataDir, tlsCert, tlsKey, verbose };
+        var serve = new Command("serve", "Run the coordinator.") { listen, dataDir, tlsCert, tlsKey, stunPort, publicHost, ipv4Prefix, ephemeralTimeout, verbose };
         serve.SetAction(async (parse, cancellationToken) =>
         {
             var options = new CoordinatorOptions
@@ -46,6 +75,9 @@ public static class CoordinatorCli
                 DataDir = Path.GetFullPath(parse.GetValue(dataDir)!),
                 TlsCertFile = parse.GetValue(tlsCert)?.FullName,
                 TlsKeyFile = parse.GetValue(tlsKey)?.FullName,
+                StunPort = parse.GetValue(stunPort),
+                PublicHost = parse.GetValue(publicHost),
+                Mesh = new Control.MeshOptions { Ipv4Prefix = parse.GetValue(ipv4Prefix), EphemeralTimeout = parse.GetValue(ephemeralTimeout) },
             };
             if (options.Validate() is { } problem)
             {
@@ -63,6 +95,11 @@ public static class CoordinatorCli
             {
                 Console.Error.WriteLine($"mesh-coordinator: cannot listen on {options.Listen}: {ex.Message}");
                 return 1;
+            }
+            catch (ArgumentException ex)
+            {
+                Console.Error.WriteLine($"mesh-coordinator: {ex.Message}");
+                return 2;
             }
         });
         return serve;

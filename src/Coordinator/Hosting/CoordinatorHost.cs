@@ -2,7 +2,11 @@ using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Health.V1;
+using Mesh.Coordinator.Api;
+using Mesh.Coordinator.Control;
 using Mesh.Coordinator.Health;
+using Mesh.Coordinator.Store;
+using Mesh.Coordinator.Stun;
 using Mesh.Rpc.Server;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -20,17 +24,23 @@ namespace Mesh.Coordinator.Hosting;
 public sealed class CoordinatorHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly CoordinatorStore _store;
 
-    private CoordinatorHost(WebApplication app, Uri grpcAddress, HealthStatusRegistry health)
+    private CoordinatorHost(WebApplication app, Uri grpcAddress, HealthStatusRegistry health, CoordinatorStore store, MeshState mesh, StunServer stun)
     {
         _app = app;
         GrpcAddress = grpcAddress;
         Health = health;
+        _store = store;
+        Mesh = mesh;
+        Stun = stun;
     }
 
     /// <summary>The bound gRPC address, with the real port when the options asked for port 0.</summary>
     public Uri GrpcAddress { get; }
     public HealthStatusRegistry Health { get; }
+    public MeshState Mesh { get; }
+    public StunServer Stun { get; }
 
     public static async Task<CoordinatorHost> StartAsync(CoordinatorOptions options, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default)
     {
@@ -39,6 +49,21 @@ public sealed class CoordinatorHost : IAsyncDisposable
         File.SetUnixFileMode(options.DataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
 
         var certificate = options.TlsCertFile is null ? null : LoadCertificate(options.TlsCertFile, options.TlsKeyFile!);
+        var store = CoordinatorStore.Open(Path.Combine(options.DataDir, CoordinatorOptions.DatabaseFile));
+        try
+        {
+            return await StartAsync(options, certificate, store, configureLogging, cancellationToken);
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
+    }
+
+    private static async Task<CoordinatorHost> StartAsync(CoordinatorOptions options, X509Certificate2? certificate, CoordinatorStore store,
+        Action<ILoggingBuilder>? configureLogging, CancellationToken cancellationToken)
+    {
         var rpcOptions = new GrpcServerOptions();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -51,10 +76,28 @@ public sealed class CoordinatorHost : IAsyncDisposable
         var health = new HealthStatusRegistry();
         builder.Services.AddSingleton(health);
         var app = builder.Build();
+        var loggers = app.Services.GetRequiredService<ILoggerFactory>();
 
+        var mesh = new MeshState(store, options.Mesh, logger: loggers.CreateLogger("mesh"));
+        StunServer stun;
+        try
+        {
+            stun = new StunServer(IPAddress.IPv6Any, options.StunPort, loggers.CreateLogger("stun"));
+        }
+        catch (System.Net.Sockets.SocketException ex)
+        {
+            mesh.Dispose();
+            throw new IOException($"cannot listen for STUN on UDP {options.StunPort} and {options.StunPort + 1}: {ex.Message}", ex);
+        }
+        if (mesh.BootstrapApiKey() is { } adminKey) WritePrivateFile(Path.Combine(options.DataDir, CoordinatorOptions.AdminKeyFile), adminKey + "\n");
+        var stunPort = stun.Ports[0];
+        var stunHost = options.PublicHost ?? (options.Listen.Address.Equals(IPAddress.Any) || options.Listen.Address.Equals(IPAddress.IPv6Any) ? "*" : options.Listen.Address.ToString());
+        IReadOnlyList<string> publicStun = [$"{stunHost}:{stunPort}", $"{stunHost}:{stun.Ports[1]}"];
         var services = new List<ServerServiceDefinition>
         {
             Grpc.Health.V1.Health.BindService(new HealthService(health)),
+            Protos.V1.Coordinator.BindService(new CoordinatorService(mesh, stunPort, options.PublicHost)),
+            Protos.V1.Admin.BindService(new AdminService(mesh, () => publicStun)),
         };
         var dispatcher = new GrpcServiceDispatcher(rpcOptions, app.Services.GetRequiredService<ILogger<GrpcServiceDispatcher>>(), services);
         app.UseGrpcServices(dispatcher);
@@ -65,15 +108,27 @@ public sealed class CoordinatorHost : IAsyncDisposable
         });
 
         app.Lifetime.ApplicationStopping.Register(() => health.SetStatus("", ServingStatus.NotServing));
-        await app.StartAsync(cancellationToken).ConfigureAwait(false);
-        health.SetStatus("", ServingStatus.Serving);
-        health.SetStatus(Grpc.Health.V1.Health.Descriptor.FullName, ServingStatus.Serving);
+        try
+        {
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            stun.Dispose();
+            mesh.Dispose();
+            throw;
+        }
+        foreach (var service in new[] { "", Grpc.Health.V1.Health.Descriptor.FullName, Protos.V1.Coordinator.Descriptor.FullName, Protos.V1.Admin.Descriptor.FullName })
+        {
+            health.SetStatus(service, ServingStatus.Serving);
+        }
 
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         var address = new Uri(certificate is null ? bound : bound.Replace("http://", "https://", StringComparison.Ordinal));
-        app.Logger.LogInformation("Coordinator serving gRPC on {Address} ({Transport}), data in {DataDir}",
-            address, certificate is null ? "h2c" : "TLS", options.DataDir);
-        return new CoordinatorHost(app, address, health);
+        File.WriteAllText(Path.Combine(options.DataDir, CoordinatorOptions.ServerUrlFile), LocalUrl(address) + "\n");
+        app.Logger.LogInformation("Coordinator serving gRPC on {Address} ({Transport}), STUN on UDP {Stun1} and {Stun2}, data in {DataDir}",
+            address, certificate is null ? "h2c" : "TLS", stun.Ports[0], stun.Ports[1], options.DataDir);
+        return new CoordinatorHost(app, address, health, store, mesh, stun);
     }
 
     /// <summary>Runs until SIGINT/SIGTERM or until the token is cancelled.</summary>
@@ -82,8 +137,27 @@ public sealed class CoordinatorHost : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        Mesh.Dispose();
         await _app.StopAsync(timeout.Token).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        Stun.Dispose();
+        _store.Dispose();
+    }
+
+    /// <summary>The address the admin CLI on this machine uses: a wildcard listen address becomes loopback.</summary>
+    private static string LocalUrl(Uri address)
+    {
+        var builder = new UriBuilder(address);
+        if (builder.Host is "0.0.0.0") builder.Host = "127.0.0.1";
+        else if (builder.Host is "[::]" or "::") builder.Host = "[::1]";
+        return builder.Uri.ToString().TrimEnd('/');
+    }
+
+    private static void WritePrivateFile(string path, string content)
+    {
+        using (File.Create(path)) { }
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.WriteAllText(path, content);
     }
 
     private static X509Certificate2 LoadCertificate(string certFile, string keyFile)

@@ -12,6 +12,19 @@ public sealed record CoordinatorOptions
     public string? TlsCertFile { get; init; }
     public string? TlsKeyFile { get; init; }
 
+    /// <summary>The first STUN port; the second is the next one up. 0 picks free ports (tests).</summary>
+    public int StunPort { get; init; } = DefaultStunPort;
+
+    /// <summary>The host agents reach this coordinator at, for the STUN servers it announces; null: the address each agent connected to.</summary>
+    public string? PublicHost { get; init; }
+
+    public Control.MeshOptions Mesh { get; init; } = new();
+
+    public const int DefaultStunPort = 3478;
+    public const string DatabaseFile = "coordinator.db";
+    public const string AdminKeyFile = "admin.key";
+    public const string ServerUrlFile = "server.url";
+
     public static string DefaultDataDir() => Environment.UserName == "root"
         ? "/var/lib/mesh-coordinator"
         : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData), "mesh-coordinator");
@@ -22,6 +35,7 @@ public sealed record CoordinatorOptions
         if ((TlsCertFile is null) != (TlsKeyFile is null)) return "--tls-cert and --tls-key go together: give both or neither.";
         if (TlsCertFile is not null && !File.Exists(TlsCertFile)) return $"--tls-cert: no such file \"{TlsCertFile}\".";
         if (TlsKeyFile is not null && !File.Exists(TlsKeyFile)) return $"--tls-key: no such file \"{TlsKeyFile}\".";
+        if (StunPort is < 0 or > 65534) return $"--stun-port: {StunPort} is not a port from 1 to 65534 (the next port up is the second STUN port).";
         return null;
     }
 }

@@ -56,6 +56,8 @@ internal sealed class HttpServerCallContext : ServerCallContext, IDisposable
 
     public bool DeadlineExceeded => _deadlineExceeded;
 
+    public HttpContext HttpContext => _http;
+
     public override async Task WriteResponseHeadersAsync(Metadata responseHeaders)
     {
         await _writeLock.WaitAsync(CancellationToken).ConfigureAwait(false);

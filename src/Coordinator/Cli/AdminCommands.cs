@@ -1,0 +1,207 @@
+using System.CommandLine;
+using System.Security.Cryptography.X509Certificates;
+using Google.Protobuf;
+using Grpc.Core;
+using Mesh.Coordinator.Hosting;
+using Mesh.Protos.V1;
+using Mesh.Rpc.Client;
+
+namespace Mesh.Coordinator.Cli;
+
+/// <summary>
+/// The admin CLI: nodes, pre-auth keys, API keys, relays and status, through the Admin gRPC service.
+/// Exit 0 on success; otherwise 1 (the call failed) or 2 (bad usage) with one line on stderr.
+/// </summary>
+internal static class AdminCommands
+{
+    private static readonly Option<string?> Server = new("--server") { Description = "Coordinator URL (default: from the data directory's server.url).", Recursive = true };
+    private static readonly Option<string?> ApiKey = new("--api-key") { Description = "Admin API key (default: the data directory's admin.key, or $MESH_API_KEY).", Recursive = true };
+    private static readonly Option<string> DataDir = new("--data-dir")
+    {
+        Description = "The coordinator's data directory, to find the server and key on its own machine.",
+        DefaultValueFactory = _ => CoordinatorOptions.DefaultDataDir(),
+        Recursive = true,
+    };
+    private static readonly Option<FileInfo?> CaCert = new("--ca-cert") { Description = "PEM certificate to trust for an https server with a private CA.", Recursive = true };
+    private static readonly Option<bool> Json = new("--json") { Description = "Print JSON for scripts instead of a table.", Recursive = true };
+
+    public static IEnumerable<Command> Build()
+    {
+        var node = new Argument<string>("node") { Description = "Node id, name or base64 node key." };
+        var nodes = new Command("nodes", "List and manage nodes.") { Server, ApiKey, DataDir, CaCert, Json };
+        nodes.Subcommands.Add(Call("list", "List nodes.", [], (admin, _) => admin.ListNodesAsync(new ListNodesRequest()), PrintNodes));
+        nodes.Subcommands.Add(Call("show", "Show one node.", [node], (admin, p) => admin.GetNodeAsync(new NodeRef { Node = p.GetValue(node) }), n => PrintNodes(new ListNodesResponse { Nodes = { n } })));
+        var newName = new Argument<string>("new-name");
+        nodes.Subcommands.Add(Call("rename", "Rename a node.", [node, newName],
+            (admin, p) => admin.RenameNodeAsync(new RenameNodeRequest { Node = p.GetValue(node), NewName = p.GetValue(newName) }), n => PrintNodes(new ListNodesResponse { Nodes = { n } })));
+        nodes.Subcommands.Add(Call("approve", "Approve a pending node.", [node], (admin, p) => admin.ApproveNodeAsync(new NodeRef { Node = p.GetValue(node) }), n => PrintNodes(new ListNodesResponse { Nodes = { n } })));
+        nodes.Subcommands.Add(Call("expire", "Expire a node: it leaves every netmap and must register again.", [node], (admin, p) => admin.ExpireNodeAsync(new NodeRef { Node = p.GetValue(node) }), n => PrintNodes(new ListNodesResponse { Nodes = { n } })));
+        nodes.Subcommands.Add(Call("delete", "Delete a node.", [node], (admin, p) => admin.DeleteNodeAsync(new NodeRef { Node = p.GetValue(node) }), _ => Console.WriteLine("deleted")));
+
+        var reusable = new Option<bool>("--reusable") { Description = "Usable for any number of nodes (else once)." };
+        var ephemeral = new Option<bool>("--ephemeral") { Description = "Nodes that join with it are removed when they go offline." };
+        var expiration = new Option<TimeSpan?>("--expiration")
+        {
+            Description = "Key lifetime, like 1h or 30d (default: none).",
+            CustomParser = result =>
+            {
+                if (Durations.TryParse(result.Tokens.Single().Value, out var duration)) return duration;
+                result.AddError($"--expiration: \"{result.Tokens.Single().Value}\" is not a duration like 90s, 15m, 12h or 30d.");
+                return null;
+            },
+        };
+        var tags = new Option<string?>("--tags") { Description = "Comma-separated tags for nodes that join with it." };
+        var keyId = new Argument<string>("id");
+        var expireNodes = new Option<bool>("--expire-nodes") { Description = "Also expire every node that joined with this key." };
+        var keys = new Command("keys", "Pre-auth keys for agents to join with.") { Server, ApiKey, DataDir, CaCert, Json };
+        keys.Subcommands.Add(Call("create", "Create a pre-auth key; its secret is shown once.", [reusable, ephemeral, expiration, tags], (admin, p) => admin.CreatePreAuthKeyAsync(new CreatePreAuthKeyRequest
+        {
+            Reusable = p.GetValue(reusable),
+            Ephemeral = p.GetValue(ephemeral),
+            ExpirationSeconds = (long)(p.GetValue(expiration)?.TotalSeconds ?? 0),
+            Tags = { (p.GetValue(tags) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
+        }), created => Console.WriteLine(created.Secret)));
+        keys.Subcommands.Add(Call("list", "List pre-auth keys.", [], (admin, _) => admin.ListPreAuthKeysAsync(new ListPreAuthKeysRequest()), r => PrintKeys(r.Keys)));
+        keys.Subcommands.Add(Call("revoke", "Revoke a pre-auth key.", [keyId, expireNodes], (admin, p) => admin.RevokePreAuthKeyAsync(new RevokePreAuthKeyRequest
+        {
+            Id = p.GetValue(keyId),
+            ExpireNodes = p.GetValue(expireNodes),
+        }), k => PrintKeys([k])));
+
+        var apiKeys = new Command("apikeys", "Admin API keys.") { Server, ApiKey, DataDir, CaCert, Json };
+        apiKeys.Subcommands.Add(Call("create", "Create an admin API key; its secret is shown once.", [], (admin, _) => admin.CreateApiKeyAsync(new CreateApiKeyRequest()), created => Console.WriteLine(created.Secret)));
+        apiKeys.Subcommands.Add(Call("list", "List admin API keys.", [], (admin, _) => admin.ListApiKeysAsync(new ListApiKeysRequest()),
+            r => Table(["ID", "CREATED", "REVOKED"], r.Keys.Select(k => new[] { k.Id, Time(k.Created), k.Revoked ? "yes" : "no" }))));
+        apiKeys.Subcommands.Add(Call("revoke", "Revoke an admin API key.", [keyId], (admin, p) => admin.RevokeApiKeyAsync(new KeyRef { Id = p.GetValue(keyId) }), k => Console.WriteLine($"revoked {k.Id}")));
+
+        var relays = new Command("relays", "Bounce-node relays.") { Server, ApiKey, DataDir, CaCert, Json };
+        relays.Subcommands.Add(Call("list", "List relays.", [], (admin, _) => admin.ListRelaysAsync(new ListRelaysRequest()),
+            r => Table(["ID", "UDP", "TCP"], r.Relays.Select(x => new[] { x.Id, x.UdpAddress, x.TcpUrl }))));
+
+        var status = Call("status", "Show the coordinator's status.", [], (admin, _) => admin.GetStatusAsync(new GetStatusRequest()), s =>
+        {
+            Console.WriteLine($"version        {s.Version}");
+            Console.WriteLine($"started        {Time(s.Started)}");
+            Console.WriteLine($"nodes          {s.NodesTotal} ({s.NodesOnline} online)");
+            Console.WriteLine($"serial         {s.Serial}");
+            Console.WriteLine($"stun servers   {string.Join(", ", s.StunServers)}");
+        });
+        status.Options.Add(Server);
+        status.Options.Add(ApiKey);
+        status.Options.Add(DataDir);
+        status.Options.Add(CaCert);
+        status.Options.Add(Json);
+        return [nodes, keys, apiKeys, relays, status];
+    }
+
+    private static Command Call<T>(string name, string description, Symbol[] symbols, Func<Admin.AdminClient, ParseResult, AsyncUnaryCall<T>> call, Action<T> print)
+        where T : IMessage
+    {
+        var command = new Command(name, description);
+        foreach (var symbol in symbols)
+        {
+            if (symbol is Argument argument) command.Arguments.Add(argument);
+            else if (symbol is Option option) command.Options.Add(option);
+        }
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            string server, key;
+            try
+            {
+                (server, key) = Connection(parse);
+            }
+            catch (InvalidOperationException ex)
+            {
+                Console.Error.WriteLine($"mesh-coordinator: {ex.Message}");
+                return 2;
+            }
+            using var channel = GrpcChannel.ForAddress(server, ChannelOptions(parse.GetValue(CaCert)));
+            var admin = new Admin.AdminClient(channel.CreateCallInvoker().WithBearerToken(key));
+            try
+            {
+                var invocation = call(admin, parse);
+                var result = await invocation.ResponseAsync.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+                if (parse.GetValue(Json)) Console.WriteLine(new JsonFormatter(new JsonFormatter.Settings(formatDefaultValues: true)).Format(result));
+                else print(result);
+                return 0;
+            }
+            catch (RpcException ex)
+            {
+                Console.Error.WriteLine($"mesh-coordinator: {ex.StatusCode}: {ex.Status.Detail}");
+                return 1;
+            }
+            catch (TimeoutException)
+            {
+                Console.Error.WriteLine($"mesh-coordinator: {server} did not answer within 30 s");
+                return 1;
+            }
+        });
+        return command;
+    }
+
+    private static (string Server, string Key) Connection(ParseResult parse)
+    {
+        var dataDir = parse.GetValue(DataDir)!;
+        var server = parse.GetValue(Server) ?? Environment.GetEnvironmentVariable("MESH_SERVER") ?? ReadFile(dataDir, CoordinatorOptions.ServerUrlFile, "--server");
+        var key = parse.GetValue(ApiKey) ?? Environment.GetEnvironmentVariable("MESH_API_KEY") ?? ReadFile(dataDir, CoordinatorOptions.AdminKeyFile, "--api-key");
+        if (!Uri.TryCreate(server, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+        {
+            throw new InvalidOperationException($"--server: \"{server}\" is not an http:// or https:// URL.");
+        }
+        return (server, key);
+    }
+
+    private static string ReadFile(string dataDir, string file, string flag)
+    {
+        var path = Path.Combine(dataDir, file);
+        try
+        {
+            return File.ReadAllText(path).Trim();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidOperationException($"give {flag}, or --data-dir of a coordinator on this machine ({path}: {ex.Message})");
+        }
+    }
+
+    private static GrpcChannelOptions ChannelOptions(FileInfo? caCert)
+    {
+        var options = new GrpcChannelOptions { KeepAlivePingDelay = Timeout.InfiniteTimeSpan };
+        if (caCert is null) return options;
+        var ca = X509CertificateLoader.LoadCertificateFromFile(caCert.FullName);
+        options.ServerCertificateValidation = (_, certificate, _, _) =>
+        {
+            if (certificate is null) return false;
+            using var chain = new X509Chain();
+            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.Add(ca);
+            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            return chain.Build(new X509Certificate2(certificate));
+        };
+        return options;
+    }
+
+    private static void PrintNodes(ListNodesResponse response) => Table(
+        ["ID", "NAME", "ADDRESSES", "STATE", "ONLINE", "LAST SEEN", "TAGS"],
+        response.Nodes.Select(n => new[]
+        {
+            n.Id.ToString(), n.Name, string.Join(",", n.Addresses), n.State.ToString().Replace("NodeState", "").ToLowerInvariant(),
+            n.Online ? "yes" : "no", Time(n.LastSeen), string.Join(",", n.Tags),
+        }));
+
+    private static void PrintKeys(IEnumerable<PreAuthKey> keys) => Table(
+        ["ID", "REUSABLE", "EPHEMERAL", "USED", "REVOKED", "EXPIRES", "TAGS"],
+        keys.Select(k => new[] { k.Id, YesNo(k.Reusable), YesNo(k.Ephemeral), YesNo(k.Used), YesNo(k.Revoked), Time(k.Expiration), string.Join(",", k.Tags) }));
+
+    private static string YesNo(bool value) => value ? "yes" : "no";
+
+    private static string Time(Google.Protobuf.WellKnownTypes.Timestamp? time) =>
+        time is null ? "-" : time.ToDateTime().ToString("yyyy-MM-dd HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+
+    private static void Table(string[] header, IEnumerable<string[]> rows)
+    {
+        var all = rows.Prepend(header).ToList();
+        var widths = header.Select((_, i) => all.Max(r => r[i].Length)).ToArray();
+        foreach (var row in all) Console.WriteLine(string.Join("  ", row.Select((cell, i) => cell.PadRight(widths[i]))).TrimEnd());
+    }
+}
