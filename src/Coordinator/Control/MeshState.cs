@@ -170,8 +170,9 @@ public sealed class MeshState : IDisposable
     {
         lock (_lock)
         {
+            var current = IsCurrent(session, out var node);
             session.Close(Status.DefaultCancelled);
-            if (!IsCurrent(session, out var node)) return;
+            if (!current) return;
             node.Session = null;
             node.Record = node.Record with { LastSeen = _time.GetUtcNow().UtcDateTime };
             _store.UpdateNode(node.Record);

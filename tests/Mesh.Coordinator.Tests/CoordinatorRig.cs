@@ -1,0 +1,181 @@
+using System.Net;
+using Google.Protobuf;
+using Grpc.Core;
+using Mesh.Control;
+using Mesh.Coordinator.Control;
+using Mesh.Coordinator.Hosting;
+using Mesh.Protos.V1;
+using Mesh.Rpc.Client;
+using Mesh.WireGuard.Keys;
+
+namespace Mesh.Coordinator.Tests;
+
+/// <summary>A real coordinator on loopback (gRPC over HTTP/2, STUN on free ports) with its own data directory, and an admin client.</summary>
+public sealed class CoordinatorRig : IAsyncDisposable
+{
+    private readonly List<GrpcChannel> _channels = new();
+
+    private CoordinatorRig(string dataDir) => DataDir = dataDir;
+
+    public string DataDir { get; }
+    public CoordinatorHost Host { get; private set; } = null!;
+    public Admin.AdminClient Admin { get; private set; } = null!;
+    public Uri Address => Host.GrpcAddress;
+
+    public static async Task<CoordinatorRig> StartAsync(MeshOptions? mesh = null, string? dataDir = null)
+    {
+        var rig = new CoordinatorRig(dataDir ?? Path.Combine(Path.GetTempPath(), $"mesh-coord-{Guid.NewGuid():N}"));
+        await rig.StartHostAsync(mesh);
+        return rig;
+    }
+
+    public async Task RestartAsync(MeshOptions? mesh = null)
+    {
+        await Host.DisposeAsync();
+        await StartHostAsync(mesh);
+    }
+
+    public Protos.V1.Coordinator.CoordinatorClient NewClient(string? token = null)
+    {
+        var channel = GrpcChannel.ForAddress(Address);
+        _channels.Add(channel);
+        var invoker = channel.CreateCallInvoker();
+        return new Protos.V1.Coordinator.CoordinatorClient(token is null ? invoker : invoker.WithBearerToken(token));
+    }
+
+    public Admin.AdminClient AdminWithKey(string? key)
+    {
+        var channel = GrpcChannel.ForAddress(Address);
+        _channels.Add(channel);
+        var invoker = channel.CreateCallInvoker();
+        return new Admin.AdminClient(key is null ? invoker : invoker.WithBearerToken(key));
+    }
+
+    public async Task<string> CreateKeyAsync(bool reusable = false, bool ephemeral = false, long expirationSeconds = 0, params string[] tags) =>
+        (await Admin.CreatePreAuthKeyAsync(new CreatePreAuthKeyRequest { Reusable = reusable, Ephemeral = ephemeral, ExpirationSeconds = expirationSeconds, Tags = { tags } })).Secret;
+
+    public async Task<TestAgent> JoinAsync(string name, string authKey, Endpoints? endpoints = null)
+    {
+        var agent = new TestAgent(this, name);
+        await agent.RegisterAsync(authKey);
+        await agent.ConnectAsync(endpoints ?? TestAgent.Candidates("192.0.2.10:41641"));
+        return agent;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var channel in _channels) channel.Dispose();
+        await Host.DisposeAsync();
+        Directory.Delete(DataDir, recursive: true);
+    }
+
+    private async Task StartHostAsync(MeshOptions? mesh)
+    {
+        Host = await CoordinatorHost.StartAsync(new CoordinatorOptions
+        {
+            Listen = new IPEndPoint(IPAddress.Loopback, 0),
+            DataDir = DataDir,
+            StunPort = 0,
+            Mesh = mesh ?? new MeshOptions(),
+        });
+        Admin = AdminWithKey(File.ReadAllText(Path.Combine(DataDir, CoordinatorOptions.AdminKeyFile)).Trim());
+    }
+}
+
+/// <summary>An agent as the coordinator sees one: a node key, a registration, a sync stream and its netmap.</summary>
+public sealed class TestAgent(CoordinatorRig rig, string hostname) : IAsyncDisposable
+{
+    private readonly object _lock = new();
+    private AsyncDuplexStreamingCall<SyncRequest, SyncResponse>? _call;
+    private Task? _reader;
+    private NetMapView _view = null!;
+
+    public PrivateKey Key { get; } = PrivateKey.Generate();
+    public ByteString NodeKey => ByteString.CopyFrom(Key.PublicKey.Span);
+    public RegisterResponse Registration { get; private set; } = null!;
+    public List<ConnectNotice> ConnectNotices { get; } = new();
+    public RpcException? StreamError { get; private set; }
+    public bool StreamEnded { get; private set; }
+
+    public static Endpoints Candidates(params string[] addresses) => new()
+    {
+        Candidates = { addresses.Select(a => new Candidate { Address = a, Kind = CandidateKind.Stun }) },
+        NatMapping = NatMapping.EndpointIndependent,
+    };
+
+    public async Task<RegisterResponse> RegisterAsync(string authKey)
+    {
+        Registration = await Mesh.Control.Registration.RegisterAsync(rig.NewClient(), Key, authKey, hostname);
+        return Registration;
+    }
+
+    public async Task ConnectAsync(Endpoints endpoints, ulong lastSerial = 0)
+    {
+        _view ??= new NetMapView(NodeKey);
+        StreamEnded = false;
+        StreamError = null;
+        _call = rig.NewClient(Registration.SessionToken).Sync();
+        await _call.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello { LastSerial = lastSerial, Endpoints = endpoints } });
+        var call = _call;
+        _reader = Task.Run(async () =>
+        {
+            try
+            {
+                while (await call.ResponseStream.MoveNext(CancellationToken.None))
+                {
+                    var message = call.ResponseStream.Current;
+                    lock (_lock)
+                    {
+                        if (message.KindCase == SyncResponse.KindOneofCase.Connect) ConnectNotices.Add(message.Connect);
+                        else _view.Apply(message);
+                    }
+                }
+            }
+            catch (RpcException ex)
+            {
+                StreamError = ex;
+            }
+            finally
+            {
+                StreamEnded = true;
+            }
+        });
+    }
+
+    public T Read<T>(Func<NetMapView, T> read)
+    {
+        lock (_lock) return read(_view);
+    }
+
+    public ulong Serial => Read(v => v.Serial);
+
+    /// <summary>Another stream for the same node, as a restarted agent process would open.</summary>
+    public TestAgent SecondStream() => new(rig, hostname) { Registration = Registration };
+
+    public Task SendAsync(SyncRequest request) => _call!.RequestStream.WriteAsync(request);
+
+    public Task UpdateEndpointsAsync(Endpoints endpoints) => SendAsync(new SyncRequest { Endpoints = endpoints });
+
+    public async Task DisconnectAsync()
+    {
+        _call?.Dispose();
+        if (_reader is not null) await _reader;
+    }
+
+    public async ValueTask DisposeAsync() => await DisconnectAsync();
+}
+
+internal static class Eventually
+{
+    /// <summary>Polls until the condition holds; returns how long it took, or fails after the timeout.</summary>
+    public static async Task<TimeSpan> HoldsAsync(Func<bool> condition, TimeSpan timeout, string what)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (watch.Elapsed > timeout) Assert.Fail($"{what}: not within {timeout.TotalSeconds} s");
+            await Task.Delay(10);
+        }
+        return watch.Elapsed;
+    }
+}
