@@ -39,11 +39,12 @@ public sealed class NetMapView(ByteString selfKey)
     private void ApplyFull(NetMap map)
     {
         _peers.Clear();
+        Self = null;
         foreach (var peer in map.Peers)
         {
-            if (!peer.NodeKey.Equals(selfKey)) _peers[peer.NodeId] = peer;
+            if (peer.NodeKey.Equals(selfKey)) Self = peer;
+            else _peers[peer.NodeId] = peer;
         }
-        Self = map.Self;
         Relays = map.Relays.ToList();
         StunServers = map.StunServers.ToList();
         Serial = map.Serial;

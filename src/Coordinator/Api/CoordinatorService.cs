@@ -13,6 +13,10 @@ public sealed class CoordinatorService(MeshState state, int stunPort, string? pu
     private const int MaxCandidates = 64;
     private static readonly TimeSpan KeepaliveInterval = TimeSpan.FromSeconds(25);
 
+    /// <summary>The service, with Sync's responses serialized once per message: every change goes to every agent as the same instance.</summary>
+    public ServerServiceDefinition Bind() =>
+        Rpc.SerializeOnceMarshaller.Bind(binder => Protos.V1.Coordinator.BindService(binder, this), method => method.Name == "Sync");
+
     public override Task<Challenge> GetChallenge(GetChallengeRequest request, ServerCallContext context) => Task.FromResult(state.IssueChallenge());
 
     public override Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context) => Task.FromResult(state.Register(request));

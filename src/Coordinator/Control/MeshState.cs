@@ -49,6 +49,9 @@ public sealed class MeshState : IDisposable
     private readonly Queue<(ulong Serial, SyncResponse Delta)> _history = new();
     private readonly AddressAllocator _addresses;
     private ulong _serial;
+    private SyncResponse? _fullMap;
+    private ulong _fullMapSerial;
+    private string? _fullMapStun;
 
     public MeshState(CoordinatorStore store, MeshOptions options, TimeProvider? time = null, ILogger? logger = null)
     {
@@ -138,7 +141,7 @@ public sealed class MeshState : IDisposable
             var session = new SyncSession(node.Record.Id, stunServers);
             node.Session = session;
             node.Endpoints = hello.Endpoints ?? new Endpoints();
-            if (!TryQueueMissedDeltas(session, hello.LastSerial)) session.Enqueue(new SyncResponse { Full = FullMap(node, stunServers) });
+            if (!TryQueueMissedDeltas(session, hello.LastSerial)) session.Enqueue(FullMap(stunServers));
             Changed(node);
             return session;
         }
@@ -503,16 +506,23 @@ public sealed class MeshState : IDisposable
         return true;
     }
 
-    private NetMap FullMap(NodeEntry self, IReadOnlyList<string> stunServers)
+    /// <summary>
+    /// The map at the current serial, the same for every agent that reached the same STUN address: built and
+    /// (through the caching marshaller) serialized once per change, however many agents connect.
+    /// </summary>
+    private SyncResponse FullMap(IReadOnlyList<string> stunServers)
     {
-        var map = new NetMap { Self = PeerOf(self), Serial = _serial };
+        var key = string.Join(",", stunServers);
+        if (_fullMap is { } cached && _fullMapSerial == _serial && _fullMapStun == key) return cached;
+        var map = new NetMap { Serial = _serial };
         foreach (var node in _nodes.Values)
         {
-            if (node != self && node.Record.State == NodeState.Approved) map.Peers.Add(PeerOf(node));
+            if (node.Record.State == NodeState.Approved) map.Peers.Add(PeerOf(node));
         }
         map.Relays.AddRange(Relays);
         map.StunServers.AddRange(stunServers);
-        return map;
+        (_fullMap, _fullMapSerial, _fullMapStun) = (new SyncResponse { Full = map }, _serial, key);
+        return _fullMap;
     }
 
     /// <summary>The node as peers see it; built once per change and shared, never modified after.</summary>

@@ -96,7 +96,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         var services = new List<ServerServiceDefinition>
         {
             Grpc.Health.V1.Health.BindService(new HealthService(health)),
-            Protos.V1.Coordinator.BindService(new CoordinatorService(mesh, stunPort, options.PublicHost)),
+            new CoordinatorService(mesh, stunPort, options.PublicHost).Bind(),
             Protos.V1.Admin.BindService(new AdminService(mesh, () => publicStun)),
         };
         var dispatcher = new GrpcServiceDispatcher(rpcOptions, app.Services.GetRequiredService<ILogger<GrpcServiceDispatcher>>(), services);
