@@ -11,6 +11,7 @@ namespace Mesh.Coordinator.Api;
 public sealed class CoordinatorService(MeshState state, int stunPort, string? publicHost) : Protos.V1.Coordinator.CoordinatorBase
 {
     private const int MaxCandidates = 64;
+    private static readonly WriteOptions Batched = new(WriteFlags.BufferHint);
     private static readonly TimeSpan KeepaliveInterval = TimeSpan.FromSeconds(25);
 
     /// <summary>The service, with Sync's responses serialized once per message: every change goes to every agent as the same instance.</summary>
@@ -67,7 +68,12 @@ public sealed class CoordinatorService(MeshState state, int stunPort, string? pu
                 continue;
             }
             if (!more) return;
-            while (session.Outbound.TryRead(out var message)) await responses.WriteAsync(message);
+            // Everything queued goes out in one flush: a burst of changes costs one write, not one per change.
+            while (session.Outbound.TryRead(out var message))
+            {
+                responses.WriteOptions = session.Outbound.Count > 0 ? Batched : null;
+                await responses.WriteAsync(message);
+            }
         }
     }
 

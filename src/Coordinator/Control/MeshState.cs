@@ -25,6 +25,12 @@ public sealed class MeshOptions
     public int ChangeHistory { get; init; } = 8192;
 
     public TimeSpan ChallengeLifetime { get; init; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// Changes within this window go out as one delta: a storm of agents coming online is a few deltas, not
+    /// one per agent. Zero publishes every change at once.
+    /// </summary>
+    public TimeSpan ChangeBatchWindow { get; init; } = TimeSpan.FromMilliseconds(20);
 }
 
 /// <summary>
@@ -48,6 +54,10 @@ public sealed class MeshState : IDisposable
     private readonly Dictionary<string, ApiKeyRecord> _apiKeys;
     private readonly Queue<(ulong Serial, SyncResponse Delta)> _history = new();
     private readonly AddressAllocator _addresses;
+    private const int FullMapRebuildChanges = 256;
+    private readonly Dictionary<long, NodeEntry> _pendingChanged = new();
+    private readonly HashSet<ulong> _pendingRemoved = new();
+    private ITimer? _publishTimer;
     private ulong _serial;
     private SyncResponse? _fullMap;
     private ulong _fullMapSerial;
@@ -55,6 +65,7 @@ public sealed class MeshState : IDisposable
 
     public MeshState(CoordinatorStore store, MeshOptions options, TimeProvider? time = null, ILogger? logger = null)
     {
+        if (options.ChangeHistory <= FullMapRebuildChanges) throw new ArgumentException($"ChangeHistory must exceed {FullMapRebuildChanges}.", nameof(options));
         _store = store;
         _options = options;
         _time = time ?? TimeProvider.System;
@@ -141,7 +152,12 @@ public sealed class MeshState : IDisposable
             var session = new SyncSession(node.Record.Id, stunServers);
             node.Session = session;
             node.Endpoints = hello.Endpoints ?? new Endpoints();
-            if (!TryQueueMissedDeltas(session, hello.LastSerial)) session.Enqueue(FullMap(stunServers));
+            if (!TryQueueMissedDeltas(session, hello.LastSerial))
+            {
+                var (map, mapSerial) = FullMap(stunServers);
+                session.Enqueue(map);
+                TryQueueMissedDeltas(session, mapSerial);
+            }
             Changed(node);
             return session;
         }
@@ -353,6 +369,7 @@ public sealed class MeshState : IDisposable
     {
         lock (_lock)
         {
+            _publishTimer?.Dispose();
             foreach (var node in _nodes.Values)
             {
                 node.EphemeralRemoval?.Dispose();
@@ -480,14 +497,40 @@ public sealed class MeshState : IDisposable
     {
         node.Peer = null;
         if (node.Record.State != NodeState.Approved) return;
-        Publish(new NetMapDelta { PeersChanged = { PeerOf(node) } });
+        _pendingRemoved.Remove((ulong)node.Record.Id);
+        _pendingChanged[node.Record.Id] = node;
+        SchedulePublish();
     }
 
-    private void Removed(NodeEntry node) => Publish(new NetMapDelta { PeersRemoved = { (ulong)node.Record.Id } });
-
-    /// <summary>Gives the change the next serial, keeps it for resuming agents, and queues it to every open stream.</summary>
-    private void Publish(NetMapDelta delta)
+    private void Removed(NodeEntry node)
     {
+        _pendingChanged.Remove(node.Record.Id);
+        _pendingRemoved.Add((ulong)node.Record.Id);
+        SchedulePublish();
+    }
+
+    private void SchedulePublish()
+    {
+        if (_options.ChangeBatchWindow <= TimeSpan.Zero) PublishPending();
+        else _publishTimer ??= _time.CreateTimer(_ => PublishPendingLocked(), null, _options.ChangeBatchWindow, Timeout.InfiniteTimeSpan);
+    }
+
+    private void PublishPendingLocked()
+    {
+        lock (_lock) PublishPending();
+    }
+
+    /// <summary>Sends what changed since the last delta as one delta with the next serial, kept for resuming agents.</summary>
+    private void PublishPending()
+    {
+        _publishTimer?.Dispose();
+        _publishTimer = null;
+        if (_pendingChanged.Count == 0 && _pendingRemoved.Count == 0) return;
+        var delta = new NetMapDelta();
+        foreach (var node in _pendingChanged.Values) delta.PeersChanged.Add(PeerOf(node));
+        delta.PeersRemoved.AddRange(_pendingRemoved);
+        _pendingChanged.Clear();
+        _pendingRemoved.Clear();
         delta.Serial = ++_serial;
         var message = new SyncResponse { Delta = delta };
         _history.Enqueue((delta.Serial, message));
@@ -507,13 +550,14 @@ public sealed class MeshState : IDisposable
     }
 
     /// <summary>
-    /// The map at the current serial, the same for every agent that reached the same STUN address: built and
-    /// (through the caching marshaller) serialized once per change, however many agents connect.
+    /// A full map, the same for every agent that reached the same STUN address, with its serial; the caller
+    /// follows it with the deltas since. It is rebuilt only every <see cref="FullMapRebuildChanges"/> changes, so a
+    /// storm of agents connecting (each one a change) shares a few maps, each serialized once.
     /// </summary>
-    private SyncResponse FullMap(IReadOnlyList<string> stunServers)
+    private (SyncResponse Map, ulong Serial) FullMap(IReadOnlyList<string> stunServers)
     {
         var key = string.Join(",", stunServers);
-        if (_fullMap is { } cached && _fullMapSerial == _serial && _fullMapStun == key) return cached;
+        if (_fullMap is { } cached && _fullMapStun == key && _serial - _fullMapSerial < FullMapRebuildChanges) return (cached, _fullMapSerial);
         var map = new NetMap { Serial = _serial };
         foreach (var node in _nodes.Values)
         {
@@ -522,7 +566,7 @@ public sealed class MeshState : IDisposable
         map.Relays.AddRange(Relays);
         map.StunServers.AddRange(stunServers);
         (_fullMap, _fullMapSerial, _fullMapStun) = (new SyncResponse { Full = map }, _serial, key);
-        return _fullMap;
+        return (_fullMap, _fullMapSerial);
     }
 
     /// <summary>The node as peers see it; built once per change and shared, never modified after.</summary>

@@ -16,6 +16,7 @@ internal sealed class HttpServerCallContext : ServerCallContext, IDisposable
 {
     // CancellationTokenSource timers take at most int.MaxValue milliseconds; longer deadlines never fire here.
     private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromMilliseconds(int.MaxValue - 1);
+    private const int MaxBufferedBytes = 64 * 1024;
 
     private readonly HttpContext _http;
     private readonly IMethod _method;
@@ -99,8 +100,12 @@ internal sealed class HttpServerCallContext : ServerCallContext, IDisposable
         {
             if (_responseComplete) throw new InvalidOperationException("Can't write the message because the call is complete.");
             if (CancellationToken.IsCancellationRequested) throw CancellationException(null);
-            _writer.Write(_http.Response.BodyWriter, message, marshaller);
-            var flush = await _http.Response.BodyWriter.FlushAsync(CancellationToken).ConfigureAwait(false);
+            var body = _http.Response.BodyWriter;
+            _writer.Write(body, message, marshaller);
+            // BufferHint: more messages follow at once; send them together, unless a lot is waiting already.
+            var buffered = WriteOptions is { } options && options.Flags.HasFlag(WriteFlags.BufferHint);
+            if (buffered && body.CanGetUnflushedBytes && body.UnflushedBytes < MaxBufferedBytes) return;
+            var flush = await body.FlushAsync(CancellationToken).ConfigureAwait(false);
             if (flush.IsCanceled || flush.IsCompleted) throw CancellationException(null);
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionAbortedException)

@@ -1,0 +1,206 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using Google.Protobuf;
+using Grpc.Core;
+using Mesh.Control;
+using Mesh.Protos.V1;
+using Mesh.Rpc.Client;
+using Mesh.WireGuard.Keys;
+
+// N simulated agents with real sync streams on loopback against a coordinator in its own process:
+// time to register and receive the map, coordinator memory per connected agent, time for one agent's
+// endpoint change to reach all its peers, and coordinator CPU per change (run for two sizes to compare).
+var sizes = (args.Length > 0 ? args[0] : "2000,10000").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+var changes = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 40;
+// bench/Mesh.Coordinator.Bench/bin/<configuration>/net10.0 -> src/Coordinator/bin/<configuration>/net10.0
+var binaries = new DirectoryInfo(AppContext.BaseDirectory);
+var coordinatorDll = Path.Combine(binaries.Parent!.Parent!.Parent!.Parent!.Parent!.FullName, "src", "Coordinator", "bin", binaries.Parent.Name, "net10.0", "mesh-coordinator.dll");
+
+var results = new List<(int N, double CpuMsPerChange)>();
+foreach (var n in sizes) results.Add(await RunAsync(n));
+if (results.Count > 1)
+{
+    var (n0, c0) = results[0];
+    var (n1, c1) = results[^1];
+    Console.WriteLine($"\nper-change coordinator CPU grew {c1 / c0:F1}x for {(double)n1 / n0:F1}x the agents (linear in the peers told; N squared would be {Math.Pow((double)n1 / n0, 2):F0}x)");
+}
+return 0;
+
+async Task<(int, double)> RunAsync(int n)
+{
+    var dataDir = Path.Combine(Path.GetTempPath(), $"mesh-bench-{Guid.NewGuid():N}");
+    var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+    foreach (var arg in new[] { coordinatorDll, "serve", "--listen", "127.0.0.1:0", "--stun-port", "0", "--data-dir", dataDir }) info.ArgumentList.Add(arg);
+    info.Environment["DOTNET_gcServer"] = "0";
+    using var coordinator = Process.Start(info)!;
+    _ = coordinator.StandardOutput.ReadToEndAsync();
+    _ = coordinator.StandardError.ReadToEndAsync();
+    try
+    {
+        var urlFile = Path.Combine(dataDir, "server.url");
+        while (!File.Exists(urlFile)) await Task.Delay(50);
+        var url = File.ReadAllText(urlFile).Trim();
+        var adminKey = File.ReadAllText(Path.Combine(dataDir, "admin.key")).Trim();
+        var channels = Enumerable.Range(0, Math.Max(1, n / 200)).Select(_ => GrpcChannel.ForAddress(url, new GrpcChannelOptions { KeepAlivePingDelay = Timeout.InfiniteTimeSpan })).ToArray();
+        var admin = new Admin.AdminClient(channels[0].CreateCallInvoker().WithBearerToken(adminKey));
+        var authKey = (await admin.CreatePreAuthKeyAsync(new CreatePreAuthKeyRequest { Reusable = true })).Secret;
+        var baseline = Rss(coordinator.Id);
+
+        var clock = Stopwatch.StartNew();
+        var agents = new Agent[n];
+        await Parallel.ForEachAsync(Enumerable.Range(0, n), new ParallelOptions { MaxDegreeOfParallelism = 32 }, async (i, ct) =>
+        {
+            var key = PrivateKey.Generate();
+            var client = new Coordinator.CoordinatorClient(channels[i % channels.Length]);
+            var registration = await Registration.RegisterAsync(client, key, authKey, $"agent{i}", ct);
+            agents[i] = new Agent(i, registration, channels[i % channels.Length]);
+        });
+        var registered = clock.Elapsed;
+        var registeredRss = Rss(coordinator.Id);
+
+        await Parallel.ForEachAsync(agents, new ParallelOptions { MaxDegreeOfParallelism = 64 }, async (agent, _) => await agent.ConnectAsync());
+        await Task.WhenAll(agents.Select(a => a.FirstMap.Task));
+        var mapped = clock.Elapsed;
+        // Let the wave of "came online" changes drain before measuring single changes.
+        await WaitQuietAsync(agents);
+        var connectedRss = Rss(coordinator.Id);
+
+        var cpuBefore = CpuTime(coordinator.Id);
+        var toAll = new List<double>();
+        var each = new List<double>();
+        for (var c = 0; c < changes; c++)
+        {
+            var sender = agents[Random.Shared.Next(n)];
+            var marker = $"198.18.{c / 250}.{c % 250 + 1}:4000";
+            var sent = Stopwatch.GetTimestamp();
+            foreach (var agent in agents) agent.Expect(sender.NodeId, marker);
+            await sender.UpdateEndpointsAsync(marker);
+            var arrivals = await Task.WhenAll(agents.Where(a => a != sender).Select(a => a.Arrival!.Task));
+            toAll.Add(Stopwatch.GetElapsedTime(sent, arrivals.Max()).TotalMilliseconds);
+            each.AddRange(arrivals.Select(t => Stopwatch.GetElapsedTime(sent, t).TotalMilliseconds));
+        }
+        var cpuPerChange = (CpuTime(coordinator.Id) - cpuBefore).TotalMilliseconds / changes;
+
+        Console.WriteLine($"\nN = {n} agents, {channels.Length} HTTP/2 connections, {Environment.ProcessorCount} cores");
+        Console.WriteLine($"  register all                       {registered.TotalSeconds,8:F1} s   ({n / registered.TotalSeconds:N0}/s)");
+        Console.WriteLine($"  all streams open with their map    {mapped.TotalSeconds,8:F1} s   (after start)");
+        Console.WriteLine($"  coordinator memory per stream      {(connectedRss - registeredRss) / 1024.0 / n,8:F1} KiB (RSS {connectedRss / 1048576} MiB; {(registeredRss - baseline) / 1024.0 / n:F1} KiB per registered node)");
+        Console.WriteLine($"  change to all {n - 1} peers, p50     {Percentile(toAll, 50),8:F1} ms");
+        Console.WriteLine($"  change to all {n - 1} peers, p99     {Percentile(toAll, 99),8:F1} ms");
+        Console.WriteLine($"  change to one peer, p50 / p99      {Percentile(each, 50),8:F1} / {Percentile(each, 99):F1} ms");
+        Console.WriteLine($"  coordinator CPU per change         {cpuPerChange,8:F2} ms");
+        foreach (var agent in agents) agent.Dispose();
+        foreach (var channel in channels) channel.Dispose();
+        return (n, cpuPerChange);
+    }
+    finally
+    {
+        coordinator.Kill(entireProcessTree: true);
+        await coordinator.WaitForExitAsync();
+        Directory.Delete(dataDir, recursive: true);
+    }
+}
+
+static async Task WaitQuietAsync(Agent[] agents)
+{
+    var last = -1L;
+    while (true)
+    {
+        await Task.Delay(500);
+        var now = agents.Sum(a => a.Received);
+        if (now == last) return;
+        last = now;
+    }
+}
+
+static double Percentile(List<double> values, int percent)
+{
+    var sorted = values.OrderBy(v => v).ToList();
+    return sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(percent / 100.0 * sorted.Count) - 1)];
+}
+
+static long Rss(int pid)
+{
+    foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+    {
+        if (line.StartsWith("VmRSS:", StringComparison.Ordinal)) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+    }
+    return 0;
+}
+
+static TimeSpan CpuTime(int pid)
+{
+    var fields = File.ReadAllText($"/proc/{pid}/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+    var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+    return TimeSpan.FromSeconds(ticks / 100.0);
+}
+
+/// <summary>One simulated agent: a registered node with a sync stream, noting when an expected change arrives.</summary>
+sealed class Agent(int index, RegisterResponse registration, GrpcChannel channel) : IDisposable
+{
+    private AsyncDuplexStreamingCall<SyncRequest, SyncResponse>? _call;
+    private Expectation? _expected;
+    private long _received;
+
+    public ulong NodeId => registration.NodeId;
+    public TaskCompletionSource FirstMap { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public TaskCompletionSource<long>? Arrival { get; private set; }
+    public long Received => Interlocked.Read(ref _received);
+
+    /// <summary>
+    /// Sync as a load generator reads it: deltas are parsed, a full map is only noted (decoding N maps of N peers
+    /// would measure protobuf on this side, not the coordinator).
+    /// </summary>
+    private static readonly Method<SyncRequest, SyncResponse> LightSync = new(MethodType.DuplexStreaming, Coordinator.Descriptor.FullName, "Sync",
+        Marshallers.Create<SyncRequest>(r => r.ToByteArray(), SyncRequest.Parser.ParseFrom),
+        Marshallers.Create<SyncResponse>(r => r.ToByteArray(), bytes => bytes.Length > 0 && bytes[0] == 0x0a ? FullMapSeen : SyncResponse.Parser.ParseFrom(bytes)!));
+
+    private static readonly SyncResponse FullMapSeen = new() { Full = new NetMap() };
+
+    public async Task ConnectAsync()
+    {
+        _call = channel.CreateCallInvoker().WithBearerToken(registration.SessionToken).AsyncDuplexStreamingCall(LightSync, null, new CallOptions());
+        await _call.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello { Endpoints = Endpoints($"192.0.2.{index % 250 + 1}:{10000 + index}") } });
+        _ = Task.Run(ReadAsync);
+    }
+
+    public void Expect(ulong node, string marker)
+    {
+        Arrival = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _expected, new Expectation(node, marker));
+    }
+
+    public Task UpdateEndpointsAsync(string address) => _call!.RequestStream.WriteAsync(new SyncRequest { Endpoints = Endpoints(address) });
+
+    public void Dispose() => _call?.Dispose();
+
+    private sealed record Expectation(ulong Node, string Marker);
+
+    private static Endpoints Endpoints(string address) => new() { Candidates = { new Candidate { Address = address, Kind = CandidateKind.Stun } } };
+
+    private async Task ReadAsync()
+    {
+        try
+        {
+            while (await _call!.ResponseStream.MoveNext(CancellationToken.None))
+            {
+                Interlocked.Increment(ref _received);
+                var message = _call.ResponseStream.Current;
+                if (message.KindCase == SyncResponse.KindOneofCase.Full) FirstMap.TrySetResult();
+                if (message.KindCase != SyncResponse.KindOneofCase.Delta) continue;
+                if (Volatile.Read(ref _expected) is not { } expected) continue;
+                foreach (var peer in message.Delta.PeersChanged)
+                {
+                    if (peer.NodeId == expected.Node && peer.Endpoints.Candidates.Count > 0 && peer.Endpoints.Candidates[0].Address == expected.Marker)
+                    {
+                        Arrival?.TrySetResult(Stopwatch.GetTimestamp());
+                    }
+                }
+            }
+        }
+        catch (RpcException)
+        {
+        }
+    }
+}
