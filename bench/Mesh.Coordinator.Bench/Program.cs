@@ -152,11 +152,14 @@ sealed class Agent(int index, RegisterResponse registration, GrpcChannel channel
     /// Sync as a load generator reads it: deltas are parsed, a full map is only noted (decoding N maps of N peers
     /// would measure protobuf on this side, not the coordinator).
     /// </summary>
+    private static readonly SyncResponse FullMapSeen = new() { Full = new NetMap() };
+
     private static readonly Method<SyncRequest, SyncResponse> LightSync = new(MethodType.DuplexStreaming, Coordinator.Descriptor.FullName, "Sync",
         Marshallers.Create<SyncRequest>(r => r.ToByteArray(), SyncRequest.Parser.ParseFrom),
-        Marshallers.Create<SyncResponse>(r => r.ToByteArray(), bytes => bytes.Length > 0 && bytes[0] == 0x0a ? FullMapSeen : SyncResponse.Parser.ParseFrom(bytes)!));
+        Marshallers.Create<SyncResponse>(r => r.ToByteArray(), ParseLight));
 
-    private static readonly SyncResponse FullMapSeen = new() { Full = new NetMap() };
+    // Field 1 of SyncResponse (tag byte 0x0a) is the full map.
+    private static SyncResponse ParseLight(byte[] bytes) => bytes.Length > 0 && bytes[0] == 0x0a ? FullMapSeen : SyncResponse.Parser.ParseFrom(bytes);
 
     public async Task ConnectAsync()
     {
