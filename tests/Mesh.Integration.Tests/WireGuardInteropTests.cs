@@ -123,6 +123,18 @@ public sealed class WireGuardInteropTests : IDisposable
     }
 
     [Fact]
+    public void AgentsWithParallelCryptoWorkersDeliverIntactAndInOrder()
+    {
+        var a = new AgentPeer(_lab, _nsA, _lab.InterfaceName("a"), cryptoWorkers: 3);
+        var b = new AgentPeer(_lab, _nsB, _lab.InterfaceName("b"), cryptoWorkers: 3);
+        a.Up(TunnelA + "/24", 51820, b, TunnelB, UnderlayB + ":51821");
+        b.Up(TunnelB + "/24", 51821, a, TunnelA, UnderlayA + ":51820");
+        Assert.True(a.Ping(TunnelB));
+        Transfer.AssertIntact(_lab, receiver: b, receiverIp: TunnelB, sender: a, bytes: 50_000_000);
+        Transfer.AssertIntact(_lab, receiver: a, receiverIp: TunnelA, sender: b, bytes: 50_000_000);
+    }
+
+    [Fact]
     public void BadConfigNamesTheLineAndKeyAndCreatesNothing()
     {
         var config = _lab.WriteFile("wgmbad.conf", "[Interface]\nPrivateKey = " + new Mesh.WireGuard.Keys.PublicKey(new byte[32]).ToBase64() + "\nAddress = 10.0.0.1/24\nListenPrt = 5\n");

@@ -53,7 +53,7 @@ public abstract class WireGuardPeer(NetworkLab lab, string ns, string interfaceN
 }
 
 /// <summary>Our mesh-agent in wg-quick mode, in the foreground as a test child.</summary>
-public sealed class AgentPeer(NetworkLab lab, string ns, string interfaceName) : WireGuardPeer(lab, ns, interfaceName)
+public sealed class AgentPeer(NetworkLab lab, string ns, string interfaceName, int? cryptoWorkers = null) : WireGuardPeer(lab, ns, interfaceName)
 {
     public static string AgentDll
     {
@@ -88,7 +88,8 @@ public sealed class AgentPeer(NetworkLab lab, string ns, string interfaceName) :
         var config = Lab.WriteFile(Interface + ".conf", ConfigFor(tunnelCidr, listenPort, peer, peerTunnelIp, peerEndpoint, keepalive));
         var path = Path.Combine(Path.GetDirectoryName(config)!, Interface + ".conf");
         File.Move(config, path, overwrite: true);
-        Process = Lab.Start(Namespace, null, "dotnet", AgentDll, "wg", "up", path, "--foreground");
+        var environment = cryptoWorkers is { } workers ? new Dictionary<string, string> { ["MESH_CRYPTO_WORKERS"] = workers.ToString() } : null;
+        Process = Lab.Start(Namespace, environment, "dotnet", AgentDll, "wg", "up", path, "--foreground");
         // The pid file appears once addresses and routes are in place too, not just the UAPI socket.
         var pidFile = $"/var/run/wireguard/{Interface}.pid";
         WaitFor(() => (File.Exists(pidFile) && UapiAnswers()) || Process.HasExited, TimeSpan.FromSeconds(20), $"{Interface} up");

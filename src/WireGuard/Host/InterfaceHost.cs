@@ -25,13 +25,17 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     private Thread? _tunThread;
     private Thread? _timerThread;
 
-    public InterfaceHost(TunDevice tun, int listenPort, ILogger? logger = null, DeviceOptions? options = null)
+    /// <param name="cryptoWorkers">Threads that encrypt and decrypt (0: the reading threads do it themselves).</param>
+    public InterfaceHost(TunDevice tun, int listenPort, ILogger? logger = null, DeviceOptions? options = null, int cryptoWorkers = 0)
     {
         _tun = tun;
         _logger = logger ?? NullLogger.Instance;
         _udp = UdpBinding.Bind(listenPort);
         Device = new Device(this, options: options) { ListenPort = _udp.Port };
+        _pipeline = cryptoWorkers > 0 ? new CryptoPipeline(Device, this, cryptoWorkers) : null;
     }
+
+    private readonly CryptoPipeline? _pipeline;
 
     public Device Device { get; }
     public string Name => _tun.Name;
@@ -98,6 +102,7 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
         {
             if (thread is not null && thread != Thread.CurrentThread) thread.Join(TimeSpan.FromSeconds(2));
         }
+        _pipeline?.Dispose();
         Device.Dispose();
         _stoppedSource.TrySetResult();
     }
@@ -107,7 +112,14 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
         var buffer = new byte[MaxPacket];
         while (!_stopping.IsCancellationRequested)
         {
-            var length = _tun.Read(buffer, 500);
+            var element = _pipeline?.Rent();
+            var length = _tun.Read(element is null ? buffer : element.PacketSpace, 500);
+            if (element is not null && length > 0)
+            {
+                _pipeline!.Send(element, length);
+                continue;
+            }
+            if (element is not null) _pipeline!.Return(element);
             if (length < 0)
             {
                 if (!_stopping.IsCancellationRequested)
@@ -127,7 +139,14 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
         var from = udp.CreateReceiveAddress();
         while (!_stopping.IsCancellationRequested)
         {
-            var length = udp.Receive(buffer, from, out var source);
+            var element = _pipeline?.Rent();
+            var length = udp.Receive(element is null ? buffer : element.DatagramSpace, from, out var source);
+            if (element is not null && length > 0)
+            {
+                _pipeline!.Receive(element, length, source);
+                continue;
+            }
+            if (element is not null) _pipeline!.Return(element);
             if (length < 0) return;
             if (length > 0) Device.ReceiveDatagram(buffer.AsSpan(0, length), source);
         }
