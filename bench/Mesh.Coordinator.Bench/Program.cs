@@ -59,8 +59,12 @@ async Task<(int, double)> RunAsync(int n)
         var registered = clock.Elapsed;
         var registeredRss = Rss(coordinator.Id);
 
-        await Parallel.ForEachAsync(agents, new ParallelOptions { MaxDegreeOfParallelism = 64 }, async (agent, _) => await agent.ConnectAsync());
-        await Task.WhenAll(agents.Select(a => a.FirstMap.Task));
+        // Agents come online in waves, as after a coordinator restart, each wave waiting for its maps.
+        foreach (var wave in agents.Chunk(1000))
+        {
+            await Parallel.ForEachAsync(wave, new ParallelOptions { MaxDegreeOfParallelism = 64 }, async (agent, _) => await agent.ConnectAsync());
+            await Task.WhenAll(wave.Select(a => a.FirstMap.Task));
+        }
         var mapped = clock.Elapsed;
         // Let the wave of "came online" changes drain before measuring single changes.
         await WaitQuietAsync(agents);

@@ -221,10 +221,7 @@ public sealed class MeshState : IDisposable
         {
             var node = Find(reference);
             if (_nodes.Values.Any(n => n != node && n.Record.Name == newName)) throw Error(StatusCode.AlreadyExists, $"Another node is named \"{newName}\".");
-            node.Record = node.Record with { Name = newName };
-            _store.UpdateNode(node.Record);
-            Changed(node);
-            return AdminView(node);
+            return Save(node, node.Record with { Name = newName });
         }
     }
 
@@ -233,12 +230,17 @@ public sealed class MeshState : IDisposable
         lock (_lock)
         {
             var node = Find(reference);
-            if (node.Record.State == NodeState.Approved) return AdminView(node);
-            node.Record = node.Record with { State = NodeState.Approved };
-            _store.UpdateNode(node.Record);
-            Changed(node);
-            return AdminView(node);
+            return node.Record.State == NodeState.Approved ? AdminView(node) : Save(node, node.Record with { State = NodeState.Approved });
         }
+    }
+
+    /// <summary>Stores a node's new record and tells the mesh.</summary>
+    private Node Save(NodeEntry node, NodeRecord record)
+    {
+        node.Record = record;
+        _store.UpdateNode(record);
+        Changed(node);
+        return AdminView(node);
     }
 
     /// <summary>Expires a node: it leaves every netmap, its stream ends, and its token stops working.</summary>
