@@ -175,6 +175,8 @@ internal static class WgCommands
                 return 1;
             }
         }
+        // A clean stop leaves nothing in the detached daemon's log worth keeping.
+        File.Delete(Path.Combine(UapiServer.SocketDirectory, name + ".log"));
         return 0;
     }
 }
