@@ -6,9 +6,10 @@ using Mesh.Protos.V1;
 
 namespace Mesh.Coordinator.Tests;
 
-public sealed class SyncTests : IAsyncLifetime
+public sealed class SyncTests(Xunit.Abstractions.ITestOutputHelper output) : IAsyncLifetime
 {
-    private static readonly TimeSpan Second = TimeSpan.FromSeconds(1);
+    // Liveness bounds, not timing assertions: how fast changes travel is measured by scripts/bench-coordinator.
+    private static readonly TimeSpan Prompt = TimeSpan.FromSeconds(10);
     private CoordinatorRig _rig = null!;
     private string _key = null!;
 
@@ -24,9 +25,9 @@ public sealed class SyncTests : IAsyncLifetime
     public async Task FullMapFirstThenDeltas()
     {
         await using var a = await _rig.JoinAsync("a", _key, TestAgent.Candidates("192.0.2.1:1000"));
-        await Eventually.HoldsAsync(() => a.Read(v => v.FullMapsReceived) == 1, TimeSpan.FromSeconds(5), "a's full map");
+        await Eventually.HoldsAsync(() => a.Read(v => v.FullMapsReceived) == 1, Prompt, "a's full map");
         await using var b = await _rig.JoinAsync("b", _key, TestAgent.Candidates("192.0.2.2:2000"));
-        await Eventually.HoldsAsync(() => b.Read(v => v.Peers.Count) == 1, TimeSpan.FromSeconds(5), "b's full map lists a");
+        await Eventually.HoldsAsync(() => b.Read(v => v.Peers.Count) == 1, Prompt, "b's full map lists a");
 
         var peerA = b.Read(v => v.FindPeer(a.NodeKey))!;
         Assert.Equal("a", peerA.Name);
@@ -37,12 +38,12 @@ public sealed class SyncTests : IAsyncLifetime
         Assert.Equal("b", b.Read(v => v.Self!.Name));
 
         // a learns of b by delta, not by another full map.
-        await Eventually.HoldsAsync(() => a.Read(v => v.FindPeer(b.NodeKey)) is { Online: true }, Second, "a hears b joined");
+        await Eventually.HoldsAsync(() => a.Read(v => v.FindPeer(b.NodeKey)) is { Online: true }, Prompt, "a hears b joined");
         Assert.Equal(1, a.Read(v => v.FullMapsReceived));
 
         var before = b.Serial;
         await a.UpdateEndpointsAsync(TestAgent.Candidates("198.51.100.7:3333"));
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)!.Endpoints.Candidates.Single().Address) == "198.51.100.7:3333", Second, "endpoint change reaches b");
+        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)!.Endpoints.Candidates.Single().Address) == "198.51.100.7:3333", Prompt, "endpoint change reaches b");
         Assert.True(b.Serial > before);
         Assert.Equal(1, b.Read(v => v.FullMapsReceived));
     }
@@ -52,11 +53,11 @@ public sealed class SyncTests : IAsyncLifetime
     {
         await using var a = await _rig.JoinAsync("a", _key);
         await using var b = await _rig.JoinAsync("b", _key);
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is { Online: true }, Second, "a online");
+        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is { Online: true }, Prompt, "a online");
         await a.DisconnectAsync();
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is { Online: false, LastSeen: not null }, Second, "a offline with last seen");
+        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is { Online: false, LastSeen: not null }, Prompt, "a offline with last seen");
         await a.ConnectAsync(TestAgent.Candidates("192.0.2.1:1"));
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is { Online: true }, Second, "a back online");
+        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is { Online: true }, Prompt, "a back online");
     }
 
     [Fact]
@@ -64,7 +65,7 @@ public sealed class SyncTests : IAsyncLifetime
     {
         await using var a = await _rig.JoinAsync("a", _key);
         await using var b = await _rig.JoinAsync("b", _key);
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is not null, Second, "b sees a");
+        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is not null, Prompt, "b sees a");
         await b.DisconnectAsync();
         var serial = b.Serial;
         await a.UpdateEndpointsAsync(TestAgent.Candidates("203.0.113.5:5555"));
@@ -72,7 +73,7 @@ public sealed class SyncTests : IAsyncLifetime
 
         await b.ConnectAsync(TestAgent.Candidates("192.0.2.2:2"), lastSerial: serial);
         await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(c.NodeKey)) is not null && b.Read(v => v.FindPeer(a.NodeKey)!.Endpoints.Candidates[0].Address) == "203.0.113.5:5555",
-            TimeSpan.FromSeconds(2), "b caught up");
+            Prompt, "b caught up");
         Assert.Equal(1, b.Read(v => v.FullMapsReceived));
     }
 
@@ -80,10 +81,10 @@ public sealed class SyncTests : IAsyncLifetime
     public async Task AnUnknownSerialGetsAFreshFullMap()
     {
         await using var a = await _rig.JoinAsync("a", _key);
-        await Eventually.HoldsAsync(() => a.Read(v => v.FullMapsReceived) == 1, Second, "first map");
+        await Eventually.HoldsAsync(() => a.Read(v => v.FullMapsReceived) == 1, Prompt, "first map");
         await a.DisconnectAsync();
         await a.ConnectAsync(TestAgent.Candidates("192.0.2.1:1"), lastSerial: 12345);
-        await Eventually.HoldsAsync(() => a.Read(v => v.FullMapsReceived) == 2, Second, "a second full map");
+        await Eventually.HoldsAsync(() => a.Read(v => v.FullMapsReceived) == 2, Prompt, "a second full map");
     }
 
     [Fact]
@@ -92,22 +93,23 @@ public sealed class SyncTests : IAsyncLifetime
         await using var a = await _rig.JoinAsync("a", _key, TestAgent.Candidates("192.0.2.1:1111", "10.0.0.5:1111"));
         await using var b = await _rig.JoinAsync("b", _key);
         await a.SendAsync(new SyncRequest { Connect = new ConnectRequest { PeerKey = b.NodeKey } });
-        await Eventually.HoldsAsync(() => b.ConnectNotices.Count == 1, Second, "b gets a's request");
+        await Eventually.HoldsAsync(() => b.ConnectNotices.Count == 1, Prompt, "b gets a's request");
         var notice = b.ConnectNotices[0];
         Assert.Equal(a.NodeKey, notice.PeerKey);
         Assert.Equal(["192.0.2.1:1111", "10.0.0.5:1111"], notice.Endpoints.Candidates.Select(c => c.Address));
     }
 
     [Fact]
-    public async Task ExpiredNodeLeavesEveryNetmapWithinASecondAndIsRefused()
+    public async Task ExpiredNodeLeavesEveryNetmapAndIsRefused()
     {
         await using var a = await _rig.JoinAsync("a", _key);
         await using var b = await _rig.JoinAsync("b", _key);
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is not null, Second, "b sees a");
+        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is not null, Prompt, "b sees a");
 
         await _rig.Admin.ExpireNodeAsync(new NodeRef { Node = "a" });
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is null, Second, "a removed from b's map");
-        await Eventually.HoldsAsync(() => a.StreamEnded, Second, "a's stream ended");
+        var took = await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is null, Prompt, "a removed from b's map");
+        output.WriteLine($"expired node left the peer's netmap {took.TotalMilliseconds:F0} ms after the admin call returned");
+        await Eventually.HoldsAsync(() => a.StreamEnded, Prompt, "a's stream ended");
         Assert.Equal(StatusCode.Unauthenticated, a.StreamError?.StatusCode);
 
         var retry = _rig.NewClient(a.Registration.SessionToken).Sync();
@@ -118,15 +120,16 @@ public sealed class SyncTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task RevokingAKeyWithItsNodesRemovesThemWithinASecond()
+    public async Task RevokingAKeyWithItsNodesRemovesThem()
     {
         var leaked = await _rig.CreateKeyAsync(reusable: true);
         await using var a = await _rig.JoinAsync("a", leaked);
         await using var b = await _rig.JoinAsync("b", _key);
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is not null, Second, "b sees a");
+        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is not null, Prompt, "b sees a");
         await _rig.Admin.RevokePreAuthKeyAsync(new RevokePreAuthKeyRequest { Id = Secrets.IdOf(leaked, Secrets.PreAuthKeyPrefix), ExpireNodes = true });
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is null, Second, "a removed");
-        await Eventually.HoldsAsync(() => a.StreamError?.StatusCode == StatusCode.Unauthenticated, Second, "a refused");
+        var took = await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is null, Prompt, "a removed");
+        output.WriteLine($"revoked key's node left the peer's netmap {took.TotalMilliseconds:F0} ms after the admin call returned");
+        await Eventually.HoldsAsync(() => a.StreamError?.StatusCode == StatusCode.Unauthenticated, Prompt, "a refused");
         Assert.False(b.StreamEnded);
     }
 
@@ -135,10 +138,10 @@ public sealed class SyncTests : IAsyncLifetime
     {
         await using var a = await _rig.JoinAsync("a", _key);
         await using var b = await _rig.JoinAsync("b", _key);
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is not null, Second, "b sees a");
+        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is not null, Prompt, "b sees a");
         await _rig.Admin.DeleteNodeAsync(new NodeRef { Node = a.Registration.NodeId.ToString() });
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is null, Second, "a removed");
-        await Eventually.HoldsAsync(() => a.StreamError?.StatusCode == StatusCode.Unauthenticated, Second, "a refused");
+        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is null, Prompt, "a removed");
+        await Eventually.HoldsAsync(() => a.StreamError?.StatusCode == StatusCode.Unauthenticated, Prompt, "a refused");
         Assert.Equal(StatusCode.NotFound, (await Assert.ThrowsAsync<RpcException>(() => _rig.Admin.GetNodeAsync(new NodeRef { Node = "a" }).ResponseAsync)).StatusCode);
     }
 
@@ -148,9 +151,9 @@ public sealed class SyncTests : IAsyncLifetime
         var ephemeral = await _rig.CreateKeyAsync(ephemeral: true);
         await using var a = await _rig.JoinAsync("phone", ephemeral);
         await using var b = await _rig.JoinAsync("b", _key);
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is not null, Second, "b sees the phone");
+        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is not null, Prompt, "b sees the phone");
         await a.DisconnectAsync();
-        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is null, TimeSpan.FromSeconds(3), "the phone is removed");
+        await Eventually.HoldsAsync(() => b.Read(v => v.FindPeer(a.NodeKey)) is null, Prompt, "the phone is removed");
         Assert.DoesNotContain((await _rig.Admin.ListNodesAsync(new ListNodesRequest())).Nodes, n => n.Name == "phone");
     }
 
@@ -160,7 +163,7 @@ public sealed class SyncTests : IAsyncLifetime
         await using var a = await _rig.JoinAsync("a", _key);
         await using var again = a.SecondStream();
         await again.ConnectAsync(TestAgent.Candidates("192.0.2.9:9"));
-        await Eventually.HoldsAsync(() => a.StreamEnded, Second, "the older stream ends");
+        await Eventually.HoldsAsync(() => a.StreamEnded, Prompt, "the older stream ends");
         Assert.Equal(StatusCode.Aborted, a.StreamError?.StatusCode);
     }
 
@@ -180,7 +183,7 @@ public sealed class SyncTests : IAsyncLifetime
 
         // The agent's token survives, and a new node gets a fresh address, never a used one.
         await a.ConnectAsync(TestAgent.Candidates("192.0.2.1:1"));
-        await Eventually.HoldsAsync(() => a.Read(v => v.Self) is not null, Second, "a reconnected after the restart");
+        await Eventually.HoldsAsync(() => a.Read(v => v.Self) is not null, Prompt, "a reconnected after the restart");
         var newcomer = await new TestAgent(_rig, "new").RegisterAsync(reusable);
         Assert.DoesNotContain(newcomer.Addresses[0], before.SelectMany(n => n.Addresses).Select(x => x + "/32"));
     }
