@@ -27,7 +27,8 @@ public sealed class SyncTests(Xunit.Abstractions.ITestOutputHelper output) : IAs
         await using var a = await _rig.JoinAsync("a", _key, TestAgent.Candidates("192.0.2.1:1000"));
         await Eventually.HoldsAsync(() => a.Read(v => v.FullMapsReceived) == 1, Prompt, "a's full map");
         await using var b = await _rig.JoinAsync("b", _key, TestAgent.Candidates("192.0.2.2:2000"));
-        await Eventually.HoldsAsync(() => b.Read(v => v.Peers.Count) == 1, Prompt, "b's full map lists a");
+        // The map b gets first may predate b itself (maps are shared); b's own entry follows as a delta.
+        await Eventually.HoldsAsync(() => b.Read(v => v.Peers.Count == 1 && v.Self is not null), Prompt, "b's map lists a and b itself");
 
         var peerA = b.Read(v => v.FindPeer(a.NodeKey))!;
         Assert.Equal("a", peerA.Name);
