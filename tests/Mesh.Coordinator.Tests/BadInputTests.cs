@@ -21,9 +21,10 @@ public sealed class BadInputTests : IAsyncLifetime
     private async Task<StatusCode> SyncWith(string? token, params SyncRequest[] messages)
     {
         using var call = _rig.NewClient(token).Sync();
-        foreach (var message in messages) await call.RequestStream.WriteAsync(message);
         try
         {
+            // The server may refuse before the messages are written; the write then fails with the call's status.
+            foreach (var message in messages) await call.RequestStream.WriteAsync(message);
             while (await call.ResponseStream.MoveNext(CancellationToken.None)) { }
             return StatusCode.OK;
         }
