@@ -113,9 +113,12 @@ public sealed class SyncTests(Xunit.Abstractions.ITestOutputHelper output) : IAs
         await Eventually.HoldsAsync(() => a.StreamEnded, Prompt, "a's stream ended");
         Assert.Equal(StatusCode.Unauthenticated, a.StreamError?.StatusCode);
 
-        var retry = _rig.NewClient(a.Registration.SessionToken).Sync();
-        await retry.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello() });
-        var ex = await Assert.ThrowsAsync<RpcException>(() => retry.ResponseStream.MoveNext(CancellationToken.None));
+        using var retry = _rig.NewClient(a.Registration.SessionToken).Sync();
+        var ex = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            await retry.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello() });
+            await retry.ResponseStream.MoveNext(CancellationToken.None);
+        });
         Assert.Equal(StatusCode.Unauthenticated, ex.StatusCode);
         Assert.Equal(StatusCode.PermissionDenied, (await Assert.ThrowsAsync<RpcException>(() => a.RegisterAsync(""))).StatusCode);
     }
