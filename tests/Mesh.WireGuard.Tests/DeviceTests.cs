@@ -3,19 +3,8 @@ using Mesh.WireGuard.Noise;
 
 namespace Mesh.WireGuard.Tests;
 
-public sealed class DeviceTests
+public sealed class DeviceTests : ConnectedPair
 {
-    private readonly TestNetwork _net = new();
-    private readonly TestNetwork.Node _a;
-    private readonly TestNetwork.Node _b;
-
-    public DeviceTests()
-    {
-        _a = _net.AddNode("192.0.2.1:51820", "10.9.0.1");
-        _b = _net.AddNode("198.51.100.2:51820", "10.9.0.2");
-        TestNetwork.Connect(_a, _b);
-    }
-
     [Fact]
     public void FirstPacketTriggersHandshakeAndArrives()
     {

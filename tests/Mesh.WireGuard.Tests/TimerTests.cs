@@ -5,19 +5,8 @@ using static Mesh.WireGuard.Core.ProtocolConstants;
 namespace Mesh.WireGuard.Tests;
 
 /// <summary>Every protocol timer, on a manual clock.</summary>
-public sealed class TimerTests
+public sealed class TimerTests : ConnectedPair
 {
-    private readonly TestNetwork _net = new();
-    private readonly TestNetwork.Node _a;
-    private readonly TestNetwork.Node _b;
-
-    public TimerTests()
-    {
-        _a = _net.AddNode("192.0.2.1:51820", "10.9.0.1");
-        _b = _net.AddNode("198.51.100.2:51820", "10.9.0.2");
-        TestNetwork.Connect(_a, _b);
-    }
-
     private void Establish()
     {
         _a.SendTo(_b);
