@@ -34,7 +34,7 @@ public sealed class StunMessageTests
         var unknown = new ushort[8];
         Assert.Equal(StunParseResult.UnknownAttributes, StunMessage.Validate(request, unknown, out var count));
         var response = new byte[StunMessage.MaxResponseSize];
-        var length = Mesh.Coordinator.Stun.StunServer.Answer(request, NetEndpoint.Parse("1.2.3.4:5"), response, unknown);
+        var length = Mesh.Traversal.Stun.StunMessage.Answer(request, NetEndpoint.Parse("1.2.3.4:5"), response, unknown);
         Assert.Equal(StunMessage.BindingError, StunMessage.TypeOf(response));
         Assert.Equal(StunParseResult.Ok, StunMessage.Validate(response.AsSpan(0, length), new ushort[4], out _));
         Assert.Equal(1, count);

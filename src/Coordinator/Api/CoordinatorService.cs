@@ -138,6 +138,10 @@ public sealed class CoordinatorService(MeshState state, int stunPort, string? pu
             }
         }
         if (endpoints.PreferredRelay.Length > 64) throw Invalid("preferred_relay is too long.");
+        if (endpoints.RelayAddress.Length > 0 && (!IPEndPoint.TryParse(endpoints.RelayAddress, out var relay) || relay.Port == 0))
+        {
+            throw Invalid($"relay_address \"{endpoints.RelayAddress}\" is not IP:PORT.");
+        }
     }
 
     private IReadOnlyList<string> StunServers(ServerCallContext context)

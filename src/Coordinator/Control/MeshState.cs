@@ -95,6 +95,12 @@ public sealed class MeshState : IDisposable
         }
     }
 
+    /// <summary>Whether this key belongs to an approved node: the relay serves only those.</summary>
+    public bool IsApproved(PublicKey nodeKey)
+    {
+        lock (_lock) return _byKey.TryGetValue(nodeKey, out var node) && node.Record.State == NodeState.Approved;
+    }
+
     public Challenge IssueChallenge()
     {
         var nonce = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);

@@ -67,7 +67,7 @@ public sealed class StunServer : IDisposable
             var length = socket.Receive(buffer, from, out var source);
             if (length < 0) return;
             if (length == 0) continue;
-            var size = Answer(buffer.AsSpan(0, length), source, response, unknown);
+            var size = StunMessage.Answer(buffer.AsSpan(0, length), source, response, unknown);
             if (size == 0)
             {
                 Interlocked.Increment(ref _dropped);
@@ -76,16 +76,5 @@ public sealed class StunServer : IDisposable
             socket.Send(response.AsSpan(0, size), source);
             Interlocked.Increment(ref _answered);
         }
-    }
-
-    /// <summary>The response to one datagram, or 0 to drop it.</summary>
-    internal static int Answer(ReadOnlySpan<byte> packet, NetEndpoint source, Span<byte> response, Span<ushort> unknown)
-    {
-        var result = StunMessage.Validate(packet, unknown, out var unknownCount);
-        if (result is not (StunParseResult.Ok or StunParseResult.UnknownAttributes) || StunMessage.TypeOf(packet) != StunMessage.BindingRequest) return 0;
-        var transaction = StunMessage.TransactionId(packet);
-        return result == StunParseResult.UnknownAttributes
-            ? StunMessage.WriteUnknownAttributesError(response, transaction, unknown[..unknownCount])
-            : StunMessage.WriteBindingSuccess(response, transaction, source);
     }
 }

@@ -112,11 +112,8 @@ public sealed class ProbeCodec(PrivateKey local, IClock clock)
     private PeerState? State(PublicKey peer)
     {
         if (_peers.TryGetValue(peer, out var state)) return state;
-        Span<byte> shared = stackalloc byte[32];
-        if (!local.SharedSecret(shared, peer)) return null;
-        var key = new byte[32];
-        Kdf.Derive1(key, shared, KeyLabel);
-        shared.Clear();
+        var key = PairKey.Derive(local, peer, KeyLabel);
+        if (key is null) return null;
         // Counters start from the clock so a restarted node never reuses one its peer has already seen.
         state = new PeerState(key, (ulong)new DateTimeOffset(clock.UtcNow).ToUnixTimeMilliseconds() * 1000);
         _peers[peer] = state;

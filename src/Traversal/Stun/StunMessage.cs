@@ -72,6 +72,17 @@ public static class StunMessage
         return unknownCount > 0 ? StunParseResult.UnknownAttributes : StunParseResult.Ok;
     }
 
+    /// <summary>A STUN server's response to one datagram from <paramref name="source"/>, or 0 to drop it.</summary>
+    public static int Answer(ReadOnlySpan<byte> packet, NetEndpoint source, Span<byte> response, Span<ushort> unknown)
+    {
+        var result = Validate(packet, unknown, out var unknownCount);
+        if (result is not (StunParseResult.Ok or StunParseResult.UnknownAttributes) || TypeOf(packet) != BindingRequest) return 0;
+        var transaction = TransactionId(packet);
+        return result == StunParseResult.UnknownAttributes
+            ? WriteUnknownAttributesError(response, transaction, unknown[..unknownCount])
+            : WriteBindingSuccess(response, transaction, source);
+    }
+
     public static int WriteBindingRequest(Span<byte> output, ReadOnlySpan<byte> transactionId)
     {
         WriteHeader(output, BindingRequest, transactionId);

@@ -53,6 +53,12 @@ public sealed partial class Peer
 
     public TimeSpan PersistentKeepalive { get; internal set; }
 
+    /// <summary>
+    /// Whether the endpoint follows the source of authenticated packets. A mesh turns it off and sets an
+    /// endpoint that stands for the peer itself, so its path engine chooses where each packet goes.
+    /// </summary>
+    public bool Roams { get; set; } = true;
+
     /// <summary>The preshared key in hex for the UAPI (all zeros when none is set).</summary>
     internal string PresharedKeyHex
     {
@@ -97,6 +103,7 @@ public sealed partial class Peer
     /// <summary>Follows the peer to the address its latest authenticated packet came from (roaming).</summary>
     internal void UpdateEndpoint(NetEndpoint from)
     {
+        if (!Roams && _hasEndpoint) return;
         _endpoint = from;
         _hasEndpoint = true;
     }

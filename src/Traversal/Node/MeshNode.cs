@@ -1,0 +1,112 @@
+using System.Net;
+using Google.Protobuf;
+using Mesh.Control;
+using Mesh.Protos.V1;
+using Mesh.Traversal.Paths;
+using Mesh.WireGuard.Core;
+using Mesh.WireGuard.Keys;
+
+namespace Mesh.Traversal.Node;
+
+/// <summary>
+/// One mesh node without I/O: the netmap from the coordinator drives the WireGuard device's peers and the
+/// path engine's view of them. Every peer's WireGuard endpoint is its synthetic endpoint and never roams,
+/// so the engine alone decides where packets go. Production and the NAT lab both run this class.
+/// </summary>
+public sealed class MeshNode
+{
+    private readonly Func<string, NetEndpoint?> _resolve;
+    private TimeSpan _keepalive = TimeSpan.MinValue;
+
+    /// <param name="resolve">Turns the netmap's "host:port" STUN servers into endpoints (DNS is the host's business).</param>
+    public MeshNode(Device device, PathEngine engine, Func<string, NetEndpoint?> resolve)
+    {
+        Device = device;
+        Engine = engine;
+        _resolve = resolve;
+        View = new NetMapView(ByteString.CopyFrom(engine.PublicKey.Span));
+    }
+
+    public Device Device { get; }
+    public PathEngine Engine { get; }
+    public NetMapView View { get; }
+
+    /// <summary>Applies one message of the sync stream. Hostile content (bad keys, bad prefixes) is skipped, never thrown.</summary>
+    public void Apply(SyncResponse message)
+    {
+        switch (message.KindCase)
+        {
+            case SyncResponse.KindOneofCase.Connect:
+                if (message.Connect.PeerKey.Length == Key32.Size) Engine.OnConnectNotice(new PublicKey(message.Connect.PeerKey.Span), message.Connect.Endpoints);
+                break;
+            case SyncResponse.KindOneofCase.Full:
+            case SyncResponse.KindOneofCase.Delta:
+                lock (View)
+                {
+                    if (View.Apply(message)) SyncPeers();
+                }
+                break;
+        }
+    }
+
+    /// <summary>Runs the engine's and the device's timers, and keeps the NAT keepalive in step with what NAT discovery found.</summary>
+    public void Tick()
+    {
+        Engine.Tick();
+        Device.Tick();
+        var keepalive = Engine.BehindNat ? Engine.Options.NatKeepalive : TimeSpan.Zero;
+        if (keepalive == _keepalive) return;
+        _keepalive = keepalive;
+        foreach (var peer in Device.Peers) Device.SetPersistentKeepalive(peer, keepalive);
+    }
+
+    private void SyncPeers()
+    {
+        var stun = View.StunServers;
+        Engine.SetStunServers(stun.Count > 0 ? _resolve(stun[0]) : null, stun.Count > 1 ? _resolve(stun[1]) : null);
+        Engine.SetRelays(Relays());
+        var current = new HashSet<PublicKey>();
+        foreach (var entry in View.Peers.Values)
+        {
+            if (entry.NodeKey.Length != Key32.Size) continue;
+            var key = new PublicKey(entry.NodeKey.Span);
+            if (key.Equals(Engine.PublicKey)) continue;
+            current.Add(key);
+            var synthetic = Engine.UpsertPeer(key, entry.Endpoints, entry.Online);
+            var existed = Device.FindPeer(key) is not null;
+            var peer = Device.GetOrAddPeer(key);
+            peer.Roams = false;
+            peer.Endpoint = synthetic;
+            Device.SetAllowedIps(peer, Prefixes(entry.AllowedIps), replace: true);
+            if (!existed && _keepalive > TimeSpan.Zero) Device.SetPersistentKeepalive(peer, _keepalive);
+        }
+        foreach (var peer in Device.Peers.ToList())
+        {
+            if (current.Contains(peer.PublicKey)) continue;
+            Device.RemovePeer(peer.PublicKey);
+            Engine.RemovePeer(peer.PublicKey);
+        }
+    }
+
+    /// <summary>The coordinator's relays, then every online peer that offers to relay (announced in its endpoints).</summary>
+    private List<Relay> Relays()
+    {
+        var relays = new List<Relay>(View.Relays);
+        foreach (var peer in View.Peers.Values)
+        {
+            if (!peer.Online || peer.Endpoints is not { RelayAddress.Length: > 0 } endpoints) continue;
+            relays.Add(new Relay { Id = peer.Name, UdpAddress = endpoints.RelayAddress, NodeKey = peer.NodeKey });
+        }
+        return relays;
+    }
+
+    private static List<IPNetwork> Prefixes(IEnumerable<string> texts)
+    {
+        var prefixes = new List<IPNetwork>();
+        foreach (var text in texts)
+        {
+            if (IPNetwork.TryParse(text, out var prefix)) prefixes.Add(prefix);
+        }
+        return prefixes;
+    }
+}

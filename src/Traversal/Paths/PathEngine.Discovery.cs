@@ -1,0 +1,175 @@
+using System.Net;
+using Mesh.Protos.V1;
+using Mesh.Traversal.NatDiscovery;
+using Mesh.WireGuard.Core;
+
+namespace Mesh.Traversal.Paths;
+
+/// <summary>NAT discovery and this node's own candidates: STUN runs, local addresses, what the coordinator is told.</summary>
+public sealed partial class PathEngine
+{
+    private NetEndpoint? _stunFirst;
+    private NetEndpoint? _stunSecond;
+    private NetcheckProbe? _netcheck;
+    private TimeSpan? _nextNetcheck;
+    private bool _restartPhasesAfterNetcheck;
+    private List<NetEndpoint> _locals = new();
+    private bool _udpBlocked;
+    private Endpoints? _published;
+    private string _relayOffer = "";
+
+    /// <summary>The latest NAT report and when it was made; null before the first.</summary>
+    public (NetcheckReport Report, DateTime At)? LastNetcheck { get; private set; }
+
+    /// <summary>False only when STUN showed no translation in front of this node.</summary>
+    public bool BehindNat
+    {
+        get
+        {
+            lock (_gate) return LastNetcheck?.Report.Verdict.Mapping != NatMappingKind.None;
+        }
+    }
+
+    private NatMapping MyMapping => LastNetcheck?.Report.Verdict.Mapping switch
+    {
+        NatMappingKind.None => NatMapping.None,
+        NatMappingKind.EndpointIndependent => NatMapping.EndpointIndependent,
+        NatMappingKind.EndpointDependent => NatMapping.EndpointDependent,
+        _ => NatMapping.Unknown,
+    };
+
+    /// <summary>The coordinator's two STUN endpoints; a change starts a new NAT discovery run.</summary>
+    public void SetStunServers(NetEndpoint? first, NetEndpoint? second)
+    {
+        lock (_gate)
+        {
+            if (_stunFirst == first && _stunSecond == second) return;
+            _stunFirst = first;
+            _stunSecond = second;
+            _nextNetcheck = _clock.Now;
+        }
+    }
+
+    /// <summary>
+    /// The host's addresses (never the mesh interface's own) and the port of socket 0. A change means a new
+    /// network: every direct path is dropped, relay sessions restart from the new address, NAT discovery
+    /// runs again, and every peer is probed anew once the new candidates are known.
+    /// </summary>
+    public void NetworkChanged(IEnumerable<IPAddress> addresses, int port)
+    {
+        lock (_gate)
+        {
+            var locals = new List<NetEndpoint>();
+            foreach (var address in addresses) locals.Add(new NetEndpoint(address, port));
+            var first = _locals.Count == 0 && _published is null;
+            if (!first && locals.Count == _locals.Count && locals.TrueForAll(_locals.Contains)) return;
+            _locals = locals;
+            var now = _clock.Now;
+            if (!first)
+            {
+                foreach (var peer in _peers.Values)
+                {
+                    if (peer.Birthday is not null) EndBirthday(peer, now, keepSocket: -1);
+                    peer.Paths.Clear();
+                    peer.Best = null;
+                    peer.DirectSince = null;
+                    peer.LastFailure = "this node's network changed";
+                    StartPhase(peer, now, requestConnect: true);
+                    UpdateRoute(peer, now);
+                }
+                foreach (var relay in _relays) relay.Client.Reset();
+                _restartPhasesAfterNetcheck = true;
+            }
+            _netcheck = null;
+            _nextNetcheck = now;
+            PublishEndpointsIfChanged();
+        }
+    }
+
+    /// <summary>This node runs a relay at "ip:port": the coordinator announces it to everyone.</summary>
+    public void OfferRelay(string address)
+    {
+        lock (_gate)
+        {
+            _relayOffer = address;
+            PublishEndpointsIfChanged();
+        }
+    }
+
+    /// <summary>Starts a NAT discovery run now (`mesh-agent netcheck`).</summary>
+    public void RunNetcheck()
+    {
+        lock (_gate)
+        {
+            _netcheck = null;
+            _nextNetcheck = _clock.Now;
+        }
+    }
+
+    private void TickDiscovery(TimeSpan now)
+    {
+        if (_netcheck is null)
+        {
+            if (_stunFirst is not { } first || _stunSecond is not { } second || _nextNetcheck is not { } due || now < due) return;
+            _netcheck = new NetcheckProbe(first, second, _locals, now, _entropy);
+        }
+        int length;
+        while ((length = _netcheck.Poll(now, _scratch, out var destination)) > 0) _output.SendUdp(0, _scratch.AsSpan(0, length), destination);
+        if (_netcheck.IsDone) FinishNetcheck(now);
+    }
+
+    private void OnStun(ReadOnlySpan<byte> datagram, TimeSpan now)
+    {
+        if (_netcheck?.OnResponse(datagram, now) != true) Interlocked.Increment(ref _strayDatagrams);
+        else if (_netcheck.IsDone) FinishNetcheck(now);
+    }
+
+    private void FinishNetcheck(TimeSpan now)
+    {
+        var report = _netcheck!.Report!;
+        _netcheck = null;
+        _nextNetcheck = now + Options.NetcheckInterval;
+        LastNetcheck = (report, _clock.UtcNow);
+        var wasBlocked = _udpBlocked;
+        _udpBlocked = report.Verdict.UdpBlocked;
+        if (wasBlocked != _udpBlocked)
+        {
+            foreach (var relay in _relays) relay.Client.Reset();
+        }
+        PublishEndpointsIfChanged();
+        if (!_restartPhasesAfterNetcheck) return;
+        _restartPhasesAfterNetcheck = false;
+        foreach (var peer in _peers.Values)
+        {
+            if (peer.Best is null) StartPhase(peer, now, requestConnect: true);
+        }
+    }
+
+    private void PublishEndpointsIfChanged()
+    {
+        var endpoints = new Endpoints
+        {
+            NatMapping = MyMapping,
+            UdpBlocked = _udpBlocked,
+            PreferredRelay = Home(_clock.Now)?.Id ?? "",
+            RelayAddress = _relayOffer,
+        };
+        foreach (var local in _locals) endpoints.Candidates.Add(new Candidate { Address = local.ToString(), Kind = CandidateKind.Local });
+        if (LastNetcheck?.Report.Verdict.Reflexive is { } reflexive && !_locals.Contains(reflexive))
+        {
+            endpoints.Candidates.Add(new Candidate { Address = reflexive.ToString(), Kind = CandidateKind.Stun });
+        }
+        if (endpoints.Equals(_published)) return;
+        _published = endpoints;
+        _output.PublishEndpoints(endpoints);
+    }
+
+    /// <summary>What this node last told the coordinator about itself.</summary>
+    public Endpoints? PublishedEndpoints
+    {
+        get
+        {
+            lock (_gate) return _published;
+        }
+    }
+}

@@ -1,0 +1,259 @@
+using Mesh.Protos.V1;
+using Mesh.Traversal.Probes;
+using Mesh.Traversal.Relay;
+using Mesh.WireGuard.Core;
+
+namespace Mesh.Traversal.Paths;
+
+/// <summary>Probing: rounds to every candidate, pongs that validate paths, heartbeats, choosing and dropping the direct path.</summary>
+public sealed partial class PathEngine
+{
+    private void OnProbe(ReadOnlySpan<byte> datagram, int socket, NetEndpoint from, RelayLink? via, TimeSpan now)
+    {
+        var result = _probes.TryRead(datagram, key => _peers.ContainsKey(NodeKeyId.From(key)), out var probe);
+        if (result != ProbeResult.Ok)
+        {
+            Reject(result);
+            return;
+        }
+        var peer = _peers[NodeKeyId.From(probe.Sender)];
+        if (probe.Type == ProbeType.Ping) OnPing(peer, probe.TransactionId, socket, from, via, now);
+        else OnPong(peer, probe.TransactionId, socket, from, via, now);
+    }
+
+    private void OnPing(PeerPaths peer, UInt128 transaction, int socket, NetEndpoint from, RelayLink? via, TimeSpan now)
+    {
+        var length = _probes.WritePong(_scratch, peer.Key, transaction, via is null ? from : default);
+        if (via is not null)
+        {
+            peer.LastRelayHeard = via.Id;
+            SendViaRelay(via, OverStream(via), peer.Key.Span, _scratch.AsSpan(0, length));
+            return;
+        }
+        _output.SendUdp(socket, _scratch.AsSpan(0, length), from);
+        var key = new PathKey(socket, from);
+        if (peer.Paths.ContainsKey(key)) return;
+        var technique = TechniqueOf(peer, key);
+        if (technique == Technique.PeerReflexive && socket == 0 && CountPeerReflexive(peer) < MaxPeerReflexive)
+        {
+            peer.Candidates[from] = CandidateKind.PeerReflexive;
+        }
+        // The other side reached us from an address we never pinged: ping it back so both ends validate the path.
+        SendPing(peer, key, technique, now, user: false);
+    }
+
+    private void OnPong(PeerPaths peer, UInt128 transaction, int socket, NetEndpoint from, RelayLink? via, TimeSpan now)
+    {
+        if (!_pending.Remove(transaction, out var pending) || pending.Peer != peer)
+        {
+            Reject(ProbeResult.Malformed);
+            return;
+        }
+        var latency = now - pending.SentAt;
+        if (via is not null)
+        {
+            peer.LastRelayHeard = via.Id;
+            peer.RelayLatency = latency;
+            if (pending.User) _pingReplies[transaction] = new PingReply(PathKind.Relay, null, via.Id, latency);
+            return;
+        }
+        var key = new PathKey(socket, from);
+        if (!peer.Paths.TryGetValue(key, out var path))
+        {
+            path = new PathState(key, pending.Technique == Technique.None ? TechniqueOf(peer, key) : pending.Technique);
+            peer.Paths[key] = path;
+        }
+        path.LastPong = now;
+        path.FirstUnanswered = null;
+        path.Latency = latency;
+        if (pending.User) _pingReplies[transaction] = new PingReply(PathKind.Direct, from, null, latency);
+        Reselect(peer, now);
+    }
+
+    private UInt128? SendPing(PeerPaths peer, PathKey key, Technique technique, TimeSpan now, bool user)
+    {
+        if (_pending.Count >= MaxPendingPings) return null;
+        var transaction = NewTransaction();
+        var length = _probes.WritePing(_scratch, peer.Key, transaction);
+        _pending[transaction] = new PendingPing(peer, key, technique, null, now, user);
+        if (peer.Paths.TryGetValue(key, out var path))
+        {
+            path.LastPingSent = now;
+            path.FirstUnanswered ??= now;
+        }
+        _output.SendUdp(key.Socket, _scratch.AsSpan(0, length), key.Remote);
+        return transaction;
+    }
+
+    private UInt128? SendRelayPing(PeerPaths peer, RelayLink relay, bool overStream, TimeSpan now, bool user)
+    {
+        if (_pending.Count >= MaxPendingPings) return null;
+        var transaction = NewTransaction();
+        var length = _probes.WritePing(_scratch, peer.Key, transaction);
+        _pending[transaction] = new PendingPing(peer, default, Technique.None, relay, now, user);
+        peer.LastRelayPing = now;
+        SendViaRelay(relay, overStream, peer.Key.Span, _scratch.AsSpan(0, length));
+        return transaction;
+    }
+
+    private void SendProbeRound(PeerPaths peer, TimeSpan now)
+    {
+        foreach (var (address, _) in peer.Candidates)
+        {
+            var key = new PathKey(0, address);
+            SendPing(peer, key, TechniqueOf(peer, key), now, user: false);
+        }
+    }
+
+    private void TickPeer(PeerPaths peer, TimeSpan now)
+    {
+        if (!peer.Online)
+        {
+            UpdateRoute(peer, now);
+            return;
+        }
+        DropDeadPath(peer, now);
+        if (peer.Best is { } best)
+        {
+            if (peer.IsActive(now, Options.ActiveWindow) && (best.LastPingSent is not { } sent || now - sent >= Options.HeartbeatInterval))
+            {
+                SendPing(peer, best.Key, best.Technique, now, user: false);
+            }
+        }
+        else if (peer.NextProbe is { } due && now >= due)
+        {
+            SendProbeRound(peer, now);
+            var age = now - peer.PhaseStarted;
+            var interval = BothHard(peer) ? Options.UpgradeInterval
+                : age < Options.FastProbePhase ? Options.FastProbeInterval
+                : age < Options.ProbePhase ? Options.ProbeInterval
+                : Options.UpgradeInterval;
+            peer.NextProbe = now + interval;
+            if (age >= Options.FastProbePhase) RequestConnect(peer, now, force: false);
+        }
+        TickBirthday(peer, now);
+        var route = peer.Route;
+        if (peer.Best is null && route.Relay is { } relay && relay.Client.IsAlive(now) && peer.IsActive(now, Options.ActiveWindow)
+            && (peer.LastRelayPing is not { } ping || now - ping >= RelayPingInterval))
+        {
+            SendRelayPing(peer, relay, route.RelayOverStream, now, user: false);
+        }
+        PrunePaths(peer, now);
+        UpdateRoute(peer, now);
+    }
+
+    /// <summary>A chosen path whose pings have gone unanswered for <see cref="PathOptions.DeadAfter"/> is dropped; probing starts again.</summary>
+    private void DropDeadPath(PeerPaths peer, TimeSpan now)
+    {
+        if (peer.Best is not { FirstUnanswered: { } since } best || now - since < Options.DeadAfter) return;
+        peer.Paths.Remove(best.Key);
+        peer.Best = null;
+        peer.DirectSince = null;
+        peer.LastFailure = $"the direct path to {best.Key.Remote} stopped answering";
+        Reselect(peer, now);
+        if (peer.Best is null) StartPhase(peer, now, requestConnect: true);
+    }
+
+    /// <summary>Forgets paths that never answered or have been silent long, except the chosen one.</summary>
+    private void PrunePaths(PeerPaths peer, TimeSpan now)
+    {
+        List<PathKey>? stale = null;
+        foreach (var (key, path) in peer.Paths)
+        {
+            if (path == peer.Best) continue;
+            var heard = path.LastPong ?? path.FirstUnanswered ?? now;
+            if (now - heard > Options.UpgradeInterval) (stale ??= new()).Add(key);
+        }
+        if (stale is null) return;
+        foreach (var key in stale) peer.Paths.Remove(key);
+    }
+
+    /// <summary>The lowest-latency path with a recent pong; a new one must be clearly better to replace the current choice.</summary>
+    private void Reselect(PeerPaths peer, TimeSpan now)
+    {
+        PathState? choice = null;
+        foreach (var path in peer.Paths.Values)
+        {
+            if (path.LastPong is not { } pong || now - pong >= Options.TrustWindow) continue;
+            if (choice is null || path.Latency < choice.Latency || (path.Latency == choice.Latency && path.Key.Socket < choice.Key.Socket)) choice = path;
+        }
+        var current = peer.Best;
+        if (current is not null && current.LastPong is { } currentPong && now - currentPong < Options.TrustWindow
+            && choice is not null && choice != current && choice.Latency.Ticks * 4 > current.Latency.Ticks * 3)
+        {
+            choice = current;
+        }
+        if (choice is null)
+        {
+            if (current is not null) return;
+            UpdateRoute(peer, now);
+            return;
+        }
+        if (choice != current)
+        {
+            peer.Best = choice;
+            peer.DirectSince ??= now;
+            peer.LastFailure = null;
+        }
+        if (peer.Birthday is not null) EndBirthday(peer, now, keepSocket: choice.Key.Socket);
+        Volatile.Write(ref peer.ConfirmedUntilTicks, (choice.LastPong!.Value + Options.TrustWindow).Ticks);
+        UpdateRoute(peer, now);
+    }
+
+    private void UpdateRoute(PeerPaths peer, TimeSpan now)
+    {
+        var direct = peer.Online ? peer.Best?.Key : null;
+        var relay = peer.Online ? RelayFor(peer, now) : null;
+        var overStream = relay is not null && OverStream(relay);
+        var current = peer.Route;
+        if (current.Direct == direct && current.Relay == relay && current.RelayOverStream == overStream) return;
+        peer.Route = new Route(direct, relay, overStream);
+    }
+
+    private static Technique TechniqueOf(PeerPaths peer, PathKey key)
+    {
+        if (key.Socket != 0) return Technique.Birthday;
+        if (!peer.Candidates.TryGetValue(key.Remote, out var kind)) return Technique.PeerReflexive;
+        return kind switch
+        {
+            CandidateKind.Local => Technique.Local,
+            CandidateKind.Stun => Technique.Stun,
+            _ => Technique.PeerReflexive,
+        };
+    }
+
+    private static int CountPeerReflexive(PeerPaths peer)
+    {
+        var count = 0;
+        foreach (var kind in peer.Candidates.Values)
+        {
+            if (kind == CandidateKind.PeerReflexive) count++;
+        }
+        return count;
+    }
+
+    private bool BothHard(PeerPaths peer) => MyMapping == NatMapping.EndpointDependent && peer.Mapping == NatMapping.EndpointDependent;
+
+    /// <summary>Why the peer is not on a direct path, in words for `mesh-agent status`.</summary>
+    private string WhyNotDirect(PeerPaths peer, TimeSpan now, RelayLink? relay)
+    {
+        if (!peer.Online) return "the peer is offline";
+        var via = relay is null ? "and no relay is reachable" : $"so traffic goes through relay {relay.Id}";
+        if (_udpBlocked) return $"UDP is blocked on this network, {via} over TCP";
+        if (peer.UdpBlocked) return $"UDP is blocked on the peer's network, {via}";
+        if (BothHard(peer)) return $"both NATs map by destination (random source ports): hole punching cannot work, {via}";
+        if (peer.Birthday is { } search)
+        {
+            return search.HardSide
+                ? $"hard NAT here: {search.Sockets.Count} ports open for the hard-NAT search ({(now - search.Started).TotalSeconds:0}s so far), {via}"
+                : $"the peer's NAT maps by destination: searching its ports ({search.ProbesSent} probes so far), {via}";
+        }
+        if (peer.Candidates.Count == 0) return $"the peer has published no candidates yet, {via}";
+        if (peer.LastFailure is { } failure) return $"{failure}; probing again, {via}";
+        if (!Options.HardNatTechnique && (MyMapping == NatMapping.EndpointDependent || peer.Mapping == NatMapping.EndpointDependent))
+        {
+            return $"one NAT maps by destination and the hard-NAT technique is off, {via}";
+        }
+        return $"no probe has been answered yet (a firewall or filtering NAT drops them), {via}";
+    }
+}

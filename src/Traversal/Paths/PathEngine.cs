@@ -1,0 +1,330 @@
+using System.Net;
+using Mesh.Traversal.Probes;
+using Mesh.Traversal.Relay;
+using Mesh.WireGuard.Core;
+using Mesh.WireGuard.Crypto;
+using Mesh.WireGuard.Keys;
+using Mesh.WireGuard.Noise;
+
+namespace Mesh.Traversal.Paths;
+
+/// <summary>
+/// Chooses, for every peer, where its WireGuard packets go: a direct path found by probing candidates
+/// (and by the hard-NAT search), or a bounce node. No I/O and no timers of its own: the host feeds it
+/// datagrams and ticks, and it acts through <see cref="IPathOutput"/>. The WireGuard device sends every
+/// peer's packets to that peer's synthetic endpoint; <see cref="TrySend"/> turns it into the route of the
+/// moment, so a path change never touches the WireGuard session and loses nothing.
+/// State changes happen under one lock; the data path reads immutable route snapshots without it.
+/// </summary>
+public sealed partial class PathEngine
+{
+    private const int MaxPendingPings = 8192;
+    private const int MaxPeerReflexive = 16;
+    private static readonly TimeSpan PendingLifetime = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan RelayPingInterval = TimeSpan.FromSeconds(5);
+
+    [ThreadStatic] private static byte[]? t_relayBuffer;
+
+    private readonly object _gate = new();
+    private readonly PrivateKey _key;
+    private readonly IClock _clock;
+    private readonly IEntropy _entropy;
+    private readonly IPathOutput _output;
+    private readonly ProbeCodec _probes;
+    private readonly byte[] _scratch = new byte[2048];
+    private readonly Dictionary<NodeKeyId, PeerPaths> _peers = new();
+    private readonly Dictionary<UInt128, PendingPing> _pending = new();
+    private readonly Dictionary<UInt128, PingReply> _pingReplies = new();
+    private volatile Dictionary<NetEndpoint, PeerPaths> _bySynthetic = new();
+    private volatile Dictionary<NodeKeyId, PeerPaths> _byId = new();
+    private uint _nextSlot = 1;
+    private TimeSpan _lastPendingSweep;
+    private long _noRoute;
+    private long _strayDatagrams;
+    private readonly long[] _probeRejections = new long[Enum.GetValues<ProbeResult>().Length];
+
+    public PathEngine(PrivateKey key, IClock clock, IEntropy entropy, IPathOutput output, PathOptions? options = null)
+    {
+        _key = key;
+        _clock = clock;
+        _entropy = entropy;
+        _output = output;
+        Options = options ?? new PathOptions();
+        _probes = new ProbeCodec(key, clock);
+    }
+
+    public PathOptions Options { get; }
+    public PublicKey PublicKey => _key.PublicKey;
+
+    /// <summary>Packets for a peer with neither a direct path nor a relay.</summary>
+    public long NoRoute => Interlocked.Read(ref _noRoute);
+
+    /// <summary>Datagrams that were none of WireGuard, STUN, probe or relay.</summary>
+    public long StrayDatagrams => Interlocked.Read(ref _strayDatagrams);
+
+    public long ProbesRejected(ProbeResult reason) => Interlocked.Read(ref _probeRejections[(int)reason]);
+
+    /// <summary>
+    /// The data path: sends a WireGuard datagram addressed to a peer's synthetic endpoint on that peer's
+    /// route. False when the destination is not a mesh peer (the caller sends it to the address itself).
+    /// </summary>
+    public bool TrySend(ReadOnlySpan<byte> datagram, NetEndpoint destination)
+    {
+        if (!_bySynthetic.TryGetValue(destination, out var peer)) return false;
+        var now = _clock.Now;
+        Volatile.Write(ref peer.LastSendTicks, now.Ticks);
+        var route = peer.Route;
+        if (route.Direct is { } direct)
+        {
+            _output.SendUdp(direct.Socket, datagram, direct.Remote);
+            // While the direct path is unconfirmed the relay carries a copy: WireGuard's replay window drops the duplicate.
+            if (now.Ticks < Volatile.Read(ref peer.ConfirmedUntilTicks)) return true;
+        }
+        if (route.Relay is { } relay) SendViaRelay(relay, route.RelayOverStream, peer.Key.Span, datagram);
+        else if (route.Direct is null) Interlocked.Increment(ref _noRoute);
+        return true;
+    }
+
+    /// <summary>A datagram that is not for the WireGuard fast path: STUN, probes, relay frames, or anything on a hard-NAT socket.</summary>
+    public void OnDatagram(int socket, ReadOnlySpan<byte> datagram, NetEndpoint from)
+    {
+        if (MessageLayout.TypeOf(datagram) != 0)
+        {
+            _output.DeliverWireGuard(datagram, from);
+            return;
+        }
+        if (RelayFrame.LooksLikeRelay(datagram))
+        {
+            if (_relaysByUdp.TryGetValue(from, out var link)) OnRelayFrame(link, datagram);
+            else Interlocked.Increment(ref _strayDatagrams);
+            return;
+        }
+        lock (_gate)
+        {
+            var now = _clock.Now;
+            if (Stun.StunMessage.LooksLikeStun(datagram)) OnStun(datagram, now);
+            else if (ProbeCodec.LooksLikeProbe(datagram)) OnProbe(datagram, socket, from, null, now);
+            else Interlocked.Increment(ref _strayDatagrams);
+        }
+    }
+
+    /// <summary>A frame that came over a relay's stream transport.</summary>
+    public void OnRelayStreamFrame(string relayId, ReadOnlySpan<byte> frame)
+    {
+        if (RelayFrame.LooksLikeRelay(frame) && _relaysById.TryGetValue(relayId, out var link)) OnRelayFrame(link, frame);
+        else Interlocked.Increment(ref _strayDatagrams);
+    }
+
+    /// <summary>Runs every timer that is due: probes, heartbeats, the hard-NAT search, relay sessions, NAT discovery.</summary>
+    public void Tick()
+    {
+        lock (_gate)
+        {
+            var now = _clock.Now;
+            TickDiscovery(now);
+            TickRelays(now);
+            foreach (var peer in _peers.Values) TickPeer(peer, now);
+            if (now - _lastPendingSweep >= TimeSpan.FromSeconds(1)) SweepPending(now);
+        }
+    }
+
+    /// <summary>How soon <see cref="Tick"/> wants to run again: often while a hard-NAT search sprays probes.</summary>
+    public TimeSpan TickInterval
+    {
+        get
+        {
+            lock (_gate)
+            {
+                foreach (var peer in _peers.Values)
+                {
+                    if (peer.Birthday is { HardSide: false }) return TimeSpan.FromMilliseconds(10);
+                }
+                return TimeSpan.FromMilliseconds(50);
+            }
+        }
+    }
+
+    /// <summary>Adds or updates a peer from the netmap; returns the synthetic endpoint its WireGuard peer sends to.</summary>
+    public NetEndpoint UpsertPeer(PublicKey key, Protos.V1.Endpoints? endpoints, bool online)
+    {
+        lock (_gate)
+        {
+            var now = _clock.Now;
+            var id = NodeKeyId.From(key);
+            if (!_peers.TryGetValue(id, out var peer))
+            {
+                peer = new PeerPaths(key, SyntheticEndpoint(_nextSlot++));
+                _peers[id] = peer;
+                PublishPeerIndexes();
+            }
+            var changed = ApplyEndpoints(peer, endpoints);
+            var cameOnline = online && !peer.Online;
+            peer.Online = online;
+            if (online && (cameOnline || changed)) StartPhase(peer, now, requestConnect: true);
+            UpdateRoute(peer, now);
+            return peer.Synthetic;
+        }
+    }
+
+    public void RemovePeer(PublicKey key)
+    {
+        lock (_gate)
+        {
+            if (!_peers.Remove(NodeKeyId.From(key), out var peer)) return;
+            if (peer.Birthday is not null) EndBirthday(peer, _clock.Now, keepSocket: -1);
+            _probes.Forget(key);
+            PublishPeerIndexes();
+        }
+    }
+
+    /// <summary>The peer asked (through the coordinator) to connect now: probe its candidates at once.</summary>
+    public void OnConnectNotice(PublicKey key, Protos.V1.Endpoints? endpoints)
+    {
+        lock (_gate)
+        {
+            if (!_peers.TryGetValue(NodeKeyId.From(key), out var peer)) return;
+            var now = _clock.Now;
+            ApplyEndpoints(peer, endpoints);
+            StartPhase(peer, now, requestConnect: false);
+            SendProbeRound(peer, now);
+        }
+    }
+
+    public IReadOnlyList<PeerPathStatus> Snapshot()
+    {
+        lock (_gate)
+        {
+            var now = _clock.Now;
+            var list = new List<PeerPathStatus>(_peers.Count);
+            foreach (var peer in _peers.Values) list.Add(StatusOf(peer, now));
+            return list;
+        }
+    }
+
+    public PeerPathStatus? StatusOf(PublicKey key)
+    {
+        lock (_gate) return _peers.TryGetValue(NodeKeyId.From(key), out var peer) ? StatusOf(peer, _clock.Now) : null;
+    }
+
+    /// <summary>Sends one ping on the peer's current route for `mesh-agent ping`; null when the peer has no route.</summary>
+    public UInt128? StartPing(PublicKey key)
+    {
+        lock (_gate)
+        {
+            if (!_peers.TryGetValue(NodeKeyId.From(key), out var peer)) return null;
+            var now = _clock.Now;
+            var route = peer.Route;
+            if (route.Direct is { } direct && peer.Paths.TryGetValue(direct, out var path)) return SendPing(peer, path.Key, path.Technique, now, user: true);
+            if (route.Relay is { } relay) return SendRelayPing(peer, relay, route.RelayOverStream, now, user: true);
+            return null;
+        }
+    }
+
+    public bool TryTakePingReply(UInt128 transaction, out PingReply reply)
+    {
+        lock (_gate) return _pingReplies.Remove(transaction, out reply!);
+    }
+
+    private PeerPathStatus StatusOf(PeerPaths peer, TimeSpan now)
+    {
+        var route = peer.Route;
+        if (peer.Best is { } best)
+        {
+            return new PeerPathStatus(peer.Key, PathKind.Direct, best.Key.Remote, null, best.Latency, best.Technique, peer.DirectSince, "");
+        }
+        var relay = route.Relay is { } link && link.Client.IsAlive(now) ? link : null;
+        return new PeerPathStatus(peer.Key, relay is null ? PathKind.None : PathKind.Relay, null, relay?.Id,
+            relay is null ? null : peer.RelayLatency, Technique.None, null, WhyNotDirect(peer, now, relay));
+    }
+
+    private void StartPhase(PeerPaths peer, TimeSpan now, bool requestConnect)
+    {
+        peer.PhaseStarted = now;
+        peer.NextProbe = now;
+        if (requestConnect) RequestConnect(peer, now, force: true);
+    }
+
+    private void RequestConnect(PeerPaths peer, TimeSpan now, bool force)
+    {
+        var interval = force ? TimeSpan.FromSeconds(1) : Options.ConnectRequestInterval;
+        if (peer.LastConnectRequest is { } last && now - last < interval) return;
+        peer.LastConnectRequest = now;
+        _output.RequestConnect(peer.Key);
+    }
+
+    /// <summary>Takes the peer's candidates and NAT facts from the coordinator; true when its candidates changed.</summary>
+    private static bool ApplyEndpoints(PeerPaths peer, Protos.V1.Endpoints? endpoints)
+    {
+        if (endpoints is null) return false;
+        peer.Mapping = endpoints.NatMapping;
+        peer.UdpBlocked = endpoints.UdpBlocked;
+        peer.PreferredRelay = endpoints.PreferredRelay;
+        var fresh = new Dictionary<NetEndpoint, Protos.V1.CandidateKind>();
+        foreach (var candidate in endpoints.Candidates)
+        {
+            if (IPEndPoint.TryParse(candidate.Address, out var parsed) && parsed.Port != 0) fresh[new NetEndpoint(parsed)] = candidate.Kind;
+        }
+        var changed = false;
+        foreach (var (address, kind) in fresh)
+        {
+            if (!peer.Candidates.TryGetValue(address, out var known) || known != kind) changed = true;
+        }
+        List<NetEndpoint>? gone = null;
+        foreach (var (address, kind) in peer.Candidates)
+        {
+            if (kind != Protos.V1.CandidateKind.PeerReflexive && !fresh.ContainsKey(address)) (gone ??= new()).Add(address);
+        }
+        if (gone is not null)
+        {
+            changed = true;
+            foreach (var address in gone) peer.Candidates.Remove(address);
+        }
+        foreach (var (address, kind) in fresh) peer.Candidates[address] = kind;
+        return changed;
+    }
+
+    private void PublishPeerIndexes()
+    {
+        var bySynthetic = new Dictionary<NetEndpoint, PeerPaths>(_peers.Count);
+        var byId = new Dictionary<NodeKeyId, PeerPaths>(_peers.Count);
+        foreach (var peer in _peers.Values)
+        {
+            bySynthetic[peer.Synthetic] = peer;
+            byId[peer.Id] = peer;
+        }
+        _bySynthetic = bySynthetic;
+        _byId = byId;
+    }
+
+    /// <summary>An address in 100::/64 (RFC 6666, discard-only) that names a peer and can never be a real destination.</summary>
+    private static NetEndpoint SyntheticEndpoint(uint slot)
+    {
+        Span<byte> address = stackalloc byte[16];
+        address[0] = 0x01;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(address[12..], slot);
+        return NetEndpoint.FromAddressBytes(address, 0);
+    }
+
+    private UInt128 NewTransaction()
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        _entropy.Fill(bytes);
+        return System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(bytes);
+    }
+
+    private void SweepPending(TimeSpan now)
+    {
+        _lastPendingSweep = now;
+        List<UInt128>? old = null;
+        foreach (var (transaction, pending) in _pending)
+        {
+            if (now - pending.SentAt > PendingLifetime) (old ??= new()).Add(transaction);
+        }
+        if (old is null) return;
+        foreach (var transaction in old) _pending.Remove(transaction);
+    }
+
+    private void Reject(ProbeResult reason) => Interlocked.Increment(ref _probeRejections[(int)reason]);
+
+    private sealed record PendingPing(PeerPaths Peer, PathKey Path, Technique Technique, RelayLink? Relay, TimeSpan SentAt, bool User);
+}

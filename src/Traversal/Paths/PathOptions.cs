@@ -1,0 +1,41 @@
+namespace Mesh.Traversal.Paths;
+
+/// <summary>The path engine's timings and switches. Defaults are what agents run with; the NAT lab varies them.</summary>
+public sealed class PathOptions
+{
+    /// <summary>Ping on the chosen direct path this often while traffic flows.</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>A direct path carries traffic alone this long after its latest pong; after that the relay carries a copy.</summary>
+    public TimeSpan TrustWindow { get; init; } = TimeSpan.FromSeconds(2.5);
+
+    /// <summary>A direct path whose pings went unanswered this long is dropped (the relay takes over well within 5 s).</summary>
+    public TimeSpan DeadAfter { get; init; } = TimeSpan.FromSeconds(4);
+
+    /// <summary>A peer counts as active (heartbeats continue) this long after the last packet sent to it.</summary>
+    public TimeSpan ActiveWindow { get; init; } = TimeSpan.FromSeconds(45);
+
+    /// <summary>Without a direct path, probe rounds come at these intervals: quickly at first, then to retry upgrades.</summary>
+    public TimeSpan FastProbeInterval { get; init; } = TimeSpan.FromSeconds(1);
+    public TimeSpan FastProbePhase { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan ProbeInterval { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan ProbePhase { get; init; } = TimeSpan.FromSeconds(30);
+    public TimeSpan UpgradeInterval { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>The coordinator is asked to make a peer probe at once no more often than this.</summary>
+    public TimeSpan ConnectRequestInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    public TimeSpan NetcheckInterval { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Keepalive for WireGuard peers when this node sits behind NAT; zero turns keepalives off.</summary>
+    public TimeSpan NatKeepalive { get; init; } = TimeSpan.FromSeconds(25);
+
+    /// <summary>The hard-NAT (birthday-paradox) technique: on, how many ports the hard side opens, how fast the easy side probes and for how long.</summary>
+    public bool HardNatTechnique { get; init; } = true;
+    public int BirthdaySockets { get; init; } = 256;
+    public int BirthdayProbesPerSecond { get; init; } = 100;
+    public TimeSpan BirthdayDuration { get; init; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>The ordinary candidates get this head start before the birthday search begins.</summary>
+    public TimeSpan BirthdayDelay { get; init; } = TimeSpan.FromSeconds(1.5);
+}
