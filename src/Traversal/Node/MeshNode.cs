@@ -16,6 +16,9 @@ namespace Mesh.Traversal.Node;
 public sealed class MeshNode
 {
     private readonly Func<string, NetEndpoint?> _resolve;
+    private static readonly TimeSpan StalledHandshake = TimeSpan.FromMilliseconds(100);
+    private readonly Dictionary<PublicKey, int> _routeGenerations = new();
+    private readonly HashSet<PublicKey> _expedite = new();
     private TimeSpan _keepalive = TimeSpan.MinValue;
 
     /// <param name="resolve">Turns the netmap's "host:port" STUN servers into endpoints (DNS is the host's business).</param>
@@ -54,11 +57,25 @@ public sealed class MeshNode
     {
         Engine.Tick();
         Device.Tick();
+        foreach (var peer in Device.Peers)
+        {
+            var generation = Engine.RouteGeneration(peer.PublicKey);
+            if (!_routeGenerations.TryGetValue(peer.PublicKey, out var seen) || seen != generation)
+            {
+                _routeGenerations[peer.PublicKey] = generation;
+                // Only the side with the lower key: both restarting at once would cross handshakes forever.
+                if (IsLower(Engine.PublicKey, peer.PublicKey)) _expedite.Add(peer.PublicKey);
+            }
+            // A new route: initiations sent before it existed went nowhere, so start one now rather than in RekeyTimeout.
+            if (_expedite.Contains(peer.PublicKey) && (peer.HasSession || Device.ExpediteHandshake(peer, StalledHandshake))) _expedite.Remove(peer.PublicKey);
+        }
         var keepalive = Engine.BehindNat ? Engine.Options.NatKeepalive : TimeSpan.Zero;
         if (keepalive == _keepalive) return;
         _keepalive = keepalive;
         foreach (var peer in Device.Peers) Device.SetPersistentKeepalive(peer, keepalive);
     }
+
+    private static bool IsLower(PublicKey a, PublicKey b) => a.Span.SequenceCompareTo(b.Span) < 0;
 
     private void SyncPeers()
     {
@@ -85,17 +102,19 @@ public sealed class MeshNode
             if (current.Contains(peer.PublicKey)) continue;
             Device.RemovePeer(peer.PublicKey);
             Engine.RemovePeer(peer.PublicKey);
+            _routeGenerations.Remove(peer.PublicKey);
+            _expedite.Remove(peer.PublicKey);
         }
     }
 
     /// <summary>The coordinator's relays, then every online peer that offers to relay (announced in its endpoints).</summary>
-    private List<Relay> Relays()
+    private List<Protos.V1.Relay> Relays()
     {
-        var relays = new List<Relay>(View.Relays);
+        var relays = new List<Protos.V1.Relay>(View.Relays);
         foreach (var peer in View.Peers.Values)
         {
             if (!peer.Online || peer.Endpoints is not { RelayAddress.Length: > 0 } endpoints) continue;
-            relays.Add(new Relay { Id = peer.Name, UdpAddress = endpoints.RelayAddress, NodeKey = peer.NodeKey });
+            relays.Add(new Protos.V1.Relay { Id = peer.Name, UdpAddress = endpoints.RelayAddress, NodeKey = peer.NodeKey });
         }
         return relays;
     }

@@ -35,7 +35,7 @@ public sealed partial class PathEngine
         if (!hardSide && !easySide) return;
         if (now - peer.PhaseStarted < Options.BirthdayDelay) return;
         if (peer.LastBirthdayEnded is { } ended && ended >= peer.PhaseStarted && now - ended < Options.UpgradeInterval) return;
-        if (PublicAddressOf(peer) is null) return;
+        if (easySide && PublicAddressOf(peer) is null) return;
         peer.Birthday = new BirthdaySearch(hardSide, now);
         if (!hardSide) return;
         for (var i = 0; i < Options.BirthdaySockets; i++)
@@ -50,9 +50,11 @@ public sealed partial class PathEngine
     {
         if (search.LastSocketRound is { } last && now - last < SocketRoundInterval) return;
         search.LastSocketRound = now;
-        foreach (var (address, kind) in peer.Candidates)
+        // The easy side's public address: its STUN candidate, or its own address when nothing translates it.
+        var kind = HasCandidate(peer, CandidateKind.Stun) ? CandidateKind.Stun : CandidateKind.Local;
+        foreach (var (address, candidateKind) in peer.Candidates)
         {
-            if (kind != CandidateKind.Stun) continue;
+            if (candidateKind != kind) continue;
             foreach (var socket in search.Sockets) SendPing(peer, new PathKey(socket, address), Technique.Birthday, now, user: false);
         }
     }
@@ -86,6 +88,15 @@ public sealed partial class PathEngine
         }
         peer.Birthday = null;
         peer.LastBirthdayEnded = now;
+    }
+
+    private static bool HasCandidate(PeerPaths peer, CandidateKind kind)
+    {
+        foreach (var candidateKind in peer.Candidates.Values)
+        {
+            if (candidateKind == kind) return true;
+        }
+        return false;
     }
 
     /// <summary>The peer's public IP (from its STUN candidate) as 16 mapped bytes.</summary>

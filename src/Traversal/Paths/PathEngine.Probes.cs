@@ -208,6 +208,7 @@ public sealed partial class PathEngine
         var current = peer.Route;
         if (current.Direct == direct && current.Relay == relay && current.RelayOverStream == overStream) return;
         peer.Route = new Route(direct, relay, overStream);
+        Interlocked.Increment(ref peer.RouteGeneration);
     }
 
     private static Technique TechniqueOf(PeerPaths peer, PathKey key)

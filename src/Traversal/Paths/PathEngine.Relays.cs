@@ -86,7 +86,11 @@ public sealed partial class PathEngine
                 if (length > 0) SendFrame(link, _scratch.AsSpan(0, length));
                 if (wasAlive != link.Client.IsAlive(now))
                 {
-                    foreach (var peer in _peers.Values) UpdateRoute(peer, now);
+                    foreach (var peer in _peers.Values)
+                    {
+                        UpdateRoute(peer, now);
+                        Interlocked.Increment(ref peer.RouteGeneration);
+                    }
                     PublishEndpointsIfChanged();
                 }
             }

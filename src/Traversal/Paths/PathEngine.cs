@@ -80,7 +80,7 @@ public sealed partial class PathEngine
             // While the direct path is unconfirmed the relay carries a copy: WireGuard's replay window drops the duplicate.
             if (now.Ticks < Volatile.Read(ref peer.ConfirmedUntilTicks)) return true;
         }
-        if (route.Relay is { } relay) SendViaRelay(relay, route.RelayOverStream, peer.Key.Span, datagram);
+        if (route.Relay is { } relay && relay.Client.IsAlive(now)) SendViaRelay(relay, route.RelayOverStream, peer.Key.Span, datagram);
         else if (route.Direct is null) Interlocked.Increment(ref _noRoute);
         return true;
     }
@@ -160,7 +160,11 @@ public sealed partial class PathEngine
             var changed = ApplyEndpoints(peer, endpoints);
             var cameOnline = online && !peer.Online;
             peer.Online = online;
-            if (online && (cameOnline || changed)) StartPhase(peer, now, requestConnect: true);
+            if (online && (cameOnline || changed))
+            {
+                StartPhase(peer, now, requestConnect: true);
+                Interlocked.Increment(ref peer.RouteGeneration);
+            }
             UpdateRoute(peer, now);
             return peer.Synthetic;
         }
@@ -189,6 +193,9 @@ public sealed partial class PathEngine
             SendProbeRound(peer, now);
         }
     }
+
+    /// <summary>Changes whenever the peer's route or reachability does (0 for an unknown peer).</summary>
+    public int RouteGeneration(PublicKey key) => _byId.TryGetValue(NodeKeyId.From(key), out var peer) ? Volatile.Read(ref peer.RouteGeneration) : 0;
 
     public IReadOnlyList<PeerPathStatus> Snapshot()
     {
@@ -252,10 +259,11 @@ public sealed partial class PathEngine
         _output.RequestConnect(peer.Key);
     }
 
-    /// <summary>Takes the peer's candidates and NAT facts from the coordinator; true when its candidates changed.</summary>
+    /// <summary>Takes the peer's candidates and NAT facts from the coordinator; true when any of them changed.</summary>
     private static bool ApplyEndpoints(PeerPaths peer, Protos.V1.Endpoints? endpoints)
     {
         if (endpoints is null) return false;
+        var changed = peer.Mapping != endpoints.NatMapping || peer.UdpBlocked != endpoints.UdpBlocked || peer.PreferredRelay != endpoints.PreferredRelay;
         peer.Mapping = endpoints.NatMapping;
         peer.UdpBlocked = endpoints.UdpBlocked;
         peer.PreferredRelay = endpoints.PreferredRelay;
@@ -264,7 +272,6 @@ public sealed partial class PathEngine
         {
             if (IPEndPoint.TryParse(candidate.Address, out var parsed) && parsed.Port != 0) fresh[new NetEndpoint(parsed)] = candidate.Kind;
         }
-        var changed = false;
         foreach (var (address, kind) in fresh)
         {
             if (!peer.Candidates.TryGetValue(address, out var known) || known != kind) changed = true;

@@ -41,6 +41,9 @@ internal sealed class PeerPaths(PublicKey key, NetEndpoint synthetic)
 
     /// <summary>Ticks of the clock: the last send (written by the data path) and until when the direct path is trusted alone.</summary>
     public long LastSendTicks;
+
+    /// <summary>Counts route changes, so the node can resend a stalled handshake the moment a route appears.</summary>
+    public int RouteGeneration;
     public long ConfirmedUntilTicks;
 
     public bool IsActive(TimeSpan now, TimeSpan window) => now.Ticks - Volatile.Read(ref LastSendTicks) < window.Ticks;

@@ -136,6 +136,23 @@ public sealed partial class Device : IDisposable
         }
     }
 
+    /// <summary>
+    /// Starts a handshake now when the peer has no session and no initiation went out in the last
+    /// <paramref name="after"/>, rather than waiting for data or for RekeyTimeout: a mesh calls it when a
+    /// route to the peer has just appeared, since earlier initiations most likely went nowhere.
+    /// Returns false while a session exists or the last initiation is too recent.
+    /// </summary>
+    public bool ExpediteHandshake(Peer peer, TimeSpan after)
+    {
+        lock (peer.Lock)
+        {
+            if (peer.HasSession || peer.HandshakeSentAge is { } age && age < after) return false;
+            peer.ForgetHandshakeSent();
+            SendHandshakeInitiation(peer, isRetry: false);
+            return true;
+        }
+    }
+
     public void SetAllowedIps(Peer peer, IEnumerable<IPNetwork> prefixes, bool replace)
     {
         if (replace) AllowedIps.RemovePeer(peer);

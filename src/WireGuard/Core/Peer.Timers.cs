@@ -27,6 +27,11 @@ public sealed partial class Peer
 
     internal void OnHandshakeSent() => _lastSentHandshake = Now;
 
+    /// <summary>How long ago the latest initiation went out; null when none has.</summary>
+    internal TimeSpan? HandshakeSentAge => _lastSentHandshake is { } last ? Now - last : null;
+
+    internal void ForgetHandshakeSent() => _lastSentHandshake = null;
+
     internal void TimersDataSent()
     {
         _newHandshakeAt ??= Now + ProtocolConstants.KeepaliveTimeout + ProtocolConstants.RekeyTimeout + Jitter();

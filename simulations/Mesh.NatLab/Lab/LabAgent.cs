@@ -1,0 +1,200 @@
+using System.Net;
+using Google.Protobuf;
+using Mesh.Control;
+using Mesh.NatLab.Net;
+using Mesh.NatLab.Sim;
+using Mesh.Coordinator.Control;
+using Mesh.Protos.V1;
+using Mesh.Traversal.Node;
+using Mesh.Traversal.Paths;
+using Mesh.WireGuard.Core;
+using Mesh.WireGuard.Crypto;
+using Mesh.WireGuard.Keys;
+using Mesh.WireGuard.Noise;
+
+namespace Mesh.NatLab.Lab;
+
+/// <summary>
+/// An agent on a virtual host: the production WireGuard <see cref="Device"/>, <see cref="PathEngine"/> and
+/// <see cref="MeshNode"/> on virtual time and virtual sockets. Only the edges are the lab's: sockets,
+/// the sync stream (reconnecting with backoff like the real agent) and the relay stream.
+/// </summary>
+public sealed class LabAgent : IPacketSink, IPathOutput
+{
+    public const int MainPort = 41641;
+    private const int FirstExtraPort = 50000;
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(8);
+
+    private readonly Scheduler _scheduler;
+    private readonly LabCoordinator _coordinator;
+    private readonly PrivateKey _key;
+    private readonly Dictionary<int, int> _extraPorts = new();
+    private int _nextSocket = 1;
+    private SyncSession? _session;
+    private string? _token;
+    private Endpoints _endpoints = new();
+    private TimeSpan _backoff = TimeSpan.FromMilliseconds(500);
+    private NetEndpoint? _stream;
+    private bool _stopped;
+
+    public LabAgent(string name, LabHost host, LabCoordinator coordinator, int seed, PathOptions options)
+    {
+        Name = name;
+        Host = host;
+        _coordinator = coordinator;
+        _scheduler = host.Segment.Network.Scheduler;
+        var entropy = new SeededEntropy(seed);
+        _key = PrivateKey.Generate(entropy);
+        var clock = new LabClock(_scheduler);
+        Device = new Device(this, clock, entropy);
+        Device.SetPrivateKey(_key);
+        Engine = new PathEngine(_key, clock, entropy, this, options);
+        Node = new MeshNode(Device, Engine, text => NetEndpoint.Parse(text));
+    }
+
+    public string Name { get; }
+    public LabHost Host { get; }
+    public Device Device { get; }
+    public PathEngine Engine { get; }
+    public MeshNode Node { get; }
+    public PublicKey PublicKey => _key.PublicKey;
+    public TimeSpan? OnlineAt { get; private set; }
+    public bool Connected => _session is not null;
+
+    /// <summary>Called with every packet the tunnel delivers.</summary>
+    public Action<byte[]>? TunnelReceived { get; set; }
+
+    public IPAddress? MeshAddress =>
+        Node.View.Self?.Addresses.Select(a => IPNetwork.Parse(a).BaseAddress).FirstOrDefault(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork);
+
+    public void Start()
+    {
+        Host.Bind(MainPort, OnMainSocket);
+        Engine.NetworkChanged([Host.Address], MainPort);
+        Connect();
+        _scheduler.Every(TimeSpan.FromMilliseconds(10), () =>
+        {
+            if (!_stopped) Node.Tick();
+            return !_stopped;
+        });
+    }
+
+    public void Stop() => _stopped = true;
+
+    /// <summary>The host moved to another network: the agent notices (as netlink would tell it) and starts over from its new address.</summary>
+    public void NetworkMoved() => Engine.NetworkChanged([Host.Address], MainPort);
+
+    /// <summary>Sends an IP packet into the tunnel, as the TUN device would.</summary>
+    public void SendTunnel(byte[] packet) => Device.SendPacket(packet);
+
+    public PeerPathStatus? PathTo(LabAgent peer) => Engine.StatusOf(peer.PublicKey);
+
+    private void OnMainSocket(Datagram datagram)
+    {
+        if (MessageLayout.TypeOf(datagram.Payload) != 0) Device.ReceiveDatagram(datagram.Payload, datagram.Source);
+        else Engine.OnDatagram(0, datagram.Payload, datagram.Source);
+    }
+
+    void IPacketSink.SendDatagram(ReadOnlySpan<byte> datagram, NetEndpoint destination)
+    {
+        if (!Engine.TrySend(datagram, destination)) Host.Send(MainPort, destination, datagram);
+    }
+
+    void IPacketSink.WriteTunnel(ReadOnlySpan<byte> packet)
+    {
+        // The device holds a peer's lock here: whoever reacts to the packet does so in a later event.
+        var copy = packet.ToArray();
+        if (TunnelReceived is { } receive) _scheduler.After(TimeSpan.Zero, () => receive(copy));
+    }
+
+    public void SendUdp(int socket, ReadOnlySpan<byte> datagram, NetEndpoint to)
+    {
+        var port = socket == 0 ? MainPort : _extraPorts.GetValueOrDefault(socket);
+        if (port != 0) Host.Send(port, to, datagram);
+    }
+
+    public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame)
+    {
+        if (relayId != _coordinator.RelayId || !_coordinator.Up) return;
+        _stream ??= _coordinator.OpenStream(this);
+        _coordinator.StreamFrame(_stream.Value, frame.ToArray());
+    }
+
+    public void OnRelayStreamFrame(byte[] frame) => Engine.OnRelayStreamFrame(_coordinator.RelayId, frame);
+
+    public void RelayStreamLost() => _stream = null;
+
+    public void DeliverWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint from) => Device.ReceiveDatagram(datagram, from);
+
+    public int OpenSocket()
+    {
+        var id = _nextSocket++;
+        var port = FirstExtraPort + id;
+        if (!Host.Bind(port, d => Engine.OnDatagram(id, d.Payload, d.Source))) return -1;
+        _extraPorts[id] = port;
+        return id;
+    }
+
+    public void CloseSocket(int socket)
+    {
+        if (_extraPorts.Remove(socket, out var port)) Host.Unbind(port);
+    }
+
+    public void PublishEndpoints(Endpoints endpoints)
+    {
+        _endpoints = endpoints;
+        var session = _session;
+        if (session is not null) _scheduler.After(LabCoordinator.ControlLatency, () => { if (_coordinator.Up && _session == session) _coordinator.State.UpdateEndpoints(session, endpoints); });
+    }
+
+    public void RequestConnect(PublicKey peer)
+    {
+        var session = _session;
+        var key = ByteString.CopyFrom(peer.Span);
+        if (session is not null) _scheduler.After(LabCoordinator.ControlLatency, () => { if (_coordinator.Up && _session == session) _coordinator.State.RequestConnection(session, key); });
+    }
+
+    public void OnControlMessage(SyncSession session, SyncResponse message)
+    {
+        if (_session != session || _stopped) return;
+        Node.Apply(message);
+    }
+
+    public void ControlLost(SyncSession session)
+    {
+        if (_session != session) return;
+        _session = null;
+        Connect();
+    }
+
+    /// <summary>Registers (once) and opens the sync stream after a round trip; retries with doubling backoff while the coordinator is away.</summary>
+    private void Connect()
+    {
+        _scheduler.After(LabCoordinator.ControlLatency * 2, () =>
+        {
+            if (_stopped) return;
+            if (!_coordinator.Up)
+            {
+                _scheduler.After(_backoff, Connect);
+                _backoff = TimeSpan.FromTicks(Math.Min(MaxBackoff.Ticks, _backoff.Ticks * 2));
+                return;
+            }
+            _backoff = TimeSpan.FromMilliseconds(500);
+            if (_token is null)
+            {
+                var challenge = _coordinator.State.IssueChallenge();
+                var proof = RegistrationProof.Compute(_key, new PublicKey(challenge.CoordinatorKey.Span), challenge.Nonce.Span, _coordinator.AuthKey, Name);
+                _token = _coordinator.State.Register(new RegisterRequest
+                {
+                    NodeKey = ByteString.CopyFrom(_key.PublicKey.Span),
+                    AuthKey = _coordinator.AuthKey,
+                    Hostname = Name,
+                    Nonce = challenge.Nonce,
+                    Proof = ByteString.CopyFrom(proof),
+                }).SessionToken;
+            }
+            _session = _coordinator.Open(this, _token, new SyncHello { LastSerial = Node.View.Serial, Endpoints = _endpoints });
+            OnlineAt ??= _scheduler.Now;
+        });
+    }
+}

@@ -1,0 +1,167 @@
+using System.Net;
+using Google.Protobuf;
+using Mesh.Coordinator.Control;
+using Mesh.Coordinator.Store;
+using Mesh.NatLab.Net;
+using Mesh.NatLab.Sim;
+using Mesh.Protos.V1;
+using Mesh.Traversal.Relay;
+using Mesh.Traversal.Stun;
+using Mesh.WireGuard.Core;
+using Mesh.WireGuard.Crypto;
+
+namespace Mesh.NatLab.Lab;
+
+/// <summary>
+/// The coordinator on the virtual internet: the production <see cref="MeshState"/> (with its SQLite store
+/// and timers on virtual time), STUN on two ports, and the production <see cref="RelayServer"/> over UDP
+/// and over a stream transport that UDP blocking does not touch. Sync sessions are drained to the agents
+/// with a control-plane latency. It can be stopped and started again from the same store.
+/// </summary>
+public sealed class LabCoordinator : IRelayOutput, IDisposable
+{
+    public const int StunPort = 3478;
+    public const int RelayPort = 3480;
+    public static readonly TimeSpan ControlLatency = TimeSpan.FromMilliseconds(15);
+    private static readonly TimeSpan PumpInterval = TimeSpan.FromMilliseconds(5);
+
+    private readonly Network _network;
+    private readonly string _dataDirectory;
+    private readonly Dictionary<SyncSession, LabAgent> _sessions = new();
+    private readonly Dictionary<NetEndpoint, LabAgent> _streams = new();
+    private readonly byte[] _stunResponse = new byte[StunMessage.MaxResponseSize];
+    private CoordinatorStore? _store;
+    private int _nextStream = 1;
+    private int _generation;
+
+    public LabCoordinator(Network network, LabHost host, string dataDirectory)
+    {
+        _network = network;
+        Host = host;
+        _dataDirectory = dataDirectory;
+    }
+
+    public LabHost Host { get; }
+    public MeshState State { get; private set; } = null!;
+    public RelayServer Relay { get; private set; } = null!;
+    public bool Up { get; private set; }
+    public string AuthKey { get; private set; } = "";
+    public string RelayId => "coordinator";
+    private Scheduler Scheduler => _network.Scheduler;
+    private TimeSpan Now => Scheduler.Now;
+
+    public void Start()
+    {
+        Directory.CreateDirectory(_dataDirectory);
+        _store = CoordinatorStore.Open(Path.Combine(_dataDirectory, "coordinator.db"));
+        State = new MeshState(_store, new MeshOptions(), new LabTimeProvider(Scheduler));
+        State.Relays = [new Relay
+        {
+            Id = RelayId,
+            UdpAddress = $"{Host.Address}:{RelayPort}",
+            TcpUrl = $"lab://{Host.Address}/relay",
+            NodeKey = ByteString.CopyFrom(State.CoordinatorKey.PublicKey.Span),
+        }];
+        Relay = new RelayServer(State.CoordinatorKey, State.IsApproved, new SeededEntropy(_network.Random.Next()));
+        if (AuthKey.Length == 0) AuthKey = State.CreatePreAuthKey(reusable: true, ephemeral: false, null, []).Secret;
+        Host.Bind(StunPort, AnswerStun);
+        Host.Bind(StunPort + 1, AnswerStun);
+        Host.Bind(RelayPort, d => Relay.Receive(d.Payload, d.Source, Now, this));
+        Up = true;
+        var generation = ++_generation;
+        Scheduler.Every(PumpInterval, () =>
+        {
+            if (generation != _generation) return false;
+            Pump();
+            return true;
+        });
+    }
+
+    /// <summary>The process dies: streams break, STUN and the relay go silent. The store survives for <see cref="Start"/>.</summary>
+    public void Stop()
+    {
+        if (!Up) return;
+        Up = false;
+        _generation++;
+        Host.Unbind(StunPort);
+        Host.Unbind(StunPort + 1);
+        Host.Unbind(RelayPort);
+        foreach (var (session, agent) in _sessions) Scheduler.After(ControlLatency, () => agent.ControlLost(session));
+        foreach (var agent in _streams.Values) Scheduler.After(ControlLatency, agent.RelayStreamLost);
+        _sessions.Clear();
+        _streams.Clear();
+        State.Dispose();
+        _store!.Dispose();
+        _store = null;
+    }
+
+    public IReadOnlyList<string> StunServers => [$"{Host.Address}:{StunPort}", $"{Host.Address}:{StunPort + 1}"];
+
+    /// <summary>Opens an agent's sync stream (the agent calls this after the control latency).</summary>
+    public SyncSession Open(LabAgent agent, string token, SyncHello hello)
+    {
+        var session = State.OpenSession(token, hello, StunServers);
+        _sessions[session] = agent;
+        return session;
+    }
+
+    /// <summary>Connects an agent's relay stream (TCP in production); frames arrive after the control latency.</summary>
+    public NetEndpoint OpenStream(LabAgent agent)
+    {
+        var id = new NetEndpoint(IPAddress.Parse($"fd00::{_nextStream++:x}"), 443);
+        _streams[id] = agent;
+        return id;
+    }
+
+    public void StreamFrame(NetEndpoint stream, byte[] frame) => Scheduler.After(ControlLatency, () =>
+    {
+        if (Up && _streams.ContainsKey(stream)) Relay.Receive(frame, stream, Now, this);
+    });
+
+    public void Send(ReadOnlySpan<byte> frame, NetEndpoint to)
+    {
+        if (_streams.TryGetValue(to, out var agent))
+        {
+            var copy = frame.ToArray();
+            Scheduler.After(ControlLatency, () => agent.OnRelayStreamFrame(copy));
+            return;
+        }
+        Host.Send(RelayPort, to, frame);
+    }
+
+    private void AnswerStun(Datagram datagram)
+    {
+        var length = StunMessage.Answer(datagram.Payload, datagram.Source, _stunResponse, stackalloc ushort[8]);
+        if (length > 0) Host.Send(datagram.Destination.Port, datagram.Source, _stunResponse.AsSpan(0, length));
+    }
+
+    private void Pump()
+    {
+        List<SyncSession>? closed = null;
+        foreach (var (session, agent) in _sessions)
+        {
+            while (session.Outbound.TryRead(out var message)) Scheduler.After(ControlLatency, () => agent.OnControlMessage(session, message));
+            if (session.CloseStatus is not null) (closed ??= new()).Add(session);
+        }
+        if (closed is null) return;
+        foreach (var session in closed)
+        {
+            var agent = _sessions[session];
+            _sessions.Remove(session);
+            State.CloseSession(session);
+            Scheduler.After(ControlLatency, () => agent.ControlLost(session));
+        }
+    }
+
+    public void Dispose()
+    {
+        Stop();
+        try
+        {
+            Directory.Delete(_dataDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

@@ -1,0 +1,3 @@
+using Mesh.NatLab.Scenarios;
+
+return Runner.Run(args);

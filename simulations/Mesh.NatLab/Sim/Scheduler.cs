@@ -1,0 +1,53 @@
+namespace Mesh.NatLab.Sim;
+
+/// <summary>Virtual time: events run in time order (ties in the order they were scheduled), as fast as the CPU allows.</summary>
+public sealed class Scheduler
+{
+    private readonly PriorityQueue<Action, (long Ticks, long Sequence)> _events = new();
+    private long _sequence;
+
+    public TimeSpan Now { get; private set; }
+
+    public void At(TimeSpan when, Action action) => _events.Enqueue(action, (Math.Max(when.Ticks, Now.Ticks), _sequence++));
+
+    public void After(TimeSpan delay, Action action) => At(Now + delay, action);
+
+    /// <summary>Runs <paramref name="action"/> now and then every <paramref name="interval"/> while it returns true.</summary>
+    public void Every(TimeSpan interval, Func<bool> action)
+    {
+        void Run()
+        {
+            if (action()) After(interval, Run);
+        }
+        After(TimeSpan.Zero, Run);
+    }
+
+    public void RunUntil(TimeSpan end)
+    {
+        while (_events.TryPeek(out _, out var key) && key.Ticks <= end.Ticks)
+        {
+            var action = _events.Dequeue();
+            Now = TimeSpan.FromTicks(key.Ticks);
+            action();
+        }
+        Now = end;
+    }
+
+    /// <summary>Runs until <paramref name="condition"/> holds (checked after every event) or <paramref name="limit"/> passes; true if it held.</summary>
+    public bool RunUntil(Func<bool> condition, TimeSpan limit)
+    {
+        var end = Now + limit;
+        while (!condition())
+        {
+            if (!_events.TryPeek(out _, out var key) || key.Ticks > end.Ticks)
+            {
+                Now = end;
+                return condition();
+            }
+            var action = _events.Dequeue();
+            Now = TimeSpan.FromTicks(key.Ticks);
+            action();
+        }
+        return true;
+    }
+}
