@@ -42,6 +42,23 @@ public sealed class NetworkLab : IDisposable
         return (a, b);
     }
 
+    /// <summary>A veth pair from a namespace (with an address) into a bridge in another namespace; returns the two device names.</summary>
+    public (string A, string B) LinkToBridge(string ns, string cidr, string bridgeNs, string bridge)
+    {
+        var index = _links++;
+        var a = $"v{_id}{index}a";
+        var b = $"v{_id}{index}b";
+        Run("ip", "link", "add", a, "netns", ns, "type", "veth", "peer", "name", b, "netns", bridgeNs);
+        Exec(ns, "ip", "addr", "add", cidr, "dev", a);
+        Exec(bridgeNs, "ip", "link", "set", b, "master", bridge);
+        Exec(ns, "ip", "link", "set", a, "up");
+        Exec(bridgeNs, "ip", "link", "set", b, "up");
+        return (a, b);
+    }
+
+    /// <summary>A path for a test's own files (state directories, configs), removed with the lab.</summary>
+    public string TempPath(string name) => Path.Combine(Path.GetTempPath(), $"mt{_id}-{name}");
+
     public string Exec(string ns, params string[] command) => Run("ip", ["netns", "exec", ns, .. command]);
 
     public int TryExec(string ns, out string output, params string[] command)
@@ -95,6 +112,7 @@ public sealed class NetworkLab : IDisposable
             RunRaw("ip", ["netns", "del", ns], null);
         }
         foreach (var file in Directory.GetFiles(Path.GetTempPath(), $"mt{_id}-*")) File.Delete(file);
+        foreach (var dir in Directory.GetDirectories(Path.GetTempPath(), $"mt{_id}-*")) Directory.Delete(dir, recursive: true);
     }
 
     public static string Run(string file, params string[] args)

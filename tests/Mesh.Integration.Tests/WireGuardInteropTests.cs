@@ -153,11 +153,14 @@ internal static class Transfer
     private static string Script => Path.Combine(AppContext.BaseDirectory, "tools", "transfer.py");
 
     /// <summary>Sends random bytes through the tunnel and checks the receiver's SHA-256 matches the sender's.</summary>
-    public static void AssertIntact(NetworkLab lab, WireGuardPeer receiver, string receiverIp, WireGuardPeer sender, long bytes)
+    public static void AssertIntact(NetworkLab lab, WireGuardPeer receiver, string receiverIp, WireGuardPeer sender, long bytes) =>
+        AssertIntact(lab, receiver.Namespace, receiverIp, sender.Namespace, bytes);
+
+    public static void AssertIntact(NetworkLab lab, string receiverNamespace, string receiverIp, string senderNamespace, long bytes)
     {
-        var server = lab.Start(receiver.Namespace, null, "/usr/bin/python3", Script, "recv", receiverIp, "5201");
+        var server = lab.Start(receiverNamespace, null, "/usr/bin/python3", Script, "recv", receiverIp, "5201");
         Assert.Equal("LISTENING", server.StandardOutput.ReadLine());
-        var sent = lab.Exec(sender.Namespace, "/usr/bin/python3", Script, "send", receiverIp, "5201", bytes.ToString()).Trim();
+        var sent = lab.Exec(senderNamespace, "/usr/bin/python3", Script, "send", receiverIp, "5201", bytes.ToString()).Trim();
         var received = server.StandardOutput.ReadLine()?.Trim();
         Assert.True(server.WaitForExit(60_000));
         Assert.Equal($"{bytes} ", sent[..(bytes.ToString().Length + 1)]);

@@ -55,17 +55,7 @@ public abstract class WireGuardPeer(NetworkLab lab, string ns, string interfaceN
 /// <summary>Our mesh-agent in wg-quick mode, in the foreground as a test child.</summary>
 public sealed class AgentPeer(NetworkLab lab, string ns, string interfaceName, int? cryptoWorkers = null) : WireGuardPeer(lab, ns, interfaceName)
 {
-    public static string AgentDll
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            var configuration = dir.Parent!.Name;
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Mesh.sln"))) dir = dir.Parent;
-            if (dir is null) throw new InvalidOperationException("Cannot find the repository root (Mesh.sln) above the test binaries.");
-            return Path.Combine(dir.FullName, "src", "MeshAgent", "bin", configuration, "net10.0", "mesh-agent.dll");
-        }
-    }
+    public static string AgentDll => Binaries.Agent;
 
     public Process? Process { get; private set; }
 

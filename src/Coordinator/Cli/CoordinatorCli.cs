@@ -42,6 +42,12 @@ public static class CoordinatorCli
             Description = "First UDP port for STUN; the second is the next one up.",
             DefaultValueFactory = _ => CoordinatorOptions.DefaultStunPort,
         };
+        var relayPort = new Option<int>("--relay-port")
+        {
+            Description = "UDP port of the embedded relay; its TCP transport is a WebSocket at /relay on the gRPC port.",
+            DefaultValueFactory = _ => CoordinatorOptions.DefaultRelayPort,
+        };
+        var noRelay = new Option<bool>("--no-relay") { Description = "Run without the embedded relay (agents started with --relay can serve instead)." };
         var publicHost = new Option<string?>("--public-address") { Description = "Host or IP agents reach this coordinator at (default: the address each agent connected to)." };
         var ipv4Prefix = new Option<IPNetwork>("--ipv4-prefix")
         {
@@ -66,7 +72,7 @@ public static class CoordinatorCli
             },
         };
 
-        var serve = new Command("serve", "Run the coordinator.") { listen, dataDir, tlsCert, tlsKey, stunPort, publicHost, ipv4Prefix, ephemeralTimeout, verbose };
+        var serve = new Command("serve", "Run the coordinator.") { listen, dataDir, tlsCert, tlsKey, stunPort, relayPort, noRelay, publicHost, ipv4Prefix, ephemeralTimeout, verbose };
         serve.SetAction(async (parse, cancellationToken) =>
         {
             var options = new CoordinatorOptions
@@ -76,6 +82,7 @@ public static class CoordinatorCli
                 TlsCertFile = parse.GetValue(tlsCert)?.FullName,
                 TlsKeyFile = parse.GetValue(tlsKey)?.FullName,
                 StunPort = parse.GetValue(stunPort),
+                RelayPort = parse.GetValue(noRelay) ? -1 : parse.GetValue(relayPort),
                 PublicHost = parse.GetValue(publicHost),
                 Mesh = new Control.MeshOptions { Ipv4Prefix = parse.GetValue(ipv4Prefix), EphemeralTimeout = parse.GetValue(ephemeralTimeout) },
             };

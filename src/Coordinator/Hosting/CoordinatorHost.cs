@@ -7,7 +7,12 @@ using Mesh.Coordinator.Control;
 using Mesh.Coordinator.Health;
 using Mesh.Coordinator.Store;
 using Mesh.Coordinator.Stun;
+using Google.Protobuf;
+using Mesh.Protos.V1;
 using Mesh.Rpc.Server;
+using Mesh.Traversal.Hosting;
+using Mesh.Traversal.Relay;
+using Mesh.WireGuard.Core;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -26,8 +31,9 @@ public sealed class CoordinatorHost : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly CoordinatorStore _store;
 
-    private CoordinatorHost(WebApplication app, Uri grpcAddress, HealthStatusRegistry health, CoordinatorStore store, MeshState mesh, StunServer stun)
+    private CoordinatorHost(WebApplication app, Uri grpcAddress, HealthStatusRegistry health, CoordinatorStore store, MeshState mesh, StunServer stun, RelayHost? relay)
     {
+        Relay = relay;
         _app = app;
         GrpcAddress = grpcAddress;
         Health = health;
@@ -41,6 +47,12 @@ public sealed class CoordinatorHost : IAsyncDisposable
     public HealthStatusRegistry Health { get; }
     public MeshState Mesh { get; }
     public StunServer Stun { get; }
+
+    /// <summary>The embedded relay, null when it is turned off.</summary>
+    public RelayHost? Relay { get; }
+
+    /// <summary>Where the relay's TCP transport (a WebSocket) is served, on the gRPC port.</summary>
+    public const string RelayPath = "/relay";
 
     public static async Task<CoordinatorHost> StartAsync(CoordinatorOptions options, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default)
     {
@@ -82,12 +94,34 @@ public sealed class CoordinatorHost : IAsyncDisposable
         StunServer stun;
         try
         {
-            stun = new StunServer(IPAddress.IPv6Any, options.StunPort, loggers.CreateLogger("stun"));
+            stun = new StunServer(LocalAddress(options.PublicHost) ?? IPAddress.IPv6Any, options.StunPort, loggers.CreateLogger("stun"));
         }
         catch (System.Net.Sockets.SocketException ex)
         {
             mesh.Dispose();
             throw new IOException($"cannot listen for STUN on UDP {options.StunPort} and {options.StunPort + 1}: {ex.Message}", ex);
+        }
+        RelayHost? relay = null;
+        if (options.RelayPort >= 0)
+        {
+            try
+            {
+                relay = new RelayHost(new RelayServer(mesh.CoordinatorKey, mesh.IsApproved), LocalAddress(options.PublicHost), options.RelayPort, SystemClock.Instance, loggers.CreateLogger("relay"));
+            }
+            catch (System.Net.Sockets.SocketException ex)
+            {
+                stun.Dispose();
+                mesh.Dispose();
+                throw new IOException($"cannot listen for the relay on UDP {options.RelayPort}: {ex.Message}", ex);
+            }
+            // "*" stands for the host each agent reached the coordinator at, as for the STUN servers.
+            mesh.Relays = [new Relay
+            {
+                Id = "coordinator",
+                UdpAddress = $"{options.PublicHost ?? "*"}:{relay.Port}",
+                TcpUrl = RelayPath,
+                NodeKey = ByteString.CopyFrom(mesh.CoordinatorKey.PublicKey.Span),
+            }];
         }
         if (mesh.BootstrapApiKey() is { } adminKey) WritePrivateFile(Path.Combine(options.DataDir, CoordinatorOptions.AdminKeyFile), adminKey + "\n");
         var stunPort = stun.Ports[0];
@@ -100,6 +134,20 @@ public sealed class CoordinatorHost : IAsyncDisposable
             Protos.V1.Admin.BindService(new AdminService(mesh, () => publicStun)),
         };
         var dispatcher = new GrpcServiceDispatcher(rpcOptions, app.Services.GetRequiredService<ILogger<GrpcServiceDispatcher>>(), services);
+        if (relay is not null)
+        {
+            app.UseWebSockets();
+            app.Map(RelayPath, async context =>
+            {
+                if (!context.WebSockets.IsWebSocketRequest)
+                {
+                    context.Response.StatusCode = StatusCodes.Status400BadRequest;
+                    return;
+                }
+                using var socket = await context.WebSockets.AcceptWebSocketAsync();
+                await relay.ServeStreamAsync(socket, context.RequestAborted);
+            });
+        }
         app.UseGrpcServices(dispatcher);
         app.Run(context =>
         {
@@ -114,6 +162,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         }
         catch
         {
+            relay?.Dispose();
             stun.Dispose();
             mesh.Dispose();
             throw;
@@ -128,7 +177,25 @@ public sealed class CoordinatorHost : IAsyncDisposable
         File.WriteAllText(Path.Combine(options.DataDir, CoordinatorOptions.ServerUrlFile), LocalUrl(address) + "\n");
         app.Logger.LogInformation("Coordinator serving gRPC on {Address} ({Transport}), STUN on UDP {Stun1} and {Stun2}, data in {DataDir}",
             address, certificate is null ? "h2c" : "TLS", stun.Ports[0], stun.Ports[1], options.DataDir);
-        return new CoordinatorHost(app, address, health, store, mesh, stun);
+        if (relay is not null) app.Logger.LogInformation("Relay on UDP {Port} and WebSocket {Path}", relay.Port, RelayPath);
+        return new CoordinatorHost(app, address, health, store, mesh, stun, relay);
+    }
+
+    /// <summary>
+    /// The public address when it is one of this host's own: STUN and the relay listen on it alone, so replies leave
+    /// from the address agents sent to (NATs and the agents match replies by source). Null (all addresses) otherwise.
+    /// </summary>
+    private static IPAddress? LocalAddress(string? publicHost)
+    {
+        if (!IPAddress.TryParse(publicHost, out var address)) return null;
+        foreach (var nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
+        {
+            foreach (var unicast in nic.GetIPProperties().UnicastAddresses)
+            {
+                if (unicast.Address.Equals(address)) return address;
+            }
+        }
+        return null;
     }
 
     /// <summary>Runs until SIGINT/SIGTERM or until the token is cancelled.</summary>
@@ -140,6 +207,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         Mesh.Dispose();
         await _app.StopAsync(timeout.Token).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        Relay?.Dispose();
         Stun.Dispose();
         _store.Dispose();
     }

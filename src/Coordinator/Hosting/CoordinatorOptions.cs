@@ -15,12 +15,16 @@ public sealed record CoordinatorOptions
     /// <summary>The first STUN port; the second is the next one up. 0 picks free ports (tests).</summary>
     public int StunPort { get; init; } = DefaultStunPort;
 
+    /// <summary>UDP port of the embedded relay (its TCP transport is a WebSocket at /relay on the gRPC port); -1 turns the relay off, 0 picks a free port.</summary>
+    public int RelayPort { get; init; } = DefaultRelayPort;
+
     /// <summary>The host agents reach this coordinator at, for the STUN servers it announces; null: the address each agent connected to.</summary>
     public string? PublicHost { get; init; }
 
     public Control.MeshOptions Mesh { get; init; } = new();
 
     public const int DefaultStunPort = 3478;
+    public const int DefaultRelayPort = 3480;
     public const string DatabaseFile = "coordinator.db";
     public const string AdminKeyFile = "admin.key";
     public const string ServerUrlFile = "server.url";
@@ -36,6 +40,7 @@ public sealed record CoordinatorOptions
         if (TlsCertFile is not null && !File.Exists(TlsCertFile)) return $"--tls-cert: no such file \"{TlsCertFile}\".";
         if (TlsKeyFile is not null && !File.Exists(TlsKeyFile)) return $"--tls-key: no such file \"{TlsKeyFile}\".";
         if (StunPort is < 0 or > 65534) return $"--stun-port: {StunPort} is not a port from 1 to 65534 (the next port up is the second STUN port).";
+        if (RelayPort is < -1 or > 65535) return $"--relay-port: {RelayPort} is not a port from 1 to 65535.";
         return null;
     }
 }

@@ -21,7 +21,7 @@ public sealed class MeshNode
     private readonly HashSet<PublicKey> _expedite = new();
     private TimeSpan _keepalive = TimeSpan.MinValue;
 
-    /// <param name="resolve">Turns the netmap's "host:port" STUN servers into endpoints (DNS is the host's business).</param>
+    /// <param name="resolve">Turns the netmap's "host:port" (STUN servers, relays) into endpoints (DNS is the host's business).</param>
     public MeshNode(Device device, PathEngine engine, Func<string, NetEndpoint?> resolve)
     {
         Device = device;
@@ -29,6 +29,8 @@ public sealed class MeshNode
         _resolve = resolve;
         View = new NetMapView(ByteString.CopyFrom(engine.PublicKey.Span));
     }
+
+    private volatile HashSet<NodeKeyId> _members = new();
 
     public Device Device { get; }
     public PathEngine Engine { get; }
@@ -51,6 +53,9 @@ public sealed class MeshNode
                 break;
         }
     }
+
+    /// <summary>Whether the key is this node or one of its peers: a relay run by this node serves only those. Thread-safe.</summary>
+    public bool IsMember(PublicKey key) => key.Equals(Engine.PublicKey) || _members.Contains(NodeKeyId.From(key));
 
     /// <summary>Runs the engine's and the device's timers, and keeps the NAT keepalive in step with what NAT discovery found.</summary>
     public void Tick()
@@ -83,12 +88,14 @@ public sealed class MeshNode
         Engine.SetStunServers(stun.Count > 0 ? _resolve(stun[0]) : null, stun.Count > 1 ? _resolve(stun[1]) : null);
         Engine.SetRelays(Relays());
         var current = new HashSet<PublicKey>();
+        var members = new HashSet<NodeKeyId>();
         foreach (var entry in View.Peers.Values)
         {
             if (entry.NodeKey.Length != Key32.Size) continue;
             var key = new PublicKey(entry.NodeKey.Span);
             if (key.Equals(Engine.PublicKey)) continue;
             current.Add(key);
+            members.Add(NodeKeyId.From(key));
             var synthetic = Engine.UpsertPeer(key, entry.Endpoints, entry.Online);
             var existed = Device.FindPeer(key) is not null;
             var peer = Device.GetOrAddPeer(key);
@@ -97,6 +104,7 @@ public sealed class MeshNode
             Device.SetAllowedIps(peer, Prefixes(entry.AllowedIps), replace: true);
             if (!existed && _keepalive > TimeSpan.Zero) Device.SetPersistentKeepalive(peer, _keepalive);
         }
+        _members = members;
         foreach (var peer in Device.Peers.ToList())
         {
             if (current.Contains(peer.PublicKey)) continue;
@@ -110,13 +118,22 @@ public sealed class MeshNode
     /// <summary>The coordinator's relays, then every online peer that offers to relay (announced in its endpoints).</summary>
     private List<Protos.V1.Relay> Relays()
     {
-        var relays = new List<Protos.V1.Relay>(View.Relays);
+        var relays = new List<Protos.V1.Relay>();
+        foreach (var relay in View.Relays) relays.Add(Resolved(relay));
         foreach (var peer in View.Peers.Values)
         {
             if (!peer.Online || peer.Endpoints is not { RelayAddress.Length: > 0 } endpoints) continue;
-            relays.Add(new Protos.V1.Relay { Id = peer.Name, UdpAddress = endpoints.RelayAddress, NodeKey = peer.NodeKey });
+            relays.Add(Resolved(new Protos.V1.Relay { Id = peer.Name, UdpAddress = endpoints.RelayAddress, NodeKey = peer.NodeKey }));
         }
         return relays;
+    }
+
+    private Protos.V1.Relay Resolved(Protos.V1.Relay relay)
+    {
+        if (relay.UdpAddress.Length == 0) return relay;
+        var copy = relay.Clone();
+        copy.UdpAddress = _resolve(relay.UdpAddress)?.ToString() ?? "";
+        return copy;
     }
 
     private static List<IPNetwork> Prefixes(IEnumerable<string> texts)

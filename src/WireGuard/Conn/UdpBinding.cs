@@ -14,7 +14,9 @@ public sealed class UdpBinding : IDisposable
     private const int SOL_SOCKET = 1;
     private const int SO_MARK = 36;
 
-    [ThreadStatic] private static SocketAddress? t_sendAddress;
+    // One per family: a thread may send on both a dual-stack socket and an IPv4-only one.
+    [ThreadStatic] private static SocketAddress? t_sendAddress6;
+    [ThreadStatic] private static SocketAddress? t_sendAddress4;
     private readonly Socket _socket;
 
     private UdpBinding(Socket socket)
@@ -79,7 +81,9 @@ public sealed class UdpBinding : IDisposable
     /// <summary>Sends one datagram; false when the network refused it (no route, a closed socket).</summary>
     public bool Send(ReadOnlySpan<byte> datagram, NetEndpoint destination)
     {
-        var address = t_sendAddress ??= new SocketAddress(_socket.AddressFamily);
+        var address = _socket.AddressFamily == AddressFamily.InterNetworkV6
+            ? t_sendAddress6 ??= new SocketAddress(AddressFamily.InterNetworkV6)
+            : t_sendAddress4 ??= new SocketAddress(AddressFamily.InterNetwork);
         Fill(address, destination);
         try
         {

@@ -13,6 +13,16 @@ namespace Mesh.WireGuard.Host;
 /// </summary>
 public sealed class CryptoPipeline : IDisposable
 {
+    /// <summary>
+    /// Crypto worker threads: $MESH_CRYPTO_WORKERS when set, else one per core on machines with more than two
+    /// (with two, the reading threads doing their own crypto measured faster: handing off costs a wakeup per packet).
+    /// </summary>
+    public static int DefaultWorkers()
+    {
+        if (int.TryParse(Environment.GetEnvironmentVariable("MESH_CRYPTO_WORKERS"), out var workers) && workers >= 0) return workers;
+        return Environment.ProcessorCount > 2 ? Environment.ProcessorCount : 0;
+    }
+
     private const int BufferSize = 65535 + 64;
 
     private readonly Device _device;

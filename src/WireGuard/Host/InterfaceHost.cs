@@ -1,11 +1,21 @@
 using System.Net;
 using Mesh.WireGuard.Conn;
 using Mesh.WireGuard.Core;
+using Mesh.WireGuard.Noise;
 using Mesh.WireGuard.Tun;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Mesh.WireGuard.Host;
+
+/// <summary>What a mesh plugs into an interface: the datagrams that are not WireGuard, and where peers' datagrams go.</summary>
+public interface IDatagramRouter
+{
+    void OnDatagram(ReadOnlySpan<byte> datagram, NetEndpoint from);
+
+    /// <summary>Sends a datagram the device addressed to <paramref name="destination"/>; false to send it there as is.</summary>
+    bool TrySend(ReadOnlySpan<byte> datagram, NetEndpoint destination);
+}
 
 /// <summary>
 /// Runs a <see cref="Device"/> over real I/O: a thread reads the TUN device and sends, a thread receives
@@ -39,6 +49,13 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
 
     public Device Device { get; }
     public string Name => _tun.Name;
+    public int ListenPort => _udp.Port;
+
+    /// <summary>
+    /// Set by a mesh: it takes every datagram that is not WireGuard (STUN, probes, relay frames) and routes
+    /// the device's datagrams for its peers. Null for a plain WireGuard interface.
+    /// </summary>
+    public IDatagramRouter? Router { get; set; }
 
     /// <summary>Completes when the host stops, by <see cref="Dispose"/> or because the TUN interface went away.</summary>
     public Task Stopped => _stoppedSource.Task;
@@ -88,7 +105,13 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
         }
     }
 
-    public void SendDatagram(ReadOnlySpan<byte> datagram, NetEndpoint destination) => _udp.Send(datagram, destination);
+    public void SendDatagram(ReadOnlySpan<byte> datagram, NetEndpoint destination)
+    {
+        if (Router?.TrySend(datagram, destination) != true) _udp.Send(datagram, destination);
+    }
+
+    /// <summary>Sends from the interface's socket as is, for the mesh's own traffic (STUN, probes, relay frames).</summary>
+    public void SendRaw(ReadOnlySpan<byte> datagram, NetEndpoint destination) => _udp.Send(datagram, destination);
 
     public void WriteTunnel(ReadOnlySpan<byte> packet) => _tun.Write(packet);
 
@@ -141,6 +164,16 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
         {
             var element = _pipeline?.Rent();
             var length = udp.Receive(element is null ? buffer : element.DatagramSpace, from, out var source);
+            if (length > 0 && Router is { } router)
+            {
+                var datagram = element is null ? buffer.AsSpan(0, length) : element.DatagramSpace[..length];
+                if (MessageLayout.TypeOf(datagram) == 0)
+                {
+                    router.OnDatagram(datagram, source);
+                    if (element is not null) _pipeline!.Return(element);
+                    continue;
+                }
+            }
             if (element is not null && length > 0)
             {
                 _pipeline!.Receive(element, length, source);

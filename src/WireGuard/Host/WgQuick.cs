@@ -104,7 +104,7 @@ public sealed class WgQuick : IDisposable
         foreach (var hook in _config.PreUp) Shell.Hook(hook, Name);
 
         var tun = TunDevice.Create(Name);
-        _host = new InterfaceHost(tun, _config.ListenPort ?? 0, _logger, new DeviceOptions { Mtu = _config.Mtu }, CryptoWorkers());
+        _host = new InterfaceHost(tun, _config.ListenPort ?? 0, _logger, new DeviceOptions { Mtu = _config.Mtu }, CryptoPipeline.DefaultWorkers());
         _undo.Add(() => _host.Dispose());
         var device = _host.Device;
         device.SetPrivateKey(_config.PrivateKey);
@@ -133,16 +133,6 @@ public sealed class WgQuick : IDisposable
         }
         foreach (var hook in _config.PostUp) Shell.Hook(hook, Name);
         _logger.LogInformation("{Name} is up: listening on UDP {Port}, {Peers} peers.", Name, device.ListenPort, endpoints.Count);
-    }
-
-    /// <summary>
-    /// Crypto worker threads: $MESH_CRYPTO_WORKERS when set, else one per core on machines with more than two
-    /// (with two, the reading threads doing their own crypto measured faster: handing off costs a wakeup per packet).
-    /// </summary>
-    private static int CryptoWorkers()
-    {
-        if (int.TryParse(Environment.GetEnvironmentVariable("MESH_CRYPTO_WORKERS"), out var workers) && workers >= 0) return workers;
-        return Environment.ProcessorCount > 2 ? Environment.ProcessorCount : 0;
     }
 
     private void AddRoutes()

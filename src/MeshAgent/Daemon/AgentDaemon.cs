@@ -1,0 +1,252 @@
+using System.Net;
+using System.Net.NetworkInformation;
+using Mesh.Agent.LocalApi;
+using Mesh.Protos.V1;
+using Mesh.Rpc.Server;
+using Mesh.Traversal.Hosting;
+using Mesh.Traversal.Node;
+using Mesh.Traversal.Paths;
+using Mesh.Traversal.Relay;
+using Mesh.WireGuard.Core;
+using Mesh.WireGuard.Crypto;
+using Mesh.WireGuard.Host;
+using Mesh.WireGuard.Keys;
+using Mesh.WireGuard.Tun;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.Agent.Daemon;
+
+/// <summary>
+/// `mesh-agent up`: the TUN interface and its one UDP socket, the mesh node (WireGuard device and path
+/// engine), the control client, the local control API on a unix socket, optionally a relay, and the
+/// watchers that keep them in step (network changes, peers' routes, timers).
+/// </summary>
+public sealed class AgentDaemon : IAsyncDisposable
+{
+    private static readonly TimeSpan NetworkPoll = TimeSpan.FromSeconds(2);
+
+    private readonly ILogger _logger;
+    private readonly InterfaceHost _host;
+    private readonly MeshIo _io;
+    private readonly RelayHost? _relay;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly HashSet<string> _routes = new();
+    private readonly List<Task> _loops = new();
+    private WebApplication? _api;
+    private volatile bool _networkChanged = true;
+
+    private AgentDaemon(AgentOptions options, PrivateKey key, InterfaceHost host, ILoggerFactory loggers)
+    {
+        Options = options;
+        _logger = loggers.CreateLogger("mesh-agent");
+        _host = host;
+        host.Device.SetPrivateKey(key);
+        var resolver = new AddressResolver(options.Coordinator);
+        _io = new MeshIo(host, RelayStreamUrl, loggers.CreateLogger("paths"));
+        var engine = new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, _io);
+        _io.Engine = engine;
+        Node = new MeshNode(host.Device, engine, resolver.Resolve);
+        Control = new ControlClient(options, key, Node, loggers.CreateLogger("control"));
+        _io.EndpointsChanged = Control.PublishEndpoints;
+        _io.ConnectRequested = Control.RequestConnect;
+        host.Router = _io;
+        if (options.Relay)
+        {
+            _relay = new RelayHost(new RelayServer(key, Node.IsMember), null, options.RelayPort, SystemClock.Instance, loggers.CreateLogger("relay"));
+        }
+    }
+
+    public AgentOptions Options { get; }
+    public MeshNode Node { get; }
+    public ControlClient Control { get; }
+
+    public static async Task<AgentDaemon> StartAsync(AgentOptions options, ILoggerFactory loggers)
+    {
+        Directory.CreateDirectory(options.StateDir);
+        File.SetUnixFileMode(options.StateDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var key = NodeKeyStore.LoadOrCreate(options.StateDir);
+        var tun = TunDevice.Create(options.InterfaceName);
+        InterfaceHost host;
+        try
+        {
+            host = new InterfaceHost(tun, options.ListenPort, loggers.CreateLogger("wireguard"), cryptoWorkers: CryptoPipeline.DefaultWorkers());
+        }
+        catch
+        {
+            tun.Dispose();
+            throw;
+        }
+        var daemon = new AgentDaemon(options, key, host, loggers);
+        try
+        {
+            await daemon.StartAsync(loggers).ConfigureAwait(false);
+            return daemon;
+        }
+        catch
+        {
+            await daemon.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Completes when the agent stops by itself (its interface was deleted).</summary>
+    public Task Stopped => _host.Stopped;
+
+    public List<Protos.V1.Peer> Peers()
+    {
+        lock (Node.View) return Node.View.Peers.Values.ToList();
+    }
+
+    /// <summary>A peer by name, mesh address (with or without prefix length) or base64 node key.</summary>
+    public PublicKey? FindPeer(string reference)
+    {
+        foreach (var peer in Peers())
+        {
+            var key = new PublicKey(peer.NodeKey.Span);
+            if (peer.Name == reference || key.ToBase64() == reference || peer.Addresses.Any(a => a == reference || a.Split('/')[0] == reference)) return key;
+        }
+        return null;
+    }
+
+    private async Task StartAsync(ILoggerFactory loggers)
+    {
+        Control.Registered += registration =>
+        {
+            InterfaceAddresses.Configure(Options.InterfaceName, registration.Addresses, _host.Device.Mtu);
+            _logger.LogInformation("{Interface} is up as {Name}: {Addresses}, MTU {Mtu}", Options.InterfaceName, registration.Name, string.Join(", ", registration.Addresses), _host.Device.Mtu);
+        };
+        _host.Start();
+        NetworkChange.NetworkAddressChanged += OnNetworkChanged;
+        await StartApiAsync(loggers).ConfigureAwait(false);
+        _loops.Add(Task.Factory.StartNew(TickLoop, TaskCreationOptions.LongRunning));
+        _loops.Add(WatchLoopAsync());
+        _loops.Add(Control.RunAsync(_stopping.Token));
+    }
+
+    private void OnNetworkChanged(object? sender, EventArgs e) => _networkChanged = true;
+
+    /// <summary>The engine's and device's timers, at the engine's pace (often during a hard-NAT search).</summary>
+    private void TickLoop()
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                Node.Tick();
+            }
+            catch (Exception ex)
+            {
+                _logger.LogError(ex, "Mesh timers failed");
+            }
+            _stopping.Token.WaitHandle.WaitOne(Node.Engine.TickInterval);
+        }
+    }
+
+    /// <summary>Network changes (netlink events, with polling behind them), peers' routes, and the relay offer.</summary>
+    private async Task WatchLoopAsync()
+    {
+        var lastPoll = DateTime.MinValue;
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                if (_networkChanged || DateTime.UtcNow - lastPoll >= NetworkPoll)
+                {
+                    _networkChanged = false;
+                    lastPoll = DateTime.UtcNow;
+                    Node.Engine.NetworkChanged(InterfaceAddresses.Candidates(Options.InterfaceName), _host.ListenPort);
+                }
+                if (Control.Self is not null) SyncRoutes();
+                if (_relay is not null && RelayOffer() is { } offer) Node.Engine.OfferRelay(offer);
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or NetworkInformationException)
+            {
+                _logger.LogWarning("Network watch: {Message}", ex.Message);
+            }
+            try
+            {
+                await Task.Delay(200, _stopping.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private void SyncRoutes()
+    {
+        var wanted = new HashSet<string>();
+        foreach (var peer in Peers())
+        {
+            foreach (var prefix in peer.AllowedIps) wanted.Add(prefix);
+        }
+        InterfaceAddresses.SyncRoutes(Options.InterfaceName, wanted, _routes);
+    }
+
+    /// <summary>Where peers reach this node's relay: as configured, else its public address (STUN's view) or its own.</summary>
+    private string? RelayOffer()
+    {
+        if (Options.RelayAddress is { } configured) return configured;
+        var verdict = Node.Engine.LastNetcheck?.Report.Verdict;
+        if (verdict?.Reflexive is not { } reflexive) return null;
+        return new IPEndPoint(reflexive.Address, _relay!.Port).ToString();
+    }
+
+    /// <summary>A relay's TCP transport URL: relative ones ("/relay") live on the coordinator's own address.</summary>
+    private Uri? RelayStreamUrl(string relayId)
+    {
+        string? url;
+        lock (Node.View) url = Node.View.Relays.FirstOrDefault(r => r.Id == relayId)?.TcpUrl;
+        if (string.IsNullOrEmpty(url)) return null;
+        var absolute = new Uri(Options.Coordinator, url);
+        var builder = new UriBuilder(absolute) { Scheme = absolute.Scheme == "https" ? "wss" : "ws" };
+        return builder.Uri;
+    }
+
+    private async Task StartApiAsync(ILoggerFactory loggers)
+    {
+        var socket = Options.SocketPath;
+        if (File.Exists(socket)) File.Delete(socket);
+        var rpcOptions = new GrpcServerOptions();
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.ConfigureForGrpc(rpcOptions);
+            kestrel.ListenGrpcUnixSocket(socket);
+        });
+        var app = builder.Build();
+        var dispatcher = new GrpcServiceDispatcher(rpcOptions, loggers.CreateLogger<GrpcServiceDispatcher>(), [AgentControl.BindService(new AgentControlService(this))]);
+        app.UseGrpcServices(dispatcher);
+        await app.StartAsync().ConfigureAwait(false);
+        File.SetUnixFileMode(socket, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        _api = app;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        NetworkChange.NetworkAddressChanged -= OnNetworkChanged;
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll(_loops).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        if (_api is not null)
+        {
+            await _api.StopAsync().ConfigureAwait(false);
+            await _api.DisposeAsync().ConfigureAwait(false);
+            File.Delete(Options.SocketPath);
+        }
+        _relay?.Dispose();
+        _io.Dispose();
+        Control.Dispose();
+        _host.Dispose();
+    }
+}

@@ -1,0 +1,173 @@
+using System.Threading.Channels;
+using Google.Protobuf;
+using Grpc.Core;
+using Mesh.Control;
+using Mesh.Protos.V1;
+using Mesh.Rpc.Client;
+using Mesh.Traversal.Node;
+using Mesh.WireGuard.Keys;
+using Microsoft.Extensions.Logging;
+using Polly;
+using Polly.Retry;
+
+namespace Mesh.Agent.Daemon;
+
+/// <summary>
+/// The agent's side of the control plane: registers the node key, keeps one sync stream open, applies what
+/// arrives to the mesh node, and sends endpoint changes and connect requests up. Reconnects with
+/// exponential backoff and jitter whenever the stream breaks; the data plane never waits on it.
+/// </summary>
+public sealed class ControlClient : IDisposable
+{
+    private readonly AgentOptions _options;
+    private readonly PrivateKey _key;
+    private readonly MeshNode _node;
+    private readonly ILogger _logger;
+    private readonly GrpcChannel _channel;
+    private readonly ResiliencePipeline _reconnect;
+    private Channel<SyncRequest> _outbound = NewOutbound();
+    private Endpoints _endpoints = new();
+    private string? _token;
+
+    public ControlClient(AgentOptions options, PrivateKey key, MeshNode node, ILogger logger)
+    {
+        _options = options;
+        _key = key;
+        _node = node;
+        _logger = logger;
+        _channel = GrpcChannel.ForAddress(options.Coordinator, new GrpcChannelOptions { KeepAlivePingDelay = TimeSpan.FromSeconds(15), KeepAlivePingTimeout = TimeSpan.FromSeconds(10) });
+        _reconnect = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
+        {
+            ShouldHandle = new PredicateBuilder().Handle<Exception>(ex => ex is not OperationCanceledException),
+            MaxRetryAttempts = int.MaxValue,
+            BackoffType = DelayBackoffType.Exponential,
+            UseJitter = true,
+            Delay = TimeSpan.FromMilliseconds(500),
+            MaxDelay = TimeSpan.FromSeconds(10),
+            OnRetry = args =>
+            {
+                _logger.LogWarning("Coordinator {Url}: {Message}; retrying in {Delay:0.0}s", _options.Coordinator, args.Outcome.Exception?.Message, args.RetryDelay.TotalSeconds);
+                return ValueTask.CompletedTask;
+            },
+        }).Build();
+    }
+
+    public RegisterResponse? Self { get; private set; }
+    public bool Connected { get; private set; }
+
+    /// <summary>Raised once the node is registered and approved, with its name and mesh addresses.</summary>
+    public event Action<RegisterResponse>? Registered;
+
+    public void PublishEndpoints(Endpoints endpoints)
+    {
+        lock (_outbound)
+        {
+            _endpoints = endpoints;
+            _outbound.Writer.TryWrite(new SyncRequest { Endpoints = endpoints });
+        }
+    }
+
+    public void RequestConnect(PublicKey peer) => _outbound.Writer.TryWrite(new SyncRequest { Connect = new ConnectRequest { PeerKey = ByteString.CopyFrom(peer.Span) } });
+
+    /// <summary>Runs until cancelled: each pass opens a session (with backoff) and holds it until it breaks.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                var call = await _reconnect.ExecuteAsync(OpenAsync, cancellationToken).ConfigureAwait(false);
+                await HoldAsync(call, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (RpcException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (RpcException ex)
+            {
+                if (ex.StatusCode == StatusCode.Unauthenticated) _token = null;
+                _logger.LogWarning("Sync stream with {Url} ended: {Status}", _options.Coordinator, ex.Status.Detail);
+            }
+            finally
+            {
+                Connected = false;
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(200, 700)), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask<AsyncDuplexStreamingCall<SyncRequest, SyncResponse>> OpenAsync(CancellationToken cancellationToken)
+    {
+        var invoker = _channel.CreateCallInvoker();
+        if (_token is null)
+        {
+            var response = await Mesh.Control.Registration.RegisterAsync(new Protos.V1.Coordinator.CoordinatorClient(invoker), _key, _options.AuthKey, _options.Hostname, cancellationToken).ConfigureAwait(false);
+            if (response.State == RegistrationState.Pending)
+            {
+                throw new InvalidOperationException($"node {response.Name} is waiting for an admin to approve it (mesh-coordinator nodes approve {response.Name})");
+            }
+            _token = response.SessionToken;
+            Self = response;
+            _logger.LogInformation("Registered as {Name} with {Addresses}", response.Name, string.Join(", ", response.Addresses));
+            Registered?.Invoke(response);
+        }
+        var client = new Protos.V1.Coordinator.CoordinatorClient(invoker.WithBearerToken(_token));
+        var call = client.Sync(cancellationToken: cancellationToken);
+        Endpoints endpoints;
+        lock (_outbound)
+        {
+            // Whatever was queued while disconnected is stale: the hello carries the current endpoints.
+            _outbound = NewOutbound();
+            endpoints = _endpoints;
+        }
+        try
+        {
+            await call.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello { LastSerial = _node.View.Serial, Endpoints = endpoints } }).ConfigureAwait(false);
+            if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false)) throw new IOException("the coordinator closed the sync stream at once");
+        }
+        catch
+        {
+            call.Dispose();
+            throw;
+        }
+        _node.Apply(call.ResponseStream.Current);
+        return call;
+    }
+
+    private async Task HoldAsync(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> call, CancellationToken cancellationToken)
+    {
+        using var _ = call;
+        Connected = true;
+        _logger.LogInformation("Connected to the coordinator at {Url}", _options.Coordinator);
+        using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var writing = WriteAsync(call.RequestStream, _outbound.Reader, session.Token);
+        try
+        {
+            while (await call.ResponseStream.MoveNext(session.Token).ConfigureAwait(false)) _node.Apply(call.ResponseStream.Current);
+        }
+        finally
+        {
+            await session.CancelAsync().ConfigureAwait(false);
+            await writing.ConfigureAwait(false);
+        }
+    }
+
+    private static async Task WriteAsync(IClientStreamWriter<SyncRequest> requests, ChannelReader<SyncRequest> outbound, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (var request in outbound.ReadAllAsync(cancellationToken).ConfigureAwait(false)) await requests.WriteAsync(request).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or RpcException or IOException or InvalidOperationException)
+        {
+        }
+    }
+
+    private static Channel<SyncRequest> NewOutbound() => Channel.CreateBounded<SyncRequest>(new BoundedChannelOptions(256) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
+
+    public void Dispose() => _channel.Dispose();
+}

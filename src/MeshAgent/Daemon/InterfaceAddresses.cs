@@ -1,0 +1,62 @@
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using Mesh.WireGuard.Host;
+
+namespace Mesh.Agent.Daemon;
+
+/// <summary>The host's addresses that can be candidates (never the mesh interface's), and the mesh interface's own setup.</summary>
+public static class InterfaceAddresses
+{
+    public static List<IPAddress> Candidates(string meshInterface)
+    {
+        var addresses = new List<IPAddress>();
+        foreach (var nic in NetworkInterface.GetAllNetworkInterfaces())
+        {
+            if (nic.Name == meshInterface || nic.NetworkInterfaceType == NetworkInterfaceType.Loopback || nic.OperationalStatus == OperationalStatus.Down) continue;
+            foreach (var unicast in nic.GetIPProperties().UnicastAddresses)
+            {
+                var address = unicast.Address;
+                if (IPAddress.IsLoopback(address) || address.IsIPv6LinkLocal || address.IsIPv6Multicast) continue;
+                if (address.AddressFamily == AddressFamily.InterNetwork && address.GetAddressBytes() is [169, 254, ..]) continue;
+                addresses.Add(address);
+            }
+        }
+        addresses.Sort((a, b) => string.CompareOrdinal(a.ToString(), b.ToString()));
+        return addresses;
+    }
+
+    /// <summary>Gives the mesh interface its addresses and MTU and brings it up.</summary>
+    public static void Configure(string name, IEnumerable<string> addresses, int mtu)
+    {
+        foreach (var address in addresses)
+        {
+            var family = address.Contains(':') ? "-6" : "-4";
+            Shell.Run("ip", family, "address", "replace", address, "dev", name);
+        }
+        Shell.Run("ip", "link", "set", "dev", name, "mtu", mtu.ToString(), "up");
+    }
+
+    /// <summary>Routes exactly the peers' prefixes into the mesh interface, adding and removing the difference.</summary>
+    public static void SyncRoutes(string name, HashSet<string> wanted, HashSet<string> installed)
+    {
+        foreach (var prefix in wanted)
+        {
+            if (installed.Contains(prefix)) continue;
+            Shell.Run("ip", prefix.Contains(':') ? "-6" : "-4", "route", "replace", prefix, "dev", name);
+            installed.Add(prefix);
+        }
+        installed.RemoveWhere(prefix =>
+        {
+            if (wanted.Contains(prefix)) return false;
+            try
+            {
+                Shell.Run("ip", prefix.Contains(':') ? "-6" : "-4", "route", "delete", prefix, "dev", name);
+            }
+            catch (InvalidOperationException)
+            {
+            }
+            return true;
+        });
+    }
+}

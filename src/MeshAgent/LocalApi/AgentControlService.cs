@@ -1,0 +1,135 @@
+using Grpc.Core;
+using Mesh.Agent.Daemon;
+using Mesh.Protos.V1;
+using Mesh.Traversal.NatDiscovery;
+using Mesh.Traversal.Paths;
+using Mesh.WireGuard.Keys;
+
+namespace Mesh.Agent.LocalApi;
+
+/// <summary>mesh.v1.AgentControl on the agent's unix socket: what `mesh-agent status`, `ping` and `netcheck` ask.</summary>
+public sealed class AgentControlService(AgentDaemon agent) : AgentControl.AgentControlBase
+{
+    private static readonly TimeSpan PingTimeout = TimeSpan.FromSeconds(2);
+
+    public override Task<AgentStatus> Status(AgentStatusRequest request, ServerCallContext context)
+    {
+        var engine = agent.Node.Engine;
+        var status = new AgentStatus
+        {
+            Name = agent.Control.Self?.Name ?? "",
+            NodeKey = engine.PublicKey.ToBase64(),
+            InterfaceName = agent.Options.InterfaceName,
+            CoordinatorConnected = agent.Control.Connected,
+            Coordinator = agent.Options.Coordinator.ToString(),
+            HomeRelay = engine.HomeRelay ?? "",
+            DroppedProbes = (ulong)(engine.ProbesRejected(Traversal.Probes.ProbeResult.BadMac) + engine.ProbesRejected(Traversal.Probes.ProbeResult.Replayed)
+                + engine.ProbesRejected(Traversal.Probes.ProbeResult.UnknownSender) + engine.ProbesRejected(Traversal.Probes.ProbeResult.Malformed)),
+            DroppedDatagrams = (ulong)engine.StrayDatagrams,
+            Netcheck = Report(engine),
+        };
+        if (agent.Control.Self is { } self) status.Addresses.AddRange(self.Addresses);
+        var paths = engine.Snapshot().ToDictionary(p => p.Key);
+        foreach (var entry in agent.Peers())
+        {
+            var key = new PublicKey(entry.NodeKey.Span);
+            var wireGuard = agent.Node.Device.FindPeer(key);
+            var path = paths.GetValueOrDefault(key);
+            var item = new PeerStatus
+            {
+                Name = entry.Name,
+                NodeKey = key.ToBase64(),
+                Online = entry.Online,
+                Path = path?.Path switch
+                {
+                    PathKind.Direct => "direct",
+                    PathKind.Relay => "relay",
+                    _ => "none",
+                },
+                Endpoint = path?.Endpoint?.ToString() ?? "",
+                Relay = path?.Relay ?? "",
+                LatencyMs = path?.Latency?.TotalMilliseconds ?? 0,
+                Technique = path?.Technique.Name() ?? "",
+                LatestHandshake = wireGuard?.LatestHandshake is { } at ? new DateTimeOffset(at).ToUnixTimeSeconds() : 0,
+                RxBytes = (ulong)(wireGuard?.RxBytes ?? 0),
+                TxBytes = (ulong)(wireGuard?.TxBytes ?? 0),
+                Reason = path?.Reason ?? "",
+                NatMapping = entry.Endpoints?.NatMapping.ToString() ?? "",
+            };
+            item.Addresses.AddRange(entry.Addresses);
+            status.Peers.Add(item);
+        }
+        return Task.FromResult(status);
+    }
+
+    public override async Task Ping(AgentPingRequest request, IServerStreamWriter<AgentPingReply> responseStream, ServerCallContext context)
+    {
+        var peer = agent.FindPeer(request.Peer) ?? throw new RpcException(new Status(StatusCode.NotFound, $"no peer \"{request.Peer}\" (give a name, mesh address or node key)"));
+        var count = request.Count == 0 ? 10u : request.Count;
+        var engine = agent.Node.Engine;
+        for (var sequence = 1u; sequence <= count && !context.CancellationToken.IsCancellationRequested; sequence++)
+        {
+            var started = DateTime.UtcNow;
+            var reply = new AgentPingReply { Sequence = sequence, TimedOut = true };
+            if (engine.StartPing(peer) is { } transaction)
+            {
+                while (DateTime.UtcNow - started < PingTimeout)
+                {
+                    if (engine.TryTakePingReply(transaction, out var pong))
+                    {
+                        reply = new AgentPingReply
+                        {
+                            Sequence = sequence,
+                            Path = pong.Path == PathKind.Direct ? "direct" : "relay",
+                            Endpoint = pong.Endpoint?.ToString() ?? "",
+                            Relay = pong.Relay ?? "",
+                            LatencyMs = pong.Latency.TotalMilliseconds,
+                        };
+                        break;
+                    }
+                    await Task.Delay(5, context.CancellationToken);
+                }
+            }
+            await responseStream.WriteAsync(reply);
+            if (request.UntilDirect && reply.Path == "direct") return;
+            var wait = TimeSpan.FromSeconds(1) - (DateTime.UtcNow - started);
+            if (wait > TimeSpan.Zero && sequence < count) await Task.Delay(wait, context.CancellationToken);
+        }
+    }
+
+    public override async Task<NetcheckResult> Netcheck(NetcheckRequest request, ServerCallContext context)
+    {
+        var engine = agent.Node.Engine;
+        var before = engine.LastNetcheck?.At;
+        engine.RunNetcheck();
+        var until = DateTime.UtcNow + NetcheckProbe.Deadline + TimeSpan.FromSeconds(1);
+        while (DateTime.UtcNow < until && engine.LastNetcheck?.At == before) await Task.Delay(20, context.CancellationToken);
+        return Report(engine);
+    }
+
+    private static NetcheckResult Report(PathEngine engine)
+    {
+        var report = new NetcheckResult();
+        if (engine.PublishedEndpoints is { } published)
+        {
+            foreach (var candidate in published.Candidates)
+            {
+                if (candidate.Kind == CandidateKind.Local) report.LocalCandidates.Add(candidate.Address);
+            }
+        }
+        if (engine.LastNetcheck is not { } last) return report;
+        var verdict = last.Report.Verdict;
+        report.Mapping = verdict.Mapping switch
+        {
+            NatMappingKind.None => "none (public address)",
+            NatMappingKind.EndpointIndependent => "endpoint-independent (easy NAT)",
+            NatMappingKind.EndpointDependent => "endpoint-dependent (hard NAT: ports vary by destination)",
+            _ => "unknown",
+        };
+        report.Reflexive = verdict.Reflexive?.ToString() ?? "";
+        report.UdpBlocked = verdict.UdpBlocked;
+        report.Reason = verdict.Reason;
+        report.StunLatencyMs = last.Report.FirstLatency?.TotalMilliseconds ?? 0;
+        return report;
+    }
+}

@@ -1,0 +1,135 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.WebSockets;
+using System.Threading.Channels;
+using Mesh.Traversal.Relay;
+using Mesh.WireGuard.Conn;
+using Mesh.WireGuard.Core;
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.Traversal.Hosting;
+
+/// <summary>
+/// A <see cref="RelayServer"/> on real transports: one UDP socket, plus WebSocket streams for clients whose
+/// network blocks UDP (each stream stands for a synthetic endpoint). The coordinator and any agent run
+/// with `--relay` host it the same way. The server's state is guarded by one lock.
+/// </summary>
+public sealed class RelayHost : IRelayOutput, IDisposable
+{
+    private const int StreamQueue = 1024;
+    private readonly RelayServer _server;
+    private readonly UdpBinding _udp;
+    private readonly IClock _clock;
+    private readonly ILogger _logger;
+    private readonly Thread _thread;
+    private readonly ConcurrentDictionary<NetEndpoint, Channel<byte[]>> _streams = new();
+    private long _nextStream;
+    private volatile bool _stopping;
+
+    /// <param name="address">Where to listen: a specific address makes replies leave from it, which clients match frames by; null for all.</param>
+    public RelayHost(RelayServer server, IPAddress? address, int port, IClock clock, ILogger logger)
+    {
+        _server = server;
+        _clock = clock;
+        _logger = logger;
+        _udp = UdpBinding.Bind(port, address);
+        _thread = new Thread(ServeUdp) { IsBackground = true, Name = "relay-udp" };
+        _thread.Start();
+    }
+
+    public int Port => _udp.Port;
+
+    /// <summary>Runs one client's WebSocket until it closes: binary messages are relay frames both ways.</summary>
+    public async Task ServeStreamAsync(WebSocket socket, CancellationToken cancellationToken)
+    {
+        var endpoint = StreamEndpoint(Interlocked.Increment(ref _nextStream));
+        var outbound = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(StreamQueue) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+        _streams[endpoint] = outbound;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var writing = WriteStreamAsync(socket, outbound.Reader, stop.Token);
+        try
+        {
+            var buffer = new byte[RelayFrame.ForwardOverhead + 64 * 1024];
+            while (!stop.IsCancellationRequested)
+            {
+                var length = 0;
+                ValueWebSocketReceiveResult result;
+                do
+                {
+                    result = await socket.ReceiveAsync(buffer.AsMemory(length), stop.Token).ConfigureAwait(false);
+                    length += result.Count;
+                } while (!result.EndOfMessage && length < buffer.Length);
+                if (result.MessageType == WebSocketMessageType.Close) break;
+                if (!result.EndOfMessage) break;
+                lock (_server) _server.Receive(buffer.AsSpan(0, length), endpoint, _clock.Now, this);
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
+        {
+        }
+        finally
+        {
+            _streams.TryRemove(endpoint, out _);
+            outbound.Writer.TryComplete();
+            lock (_server) _server.Disconnected(endpoint);
+            await stop.CancelAsync().ConfigureAwait(false);
+            await writing.ConfigureAwait(false);
+        }
+    }
+
+    public void Send(ReadOnlySpan<byte> frame, NetEndpoint to)
+    {
+        if (_streams.TryGetValue(to, out var stream)) stream.Writer.TryWrite(frame.ToArray());
+        else _udp.Send(frame, to);
+    }
+
+    public void Dispose()
+    {
+        _stopping = true;
+        _udp.Dispose();
+        _thread.Join(TimeSpan.FromSeconds(2));
+    }
+
+    private void ServeUdp()
+    {
+        var buffer = new byte[64 * 1024];
+        var from = _udp.CreateReceiveAddress();
+        while (!_stopping)
+        {
+            var length = _udp.Receive(buffer, from, out var source);
+            if (length < 0) return;
+            if (length == 0) continue;
+            try
+            {
+                lock (_server) _server.Receive(buffer.AsSpan(0, length), source, _clock.Now, this);
+            }
+            catch (Exception ex)
+            {
+                _logger.LogError(ex, "Relay failed on a datagram from {Source}", source);
+            }
+        }
+    }
+
+    private static async Task WriteStreamAsync(WebSocket socket, ChannelReader<byte[]> frames, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (var frame in frames.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                await socket.SendAsync(frame, WebSocketMessageType.Binary, true, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Streams are named by addresses in fd00:: with port 0, which no UDP client can have.</summary>
+    private static NetEndpoint StreamEndpoint(long id)
+    {
+        Span<byte> address = stackalloc byte[16];
+        address[0] = 0xfd;
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(address[8..], id);
+        return NetEndpoint.FromAddressBytes(address, 0);
+    }
+}

@@ -1,0 +1,198 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Mesh.Integration.Tests;
+
+public enum Nat
+{
+    /// <summary>A public address, no NAT.</summary>
+    None,
+    /// <summary>iptables MASQUERADE: keeps source ports where it can (endpoint-independent in practice).</summary>
+    PortKeeping,
+    /// <summary>MASQUERADE --random-fully: a random source port per connection (the hard NAT of CGNAT and LTE).</summary>
+    Randomizing,
+}
+
+/// <summary>
+/// A small internet in network namespaces: an "internet" router holding the coordinator at 203.0.113.1,
+/// sites behind real iptables NATs (or public), and mesh agents running as processes in them.
+/// </summary>
+public sealed class MeshWorld : IDisposable
+{
+    public const string CoordinatorAddress = "203.0.113.1";
+    private readonly string _dataDir;
+    private readonly bool _coordinatorRelay;
+    private int _sites;
+    private Process? _coordinator;
+
+    public MeshWorld(bool coordinatorRelay = true)
+    {
+        _coordinatorRelay = coordinatorRelay;
+        _dataDir = Lab.TempPath("coordinator");
+        Directory.CreateDirectory(_dataDir);
+        try
+        {
+            Internet = Lab.Namespace("i");
+            Lab.Exec(Internet, "sysctl", "-qw", "net.ipv4.ip_forward=1");
+            Lab.Exec(Internet, "ip", "addr", "add", CoordinatorAddress + "/32", "dev", "lo");
+            StartCoordinator();
+            AuthKey = Lab.Exec(Internet, "dotnet", Binaries.Coordinator, "keys", "create", "--reusable", "--data-dir", _dataDir).Trim();
+        }
+        catch
+        {
+            Lab.Dispose();
+            throw;
+        }
+    }
+
+    public NetworkLab Lab { get; } = new();
+    public string Internet { get; }
+    public string AuthKey { get; }
+    public List<MeshAgentProcess> Agents { get; } = new();
+
+    public void StartCoordinator()
+    {
+        var args = new List<string> { "dotnet", Binaries.Coordinator, "serve", "--listen", "0.0.0.0:8443", "--data-dir", _dataDir, "--public-address", CoordinatorAddress };
+        if (!_coordinatorRelay) args.Add("--no-relay");
+        File.Delete(Path.Combine(_dataDir, "server.url"));
+        _coordinator = Lab.Start(Internet, null, [.. args]);
+        Wait.Until(() => File.Exists(Path.Combine(_dataDir, "server.url")) || _coordinator.HasExited, TimeSpan.FromSeconds(30), "the coordinator starts");
+        if (_coordinator.HasExited) throw new InvalidOperationException($"mesh-coordinator exited: {_coordinator.StandardError.ReadToEnd()}");
+    }
+
+    /// <summary>Kills the coordinator outright, as a crash or a power cut would.</summary>
+    public void KillCoordinator()
+    {
+        _coordinator!.Kill(entireProcessTree: true);
+        _coordinator.WaitForExit();
+    }
+
+    /// <summary>A site: a router namespace with a WAN link to the internet and a bridged LAN behind its NAT.</summary>
+    public Site AddSite(string role, Nat nat)
+    {
+        var index = ++_sites;
+        var router = Lab.Namespace(role);
+        var (_, wan) = Lab.Link(Internet, $"10.100.{index}.1/24", router, $"10.100.{index}.2/24");
+        Lab.Exec(router, "ip", "route", "add", "default", "via", $"10.100.{index}.1");
+        Lab.Exec(router, "sysctl", "-qw", "net.ipv4.ip_forward=1");
+        Lab.Exec(router, "ip", "link", "add", "lan", "type", "bridge");
+        Lab.Exec(router, "ip", "addr", "add", $"192.168.{index}.1/24", "dev", "lan");
+        Lab.Exec(router, "ip", "link", "set", "lan", "up");
+        string[] masquerade = ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", wan, "-j", "MASQUERADE"];
+        if (nat == Nat.Randomizing) Lab.Exec(router, [.. masquerade, "--random-fully"]);
+        else Lab.Exec(router, masquerade);
+        return new Site(router, index, $"10.100.{index}.2", nat);
+    }
+
+    /// <summary>An agent on a site's LAN (behind its NAT).</summary>
+    public MeshAgentProcess AddAgent(Site site, string role, params string[] extra)
+    {
+        var ns = Lab.Namespace(role);
+        var host = 10 + site.Hosts++;
+        var (device, _) = Lab.LinkToBridge(ns, $"192.168.{site.Index}.{host}/24", site.Router, "lan");
+        Lab.Exec(ns, "ip", "route", "add", "default", "via", $"192.168.{site.Index}.1");
+        return StartAgent(ns, role, device, $"192.168.{site.Index}.{host}", extra);
+    }
+
+    /// <summary>An agent with a public address straight on the internet.</summary>
+    public MeshAgentProcess AddPublicAgent(string role, params string[] extra)
+    {
+        var index = ++_sites;
+        var ns = Lab.Namespace(role);
+        var (_, device) = Lab.Link(Internet, $"10.100.{index}.1/24", ns, $"10.100.{index}.2/24");
+        Lab.Exec(ns, "ip", "route", "add", "default", "via", $"10.100.{index}.1");
+        return StartAgent(ns, role, device, $"10.100.{index}.2", extra);
+    }
+
+    private MeshAgentProcess StartAgent(string ns, string role, string device, string underlay, string[] extra)
+    {
+        var stateDir = Lab.TempPath($"agent-{role}");
+        string[] command =
+        [
+            "dotnet", Binaries.Agent, "up", "--foreground", "--coordinator", $"http://{CoordinatorAddress}:8443", "--auth-key", AuthKey,
+            "--state-dir", stateDir, "--interface", Lab.InterfaceName(role), "--hostname", role, .. extra,
+        ];
+        var process = Lab.Start(ns, null, command);
+        var agent = new MeshAgentProcess(Lab, ns, role, stateDir, device, underlay, process);
+        Agents.Add(agent);
+        return agent;
+    }
+
+    public void Dispose() => Lab.Dispose();
+}
+
+public sealed class Site(string router, int index, string publicAddress, Nat nat)
+{
+    public string Router { get; } = router;
+    public int Index { get; } = index;
+    public string PublicAddress { get; } = publicAddress;
+    public Nat Nat { get; } = nat;
+    public int Hosts { get; set; }
+}
+
+/// <summary>One `mesh-agent up --foreground` in a namespace, read through `mesh-agent status --json`.</summary>
+public sealed class MeshAgentProcess(NetworkLab lab, string ns, string name, string stateDir, string device, string underlay, Process process)
+{
+    public string Namespace { get; } = ns;
+    public string Name { get; } = name;
+    public string StateDir { get; } = stateDir;
+    public string Device { get; } = device;
+    public string Underlay { get; set; } = underlay;
+    public Process Process { get; } = process;
+
+    public JsonElement Status()
+    {
+        var (code, stdout, stderr) = NetworkLab.RunRaw("dotnet", [Binaries.Agent, "status", "--json", "--state-dir", StateDir], null);
+        if (code != 0) throw new InvalidOperationException($"status of {Name} failed: {stderr.Trim()}{(Process.HasExited ? " (agent exited: " + Process.StandardError.ReadToEnd() + ")" : "")}");
+        return JsonDocument.Parse(stdout).RootElement.Clone();
+    }
+
+    public bool TryStatus(out JsonElement status)
+    {
+        try
+        {
+            status = Status();
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            status = default;
+            return false;
+        }
+    }
+
+    public string MeshAddress => Status().GetProperty("addresses").EnumerateArray().Select(a => a.GetString()!).First(a => !a.Contains(':')).Split('/')[0];
+
+    /// <summary>This agent's view of a peer, or null while the peer is unknown.</summary>
+    public JsonElement? Peer(string peerName)
+    {
+        if (!TryStatus(out var status)) return null;
+        foreach (var peer in status.GetProperty("peers").EnumerateArray())
+        {
+            if (peer.GetProperty("name").GetString() == peerName) return peer;
+        }
+        return null;
+    }
+
+    public string? PathTo(string peerName) => Peer(peerName)?.GetProperty("path").GetString();
+
+    public bool Connected => TryStatus(out var status) && status.GetProperty("coordinatorConnected").GetBoolean() && status.GetProperty("addresses").GetArrayLength() > 0;
+
+    /// <summary>One ping through the tunnel, waiting at most a second.</summary>
+    public bool Ping(string address) => lab.TryExec(Namespace, out _, "ping", "-c", "1", "-W", "1", address) == 0;
+}
+
+public static class Wait
+{
+    /// <summary>Polls until the condition holds; throws with <paramref name="what"/> if it never does. Returns the time it took.</summary>
+    public static TimeSpan Until(Func<bool> condition, TimeSpan limit, string what, TimeSpan? interval = null)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (clock.Elapsed > limit) throw new TimeoutException($"Timed out after {limit.TotalSeconds:0}s waiting until {what}.");
+            Thread.Sleep(interval ?? TimeSpan.FromMilliseconds(100));
+        }
+        return clock.Elapsed;
+    }
+}
