@@ -31,6 +31,131 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         Assert.True(b.Ping(a.MeshAddress));
     }
 
+    [Fact]
+    public void RandomizingNatsAreRelayedAndCarryData()
+    {
+        var a = _world.AddAgent(_world.AddSite("ha", Nat.Randomizing), "a");
+        var b = _world.AddAgent(_world.AddSite("hb", Nat.Randomizing), "b");
+        var (first, _) = Connect(a, b, expectDirect: false);
+        Wait.Until(() => a.PathTo("b") == "relay" && b.PathTo("a") == "relay", TimeSpan.FromSeconds(15), "both report the relay");
+        var reason = a.Peer("b")!.Value.GetProperty("reason").GetString();
+        output.WriteLine($"randomizing pair: first packet {first.TotalMilliseconds:0} ms after both online, relayed: {reason}");
+        Assert.Contains("random source ports", reason);
+        Transfer.AssertIntact(_world.Lab, b.Namespace, b.MeshAddress, a.Namespace, 10_000_000);
+        Transfer.AssertIntact(_world.Lab, a.Namespace, a.MeshAddress, b.Namespace, 10_000_000);
+        Assert.Equal("relay", a.PathTo("b"));
+    }
+
+    [Fact]
+    public void RandomizingAndPortKeepingGoDirectThroughTheHardNatSearch()
+    {
+        var a = _world.AddAgent(_world.AddSite("ha", Nat.Randomizing), "a");
+        var b = _world.AddAgent(_world.AddSite("hb", Nat.PortKeeping), "b");
+        var (first, direct) = Connect(a, b);
+        var technique = a.Peer("b")!.Value.GetProperty("technique").GetString();
+        output.WriteLine($"randomizing + port-keeping: direct by {technique}; first packet {first.TotalMilliseconds:0} ms, direct {direct.TotalMilliseconds:0} ms after both online");
+        Assert.Equal("birthday", technique);
+        Assert.Equal("birthday", b.Peer("a")!.Value.GetProperty("technique").GetString());
+        Assert.True(b.Ping(a.MeshAddress));
+    }
+
+    [Fact]
+    public void AgentsOnOneLanUseTheLanPath()
+    {
+        var home = _world.AddSite("h", Nat.PortKeeping);
+        var a = _world.AddAgent(home, "a");
+        var b = _world.AddAgent(home, "b");
+        var (first, direct) = Connect(a, b);
+        output.WriteLine($"same LAN: first packet {first.TotalMilliseconds:0} ms, direct {direct.TotalMilliseconds:0} ms after both online");
+        var peer = a.Peer("b")!.Value;
+        Assert.Equal("local", peer.GetProperty("technique").GetString());
+        Assert.Equal($"{b.Underlay}:41641", peer.GetProperty("endpoint").GetString());
+    }
+
+    [Fact]
+    public void BlockedDirectPathFallsBackToTheRelayAndReturns()
+    {
+        var siteA = _world.AddSite("ha", Nat.PortKeeping);
+        var siteB = _world.AddSite("hb", Nat.PortKeeping);
+        var a = _world.AddAgent(siteA, "a");
+        var b = _world.AddAgent(siteB, "b");
+        Connect(a, b);
+        string[] rule = ["-s", siteB.PublicAddress, "-p", "udp", "-j", "DROP"];
+        _world.Lab.Exec(siteA.Router, ["iptables", "-I", "FORWARD", .. rule]);
+        var target = b.MeshAddress;
+        var fallback = Wait.Until(() => a.PathTo("b") == "relay" && a.Ping(target, "0.2"), TimeSpan.FromSeconds(10), "a falls back to the relay", TimeSpan.Zero);
+        output.WriteLine($"direct path blocked: relayed and answering after {fallback.TotalMilliseconds:0} ms (goal: 5 s)");
+        _world.Lab.Exec(siteA.Router, ["iptables", "-D", "FORWARD", .. rule]);
+        var back = Wait.Until(() => a.PathTo("b") == "direct" && b.PathTo("a") == "direct", TimeSpan.FromSeconds(90), "the pair goes direct again");
+        output.WriteLine($"rule removed: direct again after {back.TotalMilliseconds:0} ms");
+        Assert.True(a.Ping(target));
+    }
+
+    [Fact]
+    public void UnderlayAddressChangeRecoversWithinThreeSeconds()
+    {
+        var a = _world.AddAgent(_world.AddSite("ha", Nat.PortKeeping), "a");
+        var b = _world.AddAgent(_world.AddSite("hb", Nat.PortKeeping), "b");
+        var elsewhere = _world.AddSite("hc", Nat.PortKeeping);
+        Connect(a, b);
+        var target = a.MeshAddress;
+        // The laptop leaves one home network for another: new address, new NAT, new public address.
+        var moved = $"192.168.{elsewhere.Index}.50";
+        _world.Lab.Exec(a.Namespace, "ip", "link", "del", a.Device);
+        _world.Lab.LinkToBridge(a.Namespace, $"{moved}/24", elsewhere.Router, "lan");
+        _world.Lab.Exec(a.Namespace, "ip", "route", "add", "default", "via", $"192.168.{elsewhere.Index}.1");
+        a.Underlay = moved;
+        var recovered = Wait.Until(() => b.Ping(target, "0.2"), TimeSpan.FromSeconds(10), "b reaches a at its new address", TimeSpan.Zero);
+        output.WriteLine($"underlay moved to {moved}: b reaches a again after {recovered.TotalMilliseconds:0} ms (goal: 3 s); path {b.PathTo("a")}");
+        var direct = TryWait(() => a.PathTo("b") == "direct" && b.PathTo("a") == "direct", TimeSpan.FromSeconds(20));
+        output.WriteLine(direct is { } took ? $"direct again after {took.TotalMilliseconds:0} ms" : $"not direct again within 20 s: {a.Peer("b")?.GetProperty("reason")}");
+    }
+
+    [Fact]
+    public void TunnelsOutliveTheCoordinatorAndAgentsReconnect()
+    {
+        using var world = new MeshWorld(coordinatorRelay: false);
+        world.AddPublicAgent("r", "--relay");
+        var a = world.AddAgent(world.AddSite("ha", Nat.PortKeeping), "a");
+        var b = world.AddAgent(world.AddSite("hb", Nat.PortKeeping), "b");
+        var c = world.AddAgent(world.AddSite("hc", Nat.Randomizing), "c");
+        var d = world.AddAgent(world.AddSite("hd", Nat.Randomizing), "d");
+        Connect(a, b);
+        Connect(c, d, expectDirect: false);
+        Wait.Until(() => c.PathTo("d") == "relay", TimeSpan.FromSeconds(15), "c reaches d through the agent relay");
+        Assert.Equal("r", c.Peer("d")!.Value.GetProperty("relay").GetString());
+        var (ab, cd) = (b.MeshAddress, d.MeshAddress);
+
+        world.KillCoordinator();
+        Wait.Until(() => !a.Connected && !c.Connected, TimeSpan.FromSeconds(30), "the agents notice the coordinator is gone");
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.True(a.Ping(ab), "direct tunnel while the coordinator is down");
+            Assert.True(c.Ping(cd), "relayed tunnel (agent relay) while the coordinator is down");
+            Thread.Sleep(1000);
+        }
+        Transfer.AssertIntact(world.Lab, d.Namespace, cd, c.Namespace, 1_000_000);
+        output.WriteLine($"coordinator down: a-b {a.PathTo("b")}, c-d {c.PathTo("d")} via {c.Peer("d")!.Value.GetProperty("relay")}; both carry traffic");
+
+        world.StartCoordinator();
+        var back = Wait.Until(() => a.Connected && b.Connected && c.Connected && d.Connected, TimeSpan.FromSeconds(60), "every agent reconnects");
+        output.WriteLine($"coordinator back: all agents reconnected after {back.TotalMilliseconds:0} ms");
+        Assert.True(a.Ping(ab));
+        Assert.True(c.Ping(cd));
+    }
+
+    private static TimeSpan? TryWait(Func<bool> condition, TimeSpan limit)
+    {
+        try
+        {
+            return Wait.Until(condition, limit, "");
+        }
+        catch (TimeoutException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Waits for both agents to be online, then measures the first ping through the tunnel and the direct path, from that moment.</summary>
     private (TimeSpan FirstPacket, TimeSpan Direct) Connect(MeshAgentProcess a, MeshAgentProcess b, bool expectDirect = true)
     {

@@ -178,8 +178,8 @@ public sealed class MeshAgentProcess(NetworkLab lab, string ns, string name, str
 
     public bool Connected => TryStatus(out var status) && status.GetProperty("coordinatorConnected").GetBoolean() && status.GetProperty("addresses").GetArrayLength() > 0;
 
-    /// <summary>One ping through the tunnel, waiting at most a second.</summary>
-    public bool Ping(string address) => lab.TryExec(Namespace, out _, "ping", "-c", "1", "-W", "1", address) == 0;
+    /// <summary>One ping through the tunnel, waiting at most <paramref name="wait"/> seconds (fractions allowed).</summary>
+    public bool Ping(string address, string wait = "1") => lab.TryExec(Namespace, out _, "ping", "-c", "1", "-W", wait, address) == 0;
 }
 
 public static class Wait

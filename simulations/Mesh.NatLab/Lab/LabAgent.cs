@@ -107,10 +107,10 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         if (TunnelReceived is { } receive) _scheduler.After(TimeSpan.Zero, () => receive(copy));
     }
 
-    public void SendUdp(int socket, ReadOnlySpan<byte> datagram, NetEndpoint to)
+    public void SendUdp(int socket, ReadOnlySpan<byte> datagram, NetEndpoint to, int ttl = 0)
     {
         var port = socket == 0 ? MainPort : _extraPorts.GetValueOrDefault(socket);
-        if (port != 0) Host.Send(port, to, datagram);
+        if (port != 0) Host.Send(port, to, datagram, ttl);
     }
 
     public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame)

@@ -30,6 +30,12 @@ public sealed record NatBehavior
     public bool Hairpinning { get; init; }
     public bool Translates { get; init; } = true;
     public bool BlocksUdp { get; init; }
+
+    /// <summary>
+    /// Linux conntrack: an unsolicited inbound datagram leaves a flow, and a later mapping toward that same
+    /// remote avoids the port the datagram hit (it would clash), so a preserved port is lost for that peer.
+    /// </summary>
+    public bool UnsolicitedFlowsClash { get; init; } = true;
 }
 
 /// <summary>
@@ -47,6 +53,8 @@ public sealed class NatBox : INetNode
     private readonly Link _uplink;
     private readonly Dictionary<(NetEndpoint Inside, IPAddress? Address, int Port), Mapping> _byFlow = new();
     private readonly Dictionary<int, Mapping> _byPort = new();
+    private readonly Dictionary<(NetEndpoint Remote, int Port), TimeSpan> _unsolicited = new();
+    private static readonly TimeSpan UnrepliedTimeout = TimeSpan.FromSeconds(30);
     private int _nextPort = 20000;
 
     public NatBox(string name, NatBehavior behavior, Segment outside, IPAddress outsideAddress, Link uplink, Segment inside)
@@ -74,11 +82,12 @@ public sealed class NatBox : INetNode
 
     private void FromInside(Datagram datagram)
     {
-        if (Behavior.BlocksUdp)
+        if (Behavior.BlocksUdp || datagram.AfterHop() is not { } hopped)
         {
             Drop();
             return;
         }
+        datagram = hopped;
         if (Behavior.Translates && datagram.Destination.Address.Equals(OutsideAddress))
         {
             if (!Behavior.Hairpinning)
@@ -103,6 +112,7 @@ public sealed class NatBox : INetNode
             return;
         }
         var mapping = Inbound(datagram.Destination);
+        if (mapping is null && Behavior.UnsolicitedFlowsClash) _unsolicited[(datagram.Source, datagram.Destination.Port)] = Now;
         if (mapping is null || !mapping.Admits(datagram.Source, Behavior.Filtering, Now, Behavior.MappingTimeout))
         {
             _network.Filtered++;
@@ -124,7 +134,7 @@ public sealed class NatBox : INetNode
         if (!_byFlow.TryGetValue(flow, out var mapping) || Expired(mapping))
         {
             if (mapping is not null) Forget(mapping);
-            var port = Behavior.Translates ? AllocatePort(datagram.Source.Port) : datagram.Source.Port;
+            var port = Behavior.Translates ? AllocatePort(datagram.Source.Port, datagram.Destination) : datagram.Source.Port;
             mapping = new Mapping(datagram.Source, port, flow);
             _byFlow[flow] = mapping;
             if (Behavior.Translates) _byPort[port] = mapping;
@@ -155,9 +165,10 @@ public sealed class NatBox : INetNode
         if (Behavior.Translates) _byPort.Remove(mapping.ExternalPort);
     }
 
-    private int AllocatePort(int insidePort)
+    private int AllocatePort(int insidePort, NetEndpoint destination)
     {
-        if (Behavior.Ports == PortAllocation.Preserving && !_byPort.ContainsKey(insidePort)) return insidePort;
+        var clash = _unsolicited.TryGetValue((destination, insidePort), out var seen) && Now - seen < UnrepliedTimeout;
+        if (Behavior.Ports == PortAllocation.Preserving && !clash && !_byPort.ContainsKey(insidePort)) return insidePort;
         while (true)
         {
             var port = Behavior.Ports == PortAllocation.Random

@@ -5,7 +5,12 @@ using Mesh.WireGuard.Core;
 namespace Mesh.NatLab.Net;
 
 /// <summary>A UDP datagram on the virtual wire. Lab code may allocate: only the production code has to be lean.</summary>
-public sealed record Datagram(NetEndpoint Source, NetEndpoint Destination, byte[] Payload);
+/// <summary>A UDP datagram on the virtual wire; <paramref name="Ttl"/> counts the routers it may still cross (0: no limit). Lab code may allocate.</summary>
+public sealed record Datagram(NetEndpoint Source, NetEndpoint Destination, byte[] Payload, int Ttl = 0)
+{
+    /// <summary>The datagram after one more router, or null when its hop limit runs out there.</summary>
+    public Datagram? AfterHop() => Ttl == 0 ? this : Ttl == 1 ? null : this with { Ttl = Ttl - 1 };
+}
 
 /// <summary>One hop's behaviour: fixed latency, uniform jitter on top, and independent loss.</summary>
 public sealed record Link(TimeSpan Latency, TimeSpan Jitter = default, double Loss = 0)
@@ -32,6 +37,7 @@ public sealed class Network(Scheduler scheduler, int seed)
     public long Delivered { get; private set; }
     public long Lost { get; private set; }
     public long Filtered { get; set; }
+    public long Expired { get; set; }
     public long Unroutable { get; set; }
 
     /// <summary>Carries a datagram across two hops (sender's and receiver's links), or loses it.</summary>
@@ -60,7 +66,7 @@ public sealed class Network(Scheduler scheduler, int seed)
 }
 
 /// <summary>One broadcast-free L3 network: members by address, and a gateway for everything else.</summary>
-public sealed class Segment(Network network, string name)
+public sealed class Segment(Network network, string name, bool routed = false)
 {
     private readonly Dictionary<IPAddress, (INetNode Node, Link Link)> _members = new();
 
@@ -77,6 +83,16 @@ public sealed class Segment(Network network, string name)
 
     public void Send(Datagram datagram, Link from)
     {
+        // The internet is a router between sites: crossing it costs a hop.
+        if (routed)
+        {
+            if (datagram.AfterHop() is not { } hopped)
+            {
+                Network.Expired++;
+                return;
+            }
+            datagram = hopped;
+        }
         if (_members.TryGetValue(datagram.Destination.Address, out var member))
         {
             Network.Carry(datagram, from, member.Link, member.Node.Deliver);
@@ -111,8 +127,8 @@ public sealed class LabHost(string name, Segment segment, IPAddress address, Lin
 
     public void Unbind(int port) => _sockets.Remove(port);
 
-    public void Send(int fromPort, NetEndpoint to, ReadOnlySpan<byte> payload) =>
-        Segment.Send(new Datagram(new NetEndpoint(Address, fromPort), to, payload.ToArray()), Link);
+    public void Send(int fromPort, NetEndpoint to, ReadOnlySpan<byte> payload, int ttl = 0) =>
+        Segment.Send(new Datagram(new NetEndpoint(Address, fromPort), to, payload.ToArray(), ttl), Link);
 
     public void Deliver(Datagram datagram)
     {

@@ -18,7 +18,7 @@ public sealed class World : IDisposable
         Scheduler = new Scheduler();
         Network = new Network(Scheduler, seed);
         _nextSeed = seed * 1000;
-        Internet = new Segment(Network, "internet");
+        Internet = new Segment(Network, "internet", routed: true);
         var coordinatorHost = new LabHost("coordinator", Internet, IPAddress.Parse("203.0.113.1"), Link.Backbone);
         coordinatorHost.Attach();
         Coordinator = new LabCoordinator(Network, coordinatorHost, Path.Combine(Path.GetTempPath(), $"natlab-{Environment.ProcessId}-{Guid.NewGuid():N}"));

@@ -26,7 +26,8 @@ namespace Mesh.Agent.Daemon;
 /// </summary>
 public sealed class AgentDaemon : IAsyncDisposable
 {
-    private static readonly TimeSpan NetworkPoll = TimeSpan.FromSeconds(2);
+    /// <summary>Address changes come as netlink events; polling this often catches any that do not.</summary>
+    private static readonly TimeSpan NetworkPoll = TimeSpan.FromSeconds(1);
 
     private readonly ILogger _logger;
     private readonly InterfaceHost _host;
@@ -149,6 +150,7 @@ public sealed class AgentDaemon : IAsyncDisposable
     private async Task WatchLoopAsync()
     {
         var lastPoll = DateTime.MinValue;
+        List<IPAddress>? addresses = null;
         while (!_stopping.IsCancellationRequested)
         {
             try
@@ -157,7 +159,14 @@ public sealed class AgentDaemon : IAsyncDisposable
                 {
                     _networkChanged = false;
                     lastPoll = DateTime.UtcNow;
-                    Node.Engine.NetworkChanged(InterfaceAddresses.Candidates(Options.InterfaceName), _host.ListenPort);
+                    var current = InterfaceAddresses.Candidates(Options.InterfaceName);
+                    Node.Engine.NetworkChanged(current, _host.ListenPort);
+                    if (addresses is not null && !addresses.SequenceEqual(current))
+                    {
+                        _logger.LogInformation("Network changed: {Addresses}", string.Join(", ", current));
+                        Control.Reconnect();
+                    }
+                    addresses = current;
                 }
                 if (Control.Self is not null) SyncRoutes();
                 if (_relay is not null && RelayOffer() is { } offer) Node.Engine.OfferRelay(offer);

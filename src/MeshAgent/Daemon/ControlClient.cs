@@ -23,7 +23,8 @@ public sealed class ControlClient : IDisposable
     private readonly PrivateKey _key;
     private readonly MeshNode _node;
     private readonly ILogger _logger;
-    private readonly GrpcChannel _channel;
+    private GrpcChannel _channel;
+    private CancellationTokenSource? _session;
     private readonly ResiliencePipeline _reconnect;
     private Channel<SyncRequest> _outbound = NewOutbound();
     private Endpoints _endpoints = new();
@@ -35,7 +36,7 @@ public sealed class ControlClient : IDisposable
         _key = key;
         _node = node;
         _logger = logger;
-        _channel = GrpcChannel.ForAddress(options.Coordinator, new GrpcChannelOptions { KeepAlivePingDelay = TimeSpan.FromSeconds(15), KeepAlivePingTimeout = TimeSpan.FromSeconds(10) });
+        _channel = NewChannel();
         _reconnect = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
         {
             ShouldHandle = new PredicateBuilder().Handle<Exception>(ex => ex is not OperationCanceledException),
@@ -67,6 +68,24 @@ public sealed class ControlClient : IDisposable
         }
     }
 
+    /// <summary>
+    /// The host's addresses changed: the stream's TCP connection is most likely dead, and waiting for keepalives
+    /// to notice would hold back the new endpoints. Drop it and connect afresh.
+    /// </summary>
+    public void Reconnect()
+    {
+        lock (_outbound)
+        {
+            var old = _channel;
+            _channel = NewChannel();
+            _session?.Cancel();
+            old.Dispose();
+        }
+    }
+
+    private GrpcChannel NewChannel() =>
+        GrpcChannel.ForAddress(_options.Coordinator, new GrpcChannelOptions { KeepAlivePingDelay = TimeSpan.FromSeconds(15), KeepAlivePingTimeout = TimeSpan.FromSeconds(10) });
+
     public void RequestConnect(PublicKey peer) => _outbound.Writer.TryWrite(new SyncRequest { Connect = new ConnectRequest { PeerKey = ByteString.CopyFrom(peer.Span) } });
 
     /// <summary>Runs until cancelled: each pass opens a session (with backoff) and holds it until it breaks.</summary>
@@ -82,6 +101,10 @@ public sealed class ControlClient : IDisposable
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
                 return;
+            }
+            catch (OperationCanceledException)
+            {
+                _logger.LogInformation("Reconnecting to the coordinator after a network change");
             }
             catch (RpcException) when (cancellationToken.IsCancellationRequested)
             {
@@ -102,7 +125,9 @@ public sealed class ControlClient : IDisposable
 
     private async ValueTask<AsyncDuplexStreamingCall<SyncRequest, SyncResponse>> OpenAsync(CancellationToken cancellationToken)
     {
-        var invoker = _channel.CreateCallInvoker();
+        GrpcChannel channel;
+        lock (_outbound) channel = _channel;
+        var invoker = channel.CreateCallInvoker();
         if (_token is null)
         {
             var response = await Mesh.Control.Registration.RegisterAsync(new Protos.V1.Coordinator.CoordinatorClient(invoker), _key, _options.AuthKey, _options.Hostname, cancellationToken).ConfigureAwait(false);
@@ -144,6 +169,7 @@ public sealed class ControlClient : IDisposable
         Connected = true;
         _logger.LogInformation("Connected to the coordinator at {Url}", _options.Coordinator);
         using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        lock (_outbound) _session = session;
         var writing = WriteAsync(call.RequestStream, _outbound.Reader, session.Token);
         try
         {
@@ -151,6 +177,7 @@ public sealed class ControlClient : IDisposable
         }
         finally
         {
+            lock (_outbound) _session = null;
             await session.CancelAsync().ConfigureAwait(false);
             await writing.ConfigureAwait(false);
         }

@@ -19,6 +19,7 @@ namespace Mesh.Agent.Daemon;
 /// </summary>
 public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl, ILogger logger) : IPathOutput, IDatagramRouter, IDisposable
 {
+    private const int DefaultTtl = 64;
     private readonly ConcurrentDictionary<int, Socket> _sockets = new();
     private readonly ConcurrentDictionary<string, RelayStream> _streams = new();
     private readonly CancellationTokenSource _stopping = new();
@@ -34,16 +35,17 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
 
     public bool TrySend(ReadOnlySpan<byte> datagram, NetEndpoint destination) => Engine.TrySend(datagram, destination);
 
-    public void SendUdp(int socket, ReadOnlySpan<byte> datagram, NetEndpoint to)
+    public void SendUdp(int socket, ReadOnlySpan<byte> datagram, NetEndpoint to, int ttl = 0)
     {
         if (socket == 0)
         {
-            host.SendRaw(datagram, to);
+            host.SendRaw(datagram, to, ttl);
             return;
         }
         if (!_sockets.TryGetValue(socket, out var extra)) return;
         try
         {
+            extra.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.IpTimeToLive, ttl > 0 ? ttl : DefaultTtl);
             extra.SendTo(datagram, SocketFlags.None, to.ToIPEndPoint());
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)

@@ -10,8 +10,12 @@ namespace Mesh.Traversal.Paths;
 /// </summary>
 public interface IPathOutput
 {
-    /// <summary>Sends from socket 0 (the agent's one socket) or from a socket <see cref="OpenSocket"/> gave.</summary>
-    void SendUdp(int socket, ReadOnlySpan<byte> datagram, NetEndpoint to);
+    /// <summary>
+    /// Sends from socket 0 (the agent's one socket) or from a socket <see cref="OpenSocket"/> gave. A non-zero
+    /// <paramref name="ttl"/> limits the hops: an opening packet that creates this side's NAT mapping but dies
+    /// before it reaches the peer's NAT.
+    /// </summary>
+    void SendUdp(int socket, ReadOnlySpan<byte> datagram, NetEndpoint to, int ttl = 0);
 
     /// <summary>Sends a frame to a relay over its stream transport, for networks that block UDP.</summary>
     void SendRelayStream(string relayId, ReadOnlySpan<byte> frame);

@@ -55,7 +55,13 @@ public sealed partial class PathEngine
         foreach (var (address, candidateKind) in peer.Candidates)
         {
             if (candidateKind != kind) continue;
-            foreach (var socket in search.Sockets) SendPing(peer, new PathKey(socket, address), Technique.Birthday, now, user: false);
+            // Opening packets: they make the hard NAT hold a mapping per socket, and must not reach the easy NAT,
+            // where each would leave a flow that pushes the easy side's answer for that port onto another port.
+            foreach (var socket in search.Sockets)
+            {
+                if (Options.OpeningTtl > 0) SendOpening(peer, new PathKey(socket, address));
+                else SendPing(peer, new PathKey(socket, address), Technique.Birthday, now, user: false);
+            }
         }
     }
 

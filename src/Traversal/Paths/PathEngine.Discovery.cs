@@ -12,7 +12,7 @@ public sealed partial class PathEngine
     private NetEndpoint? _stunSecond;
     private NetcheckProbe? _netcheck;
     private TimeSpan? _nextNetcheck;
-    private bool _restartPhasesAfterNetcheck;
+    private bool _restartPhasesAfterNetcheck = true;
     private List<NetEndpoint> _locals = new();
     private bool _udpBlocked;
     private Endpoints? _published;
@@ -74,6 +74,8 @@ public sealed partial class PathEngine
                     peer.Best = null;
                     peer.DirectSince = null;
                     peer.LastFailure = "this node's network changed";
+                    // Tell the peer through the relay at once (a relayed ping), so it stops trusting our old address.
+                    peer.LastRelayPing = null;
                     StartPhase(peer, now, requestConnect: true);
                     UpdateRoute(peer, now);
                 }
@@ -141,7 +143,7 @@ public sealed partial class PathEngine
         _restartPhasesAfterNetcheck = false;
         foreach (var peer in _peers.Values)
         {
-            if (peer.Best is null) StartPhase(peer, now, requestConnect: true);
+            if (peer.Best is null && peer.Online) StartPhase(peer, now, requestConnect: true);
         }
     }
 

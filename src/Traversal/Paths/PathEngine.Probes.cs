@@ -28,6 +28,13 @@ public sealed partial class PathEngine
         {
             peer.LastRelayHeard = via.Id;
             SendViaRelay(via, OverStream(via), peer.Key.Span, _scratch.AsSpan(0, length));
+            // A peer with a working direct path would not ping through a relay: it has lost it (its network
+            // changed). Until our direct path answers again, the relay carries a copy of everything.
+            if (peer.Best is { } best)
+            {
+                Volatile.Write(ref peer.ConfirmedUntilTicks, 0);
+                SendPing(peer, best.Key, best.Technique, now, user: false);
+            }
             return;
         }
         _output.SendUdp(socket, _scratch.AsSpan(0, length), from);
@@ -70,6 +77,13 @@ public sealed partial class PathEngine
         Reselect(peer, now);
     }
 
+    /// <summary>A ping that only opens this side's NAT mapping toward <paramref name="key"/>: nobody is meant to answer it.</summary>
+    private void SendOpening(PeerPaths peer, PathKey key)
+    {
+        var length = _probes.WritePing(_scratch, peer.Key, NewTransaction());
+        _output.SendUdp(key.Socket, _scratch.AsSpan(0, length), key.Remote, Options.OpeningTtl);
+    }
+
     private UInt128? SendPing(PeerPaths peer, PathKey key, Technique technique, TimeSpan now, bool user)
     {
         if (_pending.Count >= MaxPendingPings) return null;
@@ -96,11 +110,17 @@ public sealed partial class PathEngine
         return transaction;
     }
 
+    /// <summary>Pings every candidate; the peer's public address (STUN's view) gets an opening packet, and a ping only once <see cref="PeerPaths.PublicPingsFrom"/> has come.</summary>
     private void SendProbeRound(PeerPaths peer, TimeSpan now)
     {
-        foreach (var (address, _) in peer.Candidates)
+        foreach (var (address, kind) in peer.Candidates)
         {
             var key = new PathKey(0, address);
+            if (kind == CandidateKind.Stun && Options.OpeningTtl > 0)
+            {
+                SendOpening(peer, key);
+                if (now < peer.PublicPingsFrom) continue;
+            }
             SendPing(peer, key, TechniqueOf(peer, key), now, user: false);
         }
     }
@@ -122,14 +142,20 @@ public sealed partial class PathEngine
         }
         else if (peer.NextProbe is { } due && now >= due)
         {
-            SendProbeRound(peer, now);
             var age = now - peer.PhaseStarted;
-            var interval = BothHard(peer) ? Options.UpgradeInterval
-                : age < Options.FastProbePhase ? Options.FastProbeInterval
-                : age < Options.ProbePhase ? Options.ProbeInterval
-                : Options.UpgradeInterval;
-            peer.NextProbe = now + interval;
-            if (age >= Options.FastProbePhase) RequestConnect(peer, now, force: false);
+            if (age >= Options.ProbePhase || BothHard(peer) && age >= Options.FastProbePhase)
+            {
+                // Quiet since the last round for longer than NATs keep unanswered flows: start over, in step with the peer.
+                StartPhase(peer, now, requestConnect: true);
+            }
+            else
+            {
+                SendProbeRound(peer, now);
+                var interval = age < Options.FastProbePhase ? Options.FastProbeInterval : Options.ProbeInterval;
+                if (BothHard(peer) || age + interval >= Options.ProbePhase) interval = Options.UpgradeInterval;
+                peer.NextProbe = now + interval;
+                if (age >= Options.FastProbePhase) RequestConnect(peer, now, force: false);
+            }
         }
         TickBirthday(peer, now);
         var route = peer.Route;

@@ -190,6 +190,7 @@ public sealed partial class PathEngine
             var now = _clock.Now;
             ApplyEndpoints(peer, endpoints);
             StartPhase(peer, now, requestConnect: false);
+            peer.PublicPingsFrom = now;
             SendProbeRound(peer, now);
         }
     }
@@ -244,11 +245,25 @@ public sealed partial class PathEngine
             relay is null ? null : peer.RelayLatency, Technique.None, null, WhyNotDirect(peer, now, relay));
     }
 
+    /// <summary>
+    /// Starts probing a peer. A ping must not reach the peer's NAT before the peer has sent toward us, or
+    /// that NAT (Linux conntrack) keeps a flow that moves the peer's own mapping to another port. So both
+    /// sides first know each other's public address (NAT discovery done); a phase this side starts opens its
+    /// own NAT and asks the peer, through the coordinator, to probe now; the peer, having opened its NAT
+    /// before asking or answering, pings first, and our pings to its public address wait for that (or for
+    /// the end of the fast phase, should the request be lost).
+    /// </summary>
     private void StartPhase(PeerPaths peer, TimeSpan now, bool requestConnect)
     {
         peer.PhaseStarted = now;
+        peer.NextProbe = null;
+        if (LastNetcheck is null || peer.Mapping == Protos.V1.NatMapping.Unknown) return;
         peer.NextProbe = now;
-        if (requestConnect) RequestConnect(peer, now, force: true);
+        if (!requestConnect) return;
+        peer.PublicPingsFrom = Options.OpeningTtl > 0 ? now + Options.FastProbePhase : now;
+        SendProbeRound(peer, now);
+        peer.NextProbe = now + Options.FastProbeInterval;
+        RequestConnect(peer, now, force: true);
     }
 
     private void RequestConnect(PeerPaths peer, TimeSpan now, bool force)

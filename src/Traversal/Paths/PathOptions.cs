@@ -9,8 +9,8 @@ public sealed class PathOptions
     /// <summary>A direct path carries traffic alone this long after its latest pong; after that the relay carries a copy.</summary>
     public TimeSpan TrustWindow { get; init; } = TimeSpan.FromSeconds(2.5);
 
-    /// <summary>A direct path whose pings went unanswered this long is dropped (the relay takes over well within 5 s).</summary>
-    public TimeSpan DeadAfter { get; init; } = TimeSpan.FromSeconds(4);
+    /// <summary>A direct path whose pings have gone unanswered this long is dropped (two heartbeats: the relay takes over within 3 s).</summary>
+    public TimeSpan DeadAfter { get; init; } = TimeSpan.FromSeconds(2);
 
     /// <summary>A peer counts as active (heartbeats continue) this long after the last packet sent to it.</summary>
     public TimeSpan ActiveWindow { get; init; } = TimeSpan.FromSeconds(45);
@@ -20,6 +20,7 @@ public sealed class PathOptions
     public TimeSpan FastProbePhase { get; init; } = TimeSpan.FromSeconds(5);
     public TimeSpan ProbeInterval { get; init; } = TimeSpan.FromSeconds(5);
     public TimeSpan ProbePhase { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>After a phase without a direct path, a quiet gap this long (longer than NATs keep unanswered flows), then a new phase.</summary>
     public TimeSpan UpgradeInterval { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>The coordinator is asked to make a peer probe at once no more often than this.</summary>
@@ -29,6 +30,13 @@ public sealed class PathOptions
 
     /// <summary>Keepalive for WireGuard peers when this node sits behind NAT; zero turns keepalives off.</summary>
     public TimeSpan NatKeepalive { get; init; } = TimeSpan.FromSeconds(25);
+
+    /// <summary>
+    /// Hop limit of opening packets: pings that create this side's NAT mapping toward a peer's public address
+    /// but die before the peer's NAT, so they leave no flow there that would push the peer's own mapping onto
+    /// another port (Linux conntrack does that). 2 clears one NAT; 0 turns opening packets off.
+    /// </summary>
+    public int OpeningTtl { get; init; } = 2;
 
     /// <summary>The hard-NAT (birthday-paradox) technique: on, how many ports the hard side opens, how fast the easy side probes and for how long.</summary>
     public bool HardNatTechnique { get; init; } = true;

@@ -32,7 +32,11 @@ internal sealed class PeerPaths(PublicKey key, NetEndpoint synthetic)
     /// <summary>When the current probing phase began, and when its next round is due.</summary>
     public TimeSpan PhaseStarted { get; set; }
     public TimeSpan? NextProbe { get; set; }
+
     public TimeSpan? LastConnectRequest { get; set; }
+
+    /// <summary>From when pings may go to the peer's public address: at once when it asked us to connect (it has opened its NAT), later when we asked.</summary>
+    public TimeSpan PublicPingsFrom { get; set; }
     public BirthdaySearch? Birthday { get; set; }
     public TimeSpan? LastBirthdayEnded { get; set; }
     public string? LastFailure { get; set; }

@@ -19,9 +19,13 @@ public sealed class UdpBinding : IDisposable
     [ThreadStatic] private static SocketAddress? t_sendAddress4;
     private readonly Socket _socket;
 
+    private readonly object _ttlLock = new();
+    private readonly int _defaultTtl;
+
     private UdpBinding(Socket socket)
     {
         _socket = socket;
+        _defaultTtl = (int)socket.GetSocketOption(SocketOptionLevel.IP, SocketOptionName.IpTimeToLive)!;
         Port = ((IPEndPoint)socket.LocalEndPoint!).Port;
     }
 
@@ -79,6 +83,28 @@ public sealed class UdpBinding : IDisposable
     public SocketAddress CreateReceiveAddress() => new(_socket.AddressFamily);
 
     /// <summary>Sends one datagram; false when the network refused it (no route, a closed socket).</summary>
+    /// <summary>Sends with a hop limit (IP TTL) for this one datagram, then restores the default.</summary>
+    public bool Send(ReadOnlySpan<byte> datagram, NetEndpoint destination, int ttl)
+    {
+        if (ttl <= 0) return Send(datagram, destination);
+        lock (_ttlLock)
+        {
+            try
+            {
+                _socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.IpTimeToLive, ttl);
+                return Send(datagram, destination);
+            }
+            catch (SocketException)
+            {
+                return false;
+            }
+            finally
+            {
+                _socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.IpTimeToLive, _defaultTtl);
+            }
+        }
+    }
+
     public bool Send(ReadOnlySpan<byte> datagram, NetEndpoint destination)
     {
         var address = _socket.AddressFamily == AddressFamily.InterNetworkV6

@@ -111,7 +111,7 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     }
 
     /// <summary>Sends from the interface's socket as is, for the mesh's own traffic (STUN, probes, relay frames).</summary>
-    public void SendRaw(ReadOnlySpan<byte> datagram, NetEndpoint destination) => _udp.Send(datagram, destination);
+    public void SendRaw(ReadOnlySpan<byte> datagram, NetEndpoint destination, int ttl = 0) => _udp.Send(datagram, destination, ttl);
 
     public void WriteTunnel(ReadOnlySpan<byte> packet) => _tun.Write(packet);
 
