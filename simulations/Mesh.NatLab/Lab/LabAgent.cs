@@ -81,6 +81,20 @@ public sealed class LabAgent : IPacketSink, IPathOutput
 
     public void Stop() => _stopped = true;
 
+    /// <summary>`mesh-agent up --relay`: this node also relays for the mesh, on its own address.</summary>
+    public void ServeRelay()
+    {
+        var relay = new Mesh.Traversal.Relay.RelayServer(_key, Node.IsMember, new SeededEntropy(_key.PublicKey.GetHashCode()));
+        var output = new RelayOutput(Host);
+        Host.Bind(LabCoordinator.RelayPort, d => relay.Receive(d.Payload, d.Source, _scheduler.Now, output));
+        Engine.OfferRelay($"{Host.Address}:{LabCoordinator.RelayPort}");
+    }
+
+    private sealed class RelayOutput(LabHost host) : Mesh.Traversal.Relay.IRelayOutput
+    {
+        public void Send(ReadOnlySpan<byte> frame, NetEndpoint to) => host.Send(LabCoordinator.RelayPort, to, frame);
+    }
+
     /// <summary>The host moved to another network: the agent notices (as netlink would tell it) and starts over from its new address.</summary>
     public void NetworkMoved() => Engine.NetworkChanged([Host.Address], MainPort);
 

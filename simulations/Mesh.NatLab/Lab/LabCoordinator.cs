@@ -77,6 +77,9 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
         });
     }
 
+    /// <summary>Only the embedded relay dies (the control plane stays up).</summary>
+    public void StopRelay() => Host.Unbind(RelayPort);
+
     /// <summary>The process dies: streams break, STUN and the relay go silent. The store survives for <see cref="Start"/>.</summary>
     public void Stop()
     {

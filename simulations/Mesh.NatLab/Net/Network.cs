@@ -119,13 +119,18 @@ public sealed class LabHost(string name, Segment segment, IPAddress address, Lin
     public string Name { get; } = name;
     public Segment Segment { get; private set; } = segment;
     public IPAddress Address { get; private set; } = address;
-    public Link Link { get; private set; } = link;
+    // A copy of its own: a fault scenario degrades this host's link alone, not every link built from the same template.
+    public Link Link { get; private set; } = link with { };
 
     public void Attach() => Segment.Attach(Address, this, Link);
 
     public bool Bind(int port, Action<Datagram> receive) => _sockets.TryAdd(port, receive);
 
     public void Unbind(int port) => _sockets.Remove(port);
+
+    /// <summary>A datagram with a forged source address, as an attacker on the path would send it.</summary>
+    public void SendSpoofed(NetEndpoint source, NetEndpoint to, ReadOnlySpan<byte> payload) =>
+        Segment.Send(new Datagram(source, to, payload.ToArray()), Link);
 
     public void Send(int fromPort, NetEndpoint to, ReadOnlySpan<byte> payload, int ttl = 0) =>
         Segment.Send(new Datagram(new NetEndpoint(Address, fromPort), to, payload.ToArray(), ttl), Link);
@@ -141,7 +146,7 @@ public sealed class LabHost(string name, Segment segment, IPAddress address, Lin
         Segment.Detach(Address);
         Segment = segment;
         Address = address;
-        Link = link;
+        Link = link with { };
         Attach();
     }
 }

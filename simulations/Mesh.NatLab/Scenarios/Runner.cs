@@ -26,7 +26,7 @@ public static class Runner
                     i++;
                     break;
                 default:
-                    Console.Error.WriteLine($"natlab: unknown argument \"{args[i]}\"; usage: natlab [--out FILE] [--no-hard-nat] [--seed N]");
+                    Console.Error.WriteLine($"natlab: unknown argument \"{args[i]}\"; usage: natlab [--out FILE|-] [--no-hard-nat] [--seed N]");
                     return 2;
             }
         }
@@ -34,7 +34,7 @@ public static class Runner
         var matrix = Matrix.Run(options, seed);
         var faults = FaultScenarios.RunAll(seed);
         var report = Report.Render(matrix, faults, options, seed, clock.Elapsed);
-        if (output is null) Console.Write(report);
+        if (output is null or "-") Console.Write(report);
         else File.WriteAllText(output, report);
         var unexpected = matrix.Cells.Count(c => c.Result.Outcome != c.Expected) + faults.Count(f => !f.Passed);
         Console.Error.WriteLine($"natlab: {matrix.Cells.Count} pairs and {faults.Count} fault scenarios in {clock.Elapsed.TotalSeconds:0.0}s; {unexpected} unexpected");

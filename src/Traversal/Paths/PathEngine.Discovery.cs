@@ -131,6 +131,9 @@ public sealed partial class PathEngine
         var report = _netcheck!.Report!;
         _netcheck = null;
         _nextNetcheck = now + Options.NetcheckInterval;
+        // Silence from STUN while a relay or a peer answers over UDP means the STUN server is down (the
+        // coordinator is), not that UDP is blocked: keep what the last run found.
+        if (report.Verdict.UdpBlocked && LastNetcheck is not null && UdpEvidentlyWorks(now)) return;
         LastNetcheck = (report, _clock.UtcNow);
         var wasBlocked = _udpBlocked;
         _udpBlocked = report.Verdict.UdpBlocked;
@@ -145,6 +148,19 @@ public sealed partial class PathEngine
         {
             if (peer.Best is null && peer.Online) StartPhase(peer, now, requestConnect: true);
         }
+    }
+
+    private bool UdpEvidentlyWorks(TimeSpan now)
+    {
+        foreach (var relay in _relays)
+        {
+            if (relay.Udp is not null && !_udpBlocked && relay.Client.IsAlive(now)) return true;
+        }
+        foreach (var peer in _peers.Values)
+        {
+            if (peer.Best?.LastPong is { } pong && now - pong < Options.NetcheckInterval) return true;
+        }
+        return false;
     }
 
     private void PublishEndpointsIfChanged()

@@ -8,6 +8,9 @@ namespace Mesh.Traversal.Paths;
 /// <summary>Probing: rounds to every candidate, pongs that validate paths, heartbeats, choosing and dropping the direct path.</summary>
 public sealed partial class PathEngine
 {
+    /// <summary>A path is dead only after this many pings in a row went unanswered: 20% loss each way must not look like death.</summary>
+    private const int DeadPings = 5;
+
     private void OnProbe(ReadOnlySpan<byte> datagram, int socket, NetEndpoint from, RelayLink? via, TimeSpan now)
     {
         var result = _probes.TryRead(datagram, key => _peers.ContainsKey(NodeKeyId.From(key)), out var probe);
@@ -72,6 +75,7 @@ public sealed partial class PathEngine
         }
         path.LastPong = now;
         path.FirstUnanswered = null;
+        path.Unanswered = 0;
         path.Latency = latency;
         if (pending.User) _pingReplies[transaction] = new PingReply(PathKind.Direct, from, null, latency);
         Reselect(peer, now);
@@ -94,6 +98,7 @@ public sealed partial class PathEngine
         {
             path.LastPingSent = now;
             path.FirstUnanswered ??= now;
+            path.Unanswered++;
         }
         _output.SendUdp(key.Socket, _scratch.AsSpan(0, length), key.Remote);
         return transaction;
@@ -135,7 +140,9 @@ public sealed partial class PathEngine
         DropDeadPath(peer, now);
         if (peer.Best is { } best)
         {
-            if (peer.IsActive(now, Options.ActiveWindow) && (best.LastPingSent is not { } sent || now - sent >= Options.HeartbeatInterval))
+            // Once the path is unconfirmed, pings come four times as often: a lossy path is told from a dead one sooner.
+            var interval = now.Ticks < Volatile.Read(ref peer.ConfirmedUntilTicks) ? Options.HeartbeatInterval : Options.HeartbeatInterval / 4;
+            if (peer.IsActive(now, Options.ActiveWindow) && (best.LastPingSent is not { } sent || now - sent >= interval))
             {
                 SendPing(peer, best.Key, best.Technique, now, user: false);
             }
@@ -171,7 +178,7 @@ public sealed partial class PathEngine
     /// <summary>A chosen path whose pings have gone unanswered for <see cref="PathOptions.DeadAfter"/> is dropped; probing starts again.</summary>
     private void DropDeadPath(PeerPaths peer, TimeSpan now)
     {
-        if (peer.Best is not { FirstUnanswered: { } since } best || now - since < Options.DeadAfter) return;
+        if (peer.Best is not { FirstUnanswered: { } since } best || now - since < Options.DeadAfter || best.Unanswered < DeadPings) return;
         peer.Paths.Remove(best.Key);
         peer.Best = null;
         peer.DirectSince = null;

@@ -40,5 +40,6 @@ internal sealed class PathState(PathKey key, Technique technique)
 
     /// <summary>The first ping since the latest pong: how long the path has gone unanswered.</summary>
     public TimeSpan? FirstUnanswered { get; set; }
+    public int Unanswered { get; set; }
     public TimeSpan Latency { get; set; }
 }

@@ -1,0 +1,83 @@
+using Mesh.NatLab.Scenarios;
+using Mesh.Traversal.Paths;
+using Xunit.Abstractions;
+
+namespace Mesh.NatLab.Tests;
+
+public sealed class MatrixTests(ITestOutputHelper output)
+{
+    public static TheoryData<string, string> Pairs()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var (a, b) in Matrix.Pairs()) data.Add(a.Name, b.Name);
+        return data;
+    }
+
+    /// <summary>Direct wherever one side maps endpoint-independently (one hard side through the hard-NAT search), relayed otherwise, never failed.</summary>
+    [Theory]
+    [MemberData(nameof(Pairs))]
+    public void EveryPairGetsItsExpectedPath(string a, string b)
+    {
+        var (left, right) = (Find(a), Find(b));
+        var result = PairScenario.Run(left, right, 1, new PathOptions());
+        output.WriteLine($"{a} x {b}: {result.Outcome} {result.Technique.Name()} {result.Transport}, first packet {Report.Ms(result.FirstPacket)}, direct {Report.Ms(result.ToDirect)}, lost {result.LostWhileSwitching}");
+        Assert.Equal(PairScenario.Expected(left, right, hardNatTechnique: true), result.Outcome);
+        Assert.NotEqual(Outcome.Failed, result.Outcome);
+        Assert.Equal(0, result.LostWhileSwitching);
+        var oneHard = (left == Profiles.Symmetric) != (right == Profiles.Symmetric);
+        var other = left == Profiles.Symmetric ? right : left;
+        if (oneHard && (other == Profiles.PortRestricted || other == Profiles.Cgnat || other == Profiles.Firewall)) Assert.Equal(Technique.Birthday, result.Technique);
+        if (a == Profiles.UdpBlocked.Name || b == Profiles.UdpBlocked.Name) Assert.Equal("tcp relay", result.Transport);
+    }
+
+    /// <summary>Turning the hard-NAT technique off visibly changes the matrix: the hard-versus-port-restricted cell falls back to the relay.</summary>
+    [Fact]
+    public void WithoutTheHardNatTechniqueAHardNatPairIsRelayed()
+    {
+        var options = new PathOptions { HardNatTechnique = false };
+        var result = PairScenario.Run(Profiles.Symmetric, Profiles.PortRestricted, 1, options);
+        output.WriteLine($"hard-NAT technique off: {result.Outcome}; {result.Reason}");
+        Assert.Equal(Outcome.Relayed, result.Outcome);
+        Assert.Equal(Outcome.Relayed, PairScenario.Expected(Profiles.Symmetric, Profiles.PortRestricted, hardNatTechnique: false));
+        Assert.Contains("hard-NAT technique is off", result.Reason);
+    }
+
+    /// <summary>Without opening packets, Linux-like NATs push the answering side's mapping onto another port and two port-keeping homes stay relayed.</summary>
+    [Fact]
+    public void OpeningPacketsAreWhatLetLinuxNatsGoDirect()
+    {
+        var with = PairScenario.Run(Profiles.PortRestricted, Profiles.PortRestricted, 1, new PathOptions());
+        var without = PairScenario.Run(Profiles.PortRestricted, Profiles.PortRestricted, 1, new PathOptions { OpeningTtl = 0 });
+        output.WriteLine($"with opening packets: {with.Outcome}; without: {without.Outcome} ({without.Reason})");
+        Assert.Equal(Outcome.Direct, with.Outcome);
+        Assert.NotEqual(Outcome.Failed, without.Outcome);
+    }
+
+    [Fact]
+    public void TheSameSeedGivesTheSameRun()
+    {
+        var first = PairScenario.Run(Profiles.Symmetric, Profiles.Cgnat, 42, new PathOptions());
+        var second = PairScenario.Run(Profiles.Symmetric, Profiles.Cgnat, 42, new PathOptions());
+        Assert.Equal(first, second);
+    }
+
+    /// <summary>simulations/RESULTS.md is the command's output: every cell in it shows the outcome the tests expect.</summary>
+    [Fact]
+    public void ResultsFileMatchesTheExpectedOutcomes()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Mesh.sln"))) dir = dir.Parent;
+        var results = File.ReadAllLines(Path.Combine(dir!.FullName, "simulations", "RESULTS.md"));
+        foreach (var (a, b) in Matrix.Pairs())
+        {
+            var row = results.Single(line => line.StartsWith($"| {a.Name} | {b.Name} |", StringComparison.Ordinal));
+            var cells = row.Split('|', StringSplitOptions.TrimEntries);
+            var expected = PairScenario.Expected(a, b, hardNatTechnique: true).ToString().ToLowerInvariant();
+            Assert.Equal(expected, cells[3]);
+            Assert.Equal(expected, cells[4]);
+        }
+        Assert.DoesNotContain(results, line => line.EndsWith("| FAIL |", StringComparison.Ordinal));
+    }
+
+    private static Profile Find(string name) => Profiles.All.Single(p => p.Name == name);
+}
