@@ -76,6 +76,7 @@ public sealed class CoordinatorRig : IAsyncDisposable
             Listen = new IPEndPoint(IPAddress.Loopback, 0),
             DataDir = DataDir,
             StunPort = 0,
+            RelayPort = 0,
             Mesh = mesh ?? new MeshOptions(),
         });
         Admin = AdminWithKey(File.ReadAllText(Path.Combine(DataDir, CoordinatorOptions.AdminKeyFile)).Trim());

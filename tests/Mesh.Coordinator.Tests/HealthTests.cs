@@ -16,7 +16,7 @@ public sealed class HealthTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _host = await CoordinatorHost.StartAsync(new CoordinatorOptions { Listen = new IPEndPoint(IPAddress.Loopback, 0), DataDir = _dataDir });
+        _host = await CoordinatorHost.StartAsync(new CoordinatorOptions { Listen = new IPEndPoint(IPAddress.Loopback, 0), DataDir = _dataDir, RelayPort = 0 });
         _channel = GrpcChannel.ForAddress(_host.GrpcAddress);
         _client = new Grpc.Health.V1.Health.HealthClient(_channel);
     }

@@ -165,7 +165,7 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         Wait.Until(() => a.Ping(target), TimeSpan.FromSeconds(30), $"{a.Name} pings {b.Name}", TimeSpan.Zero);
         var first = clock.Elapsed;
         if (!expectDirect) return (first, TimeSpan.Zero);
-        Wait.Until(() => a.PathTo(b.Name) == "direct" && b.PathTo(a.Name) == "direct", TimeSpan.FromSeconds(30), $"{a.Name} and {b.Name} go direct", TimeSpan.FromMilliseconds(50));
+        Wait.Until(() => a.PathTo(b.Name) == "direct" && b.PathTo(a.Name) == "direct", TimeSpan.FromSeconds(60), $"{a.Name} and {b.Name} go direct", TimeSpan.FromMilliseconds(250));
         return (first, clock.Elapsed);
     }
 }
