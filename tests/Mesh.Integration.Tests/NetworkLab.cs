@@ -29,30 +29,24 @@ public sealed class NetworkLab : IDisposable
     }
 
     /// <summary>A veth pair between two namespaces with an address (CIDR) on each end; returns the two device names.</summary>
-    public (string A, string B) Link(string nsA, string cidrA, string nsB, string cidrB)
+    public (string A, string B) Link(string nsA, string cidrA, string nsB, string cidrB) =>
+        Veth(nsA, cidrA, nsB, b => Exec(nsB, "ip", "addr", "add", cidrB, "dev", b));
+
+    /// <summary>A veth pair from a namespace (with an address) into a bridge in another namespace; returns the two device names.</summary>
+    public (string A, string B) LinkToBridge(string ns, string cidr, string bridgeNs, string bridge) =>
+        Veth(ns, cidr, bridgeNs, b => Exec(bridgeNs, "ip", "link", "set", b, "master", bridge));
+
+    /// <summary>A veth pair, the first end addressed, the second set up by <paramref name="configureB"/>, both up.</summary>
+    private (string A, string B) Veth(string nsA, string cidrA, string nsB, Action<string> configureB)
     {
         var index = _links++;
         var a = $"v{_id}{index}a";
         var b = $"v{_id}{index}b";
         Run("ip", "link", "add", a, "netns", nsA, "type", "veth", "peer", "name", b, "netns", nsB);
         Exec(nsA, "ip", "addr", "add", cidrA, "dev", a);
-        Exec(nsB, "ip", "addr", "add", cidrB, "dev", b);
+        configureB(b);
         Exec(nsA, "ip", "link", "set", a, "up");
         Exec(nsB, "ip", "link", "set", b, "up");
-        return (a, b);
-    }
-
-    /// <summary>A veth pair from a namespace (with an address) into a bridge in another namespace; returns the two device names.</summary>
-    public (string A, string B) LinkToBridge(string ns, string cidr, string bridgeNs, string bridge)
-    {
-        var index = _links++;
-        var a = $"v{_id}{index}a";
-        var b = $"v{_id}{index}b";
-        Run("ip", "link", "add", a, "netns", ns, "type", "veth", "peer", "name", b, "netns", bridgeNs);
-        Exec(ns, "ip", "addr", "add", cidr, "dev", a);
-        Exec(bridgeNs, "ip", "link", "set", b, "master", bridge);
-        Exec(ns, "ip", "link", "set", a, "up");
-        Exec(bridgeNs, "ip", "link", "set", b, "up");
         return (a, b);
     }
 

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Net.WebSockets;
 using System.Threading.Channels;
 using Mesh.Protos.V1;
+using Mesh.Traversal.Hosting;
 using Mesh.Traversal.Paths;
 using Mesh.WireGuard.Core;
 using Mesh.WireGuard.Host;
@@ -155,8 +156,8 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
                     _logger.LogInformation("Relay {Relay} reached over TCP at {Url}", _id, _url);
                     delay = TimeSpan.FromSeconds(1);
                     using var session = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-                    var writing = WriteAsync(socket, session.Token);
-                    await ReadAsync(socket, session.Token).ConfigureAwait(false);
+                    var writing = WebSocketFrames.SendAsync(socket, _outbound.Reader, session.Token);
+                    await WebSocketFrames.ReceiveAsync(socket, frame => _io.Engine.OnRelayStreamFrame(_id, frame.Span), session.Token).ConfigureAwait(false);
                     await session.CancelAsync().ConfigureAwait(false);
                     await writing.ConfigureAwait(false);
                 }
@@ -170,37 +171,6 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
                 }
                 await Task.Delay(delay, stopping).ConfigureAwait(false);
                 delay = TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(30).Ticks, delay.Ticks * 2));
-            }
-        }
-
-        private async Task ReadAsync(ClientWebSocket socket, CancellationToken cancellationToken)
-        {
-            var buffer = new byte[64 * 1024 + 64];
-            while (!cancellationToken.IsCancellationRequested)
-            {
-                var length = 0;
-                ValueWebSocketReceiveResult result;
-                do
-                {
-                    result = await socket.ReceiveAsync(buffer.AsMemory(length), cancellationToken).ConfigureAwait(false);
-                    length += result.Count;
-                } while (!result.EndOfMessage && length < buffer.Length);
-                if (result.MessageType == WebSocketMessageType.Close || !result.EndOfMessage) return;
-                _io.Engine.OnRelayStreamFrame(_id, buffer.AsSpan(0, length));
-            }
-        }
-
-        private async Task WriteAsync(ClientWebSocket socket, CancellationToken cancellationToken)
-        {
-            try
-            {
-                await foreach (var frame in _outbound.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    await socket.SendAsync(frame, WebSocketMessageType.Binary, true, cancellationToken).ConfigureAwait(false);
-                }
-            }
-            catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
-            {
             }
         }
     }

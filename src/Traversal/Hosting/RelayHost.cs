@@ -46,23 +46,13 @@ public sealed class RelayHost : IRelayOutput, IDisposable
         var outbound = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(StreamQueue) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
         _streams[endpoint] = outbound;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var writing = WriteStreamAsync(socket, outbound.Reader, stop.Token);
+        var writing = WebSocketFrames.SendAsync(socket, outbound.Reader, stop.Token);
         try
         {
-            var buffer = new byte[RelayFrame.ForwardOverhead + 64 * 1024];
-            while (!stop.IsCancellationRequested)
+            await WebSocketFrames.ReceiveAsync(socket, frame =>
             {
-                var length = 0;
-                ValueWebSocketReceiveResult result;
-                do
-                {
-                    result = await socket.ReceiveAsync(buffer.AsMemory(length), stop.Token).ConfigureAwait(false);
-                    length += result.Count;
-                } while (!result.EndOfMessage && length < buffer.Length);
-                if (result.MessageType == WebSocketMessageType.Close) break;
-                if (!result.EndOfMessage) break;
-                lock (_server) _server.Receive(buffer.AsSpan(0, length), endpoint, _clock.Now, this);
-            }
+                lock (_server) _server.Receive(frame.Span, endpoint, _clock.Now, this);
+            }, stop.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
         {
@@ -92,7 +82,7 @@ public sealed class RelayHost : IRelayOutput, IDisposable
 
     private void ServeUdp()
     {
-        var buffer = new byte[64 * 1024];
+        var buffer = new byte[WebSocketFrames.MaxFrame];
         var from = _udp.CreateReceiveAddress();
         while (!_stopping)
         {
@@ -107,20 +97,6 @@ public sealed class RelayHost : IRelayOutput, IDisposable
             {
                 _logger.LogError(ex, "Relay failed on a datagram from {Source}", source);
             }
-        }
-    }
-
-    private static async Task WriteStreamAsync(WebSocket socket, ChannelReader<byte[]> frames, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await foreach (var frame in frames.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-            {
-                await socket.SendAsync(frame, WebSocketMessageType.Binary, true, cancellationToken).ConfigureAwait(false);
-            }
-        }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
-        {
         }
     }
 

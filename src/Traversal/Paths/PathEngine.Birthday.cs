@@ -35,8 +35,9 @@ public sealed partial class PathEngine
         if (!hardSide && !easySide) return;
         if (now - peer.PhaseStarted < Options.BirthdayDelay) return;
         if (peer.LastBirthdayEnded is { } ended && ended >= peer.PhaseStarted && now - ended < Options.UpgradeInterval) return;
-        if (easySide && PublicAddressOf(peer) is null) return;
-        peer.Birthday = new BirthdaySearch(hardSide, now);
+        var target = easySide ? PublicAddressOf(peer) : null;
+        if (easySide && target is null) return;
+        peer.Birthday = new BirthdaySearch(hardSide, now, target);
         if (!hardSide) return;
         for (var i = 0; i < Options.BirthdaySockets; i++)
         {
@@ -67,7 +68,7 @@ public sealed partial class PathEngine
 
     private void SprayRandomPorts(PeerPaths peer, BirthdaySearch search, TimeSpan now)
     {
-        if (PublicAddressOf(peer) is not { } target) return;
+        if (search.Target is not { } target) return;
         var due = (int)Math.Min(int.MaxValue, (now - search.Started).TotalSeconds * Options.BirthdayProbesPerSecond);
         // A late tick sends what it owes, but never a burst larger than a tenth of a second's worth.
         var burst = Math.Max(1, Options.BirthdayProbesPerSecond / 10);

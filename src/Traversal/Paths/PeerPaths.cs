@@ -54,9 +54,12 @@ internal sealed class PeerPaths(PublicKey key, NetEndpoint synthetic)
 }
 
 /// <summary>One run of the hard-NAT technique with one peer, on the side it plays.</summary>
-internal sealed class BirthdaySearch(bool hardSide, TimeSpan started)
+internal sealed class BirthdaySearch(bool hardSide, TimeSpan started, byte[]? target)
 {
     public bool HardSide { get; } = hardSide;
+
+    /// <summary>The easy side's spray target: the hard side's public IP as 16 mapped bytes.</summary>
+    public byte[]? Target { get; } = target;
     public TimeSpan Started { get; } = started;
     public List<int> Sockets { get; } = new();
     public TimeSpan? LastSocketRound { get; set; }
