@@ -5,7 +5,8 @@ using Google.Protobuf;
 using Grpc.Core;
 using Mesh.Control;
 using Mesh.Protos.V1;
-using Mesh.Rpc.Client;
+using Grpc.Net.Client;
+using Mesh.Transport;
 using Mesh.WireGuard.Keys;
 
 // N simulated agents with real sync streams on loopback against a coordinator in its own process:
@@ -42,7 +43,7 @@ async Task<(int, double)> RunAsync(int n)
         while (!File.Exists(urlFile)) await Task.Delay(50);
         var url = File.ReadAllText(urlFile).Trim();
         var adminKey = File.ReadAllText(Path.Combine(dataDir, "admin.key")).Trim();
-        var channels = Enumerable.Range(0, Math.Max(1, n / 200)).Select(_ => GrpcChannel.ForAddress(url, new GrpcChannelOptions { KeepAlivePingDelay = Timeout.InfiniteTimeSpan })).ToArray();
+        var channels = Enumerable.Range(0, Math.Max(1, n / 200)).Select(_ => GrpcChannels.ForAddress(new Uri(url), new HttpConnector(null), Timeout.InfiniteTimeSpan)).ToArray();
         var admin = new Admin.AdminClient(channels[0].CreateCallInvoker().WithBearerToken(adminKey));
         var authKey = (await admin.CreatePreAuthKeyAsync(new CreatePreAuthKeyRequest { Reusable = true })).Secret;
         var baseline = Rss(coordinator.Id);

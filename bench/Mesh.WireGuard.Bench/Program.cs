@@ -17,11 +17,40 @@ var plaintext = new byte[PacketSize];
 var sealedPacket = new byte[PacketSize + 16];
 
 Console.WriteLine($"WireGuard microbenchmarks: {PacketSize}-byte packets, one thread, {seconds} s per figure");
+var back = new byte[PacketSize];
 using (var raw = new System.Security.Cryptography.ChaCha20Poly1305(key))
 {
     var nonce = new byte[12];
     var tag = new byte[16];
-    Report("raw ChaCha20-Poly1305 encrypt (.NET/OpenSSL)", Measure(() => raw.Encrypt(nonce, plaintext, sealedPacket.AsSpan(0, PacketSize), tag)), PacketSize);
+    Report("raw ChaCha20-Poly1305 seal (.NET/OpenSSL)", Measure(() => raw.Encrypt(nonce, plaintext, sealedPacket.AsSpan(0, PacketSize), tag)), PacketSize);
+    raw.Encrypt(nonce, plaintext, sealedPacket.AsSpan(0, PacketSize), tag);
+    Report("raw ChaCha20-Poly1305 open (.NET/OpenSSL)", Measure(() => raw.Decrypt(nonce, sealedPacket.AsSpan(0, PacketSize), tag, back)), PacketSize);
+    tag[0] ^= 1;
+    Report("raw ChaCha20-Poly1305 forged open refused (.NET/OpenSSL)", Measure(() =>
+    {
+        try
+        {
+            raw.Decrypt(nonce, sealedPacket.AsSpan(0, PacketSize), tag, back);
+        }
+        catch (System.Security.Cryptography.AuthenticationTagMismatchException)
+        {
+        }
+    }), 0);
+}
+using (var nsecKey = NSec.Cryptography.Key.Import(NSec.Cryptography.AeadAlgorithm.ChaCha20Poly1305, key, NSec.Cryptography.KeyBlobFormat.RawSymmetricKey))
+{
+    var nonce = new byte[12];
+    var algorithm = NSec.Cryptography.AeadAlgorithm.ChaCha20Poly1305;
+    Report("raw ChaCha20-Poly1305 seal (NSec key)", Measure(() => algorithm.Encrypt(nsecKey, nonce, default, plaintext, sealedPacket)), PacketSize);
+    Report("raw ChaCha20-Poly1305 open (NSec key)", Measure(() => algorithm.Decrypt(nsecKey, nonce, default, sealedPacket, back)), PacketSize);
+}
+using (var transport = new TransportAead(key))
+{
+    Report("raw ChaCha20-Poly1305 seal (libsodium, TransportAead)", Measure(() => transport.Seal(1, plaintext, sealedPacket)), PacketSize);
+    transport.Seal(1, plaintext, sealedPacket);
+    Report("raw ChaCha20-Poly1305 open (libsodium, TransportAead)", Measure(() => transport.Open(1, sealedPacket, back)), PacketSize);
+    sealedPacket[^1] ^= 1;
+    Report("raw ChaCha20-Poly1305 forged open refused (libsodium)", Measure(() => transport.Open(1, sealedPacket, back)), 0);
 }
 
 var net = new LoopbackPair();
@@ -38,13 +67,30 @@ Report("device send path (route, stage, counter, pad, seal)", Measure(() => net.
 var datagrams = net.CaptureDatagramsToB(packet, 200_000);
 var next = 0;
 Report("device receive path (index, open, replay, route)", Measure(() => net.B.ReceiveDatagram(datagrams[next++ % datagrams.Count], net.EndpointA)), PacketSize);
+var forged = datagrams.Select(d =>
+{
+    var copy = (byte[])d.Clone();
+    copy[^1] ^= 1;
+    return copy;
+}).ToList();
+var dropsBefore = net.B.Stats.TotalDropped;
+Report("device forged transport packets dropped", Measure(() => net.B.ReceiveDatagram(forged[next++ % forged.Count], net.EndpointA)), 0);
+Console.WriteLine($"{"  (counted as drops)",-62} {net.B.Stats.TotalDropped - dropsBefore,12:N0}");
 
-var priv = new byte[32];
-var pub = new byte[32];
+var seed = new byte[32];
 var shared = new byte[32];
-X25519.GeneratePrivateKey(priv, SystemEntropy.Instance);
-X25519.PublicKey(pub, priv);
-Report("raw X25519 shared secret (BouncyCastle)", Measure(() => X25519.SharedSecret(shared, priv, pub)), 0);
+X25519.GeneratePrivateKey(seed, SystemEntropy.Instance);
+using var ours = X25519.Import(seed, exportable: false);
+using var other = X25519.Generate(SystemEntropy.Instance);
+var otherPublic = new byte[32];
+X25519.WritePublicKey(other, otherPublic);
+var otherNsec = X25519.ImportPublicKey(otherPublic);
+Report("raw X25519 shared secret (NSec, as used)", Measure(() => X25519.SharedSecret(shared, ours, otherNsec)), 0);
+Report("raw X25519 shared secret (BouncyCastle 2.7.0)", Measure(() => Org.BouncyCastle.Math.EC.Rfc7748.X25519.ScalarMult(seed, 0, otherPublic, 0, shared, 0)), 0);
+Report("raw X25519 key generation (NSec import, as used)", Measure(() => X25519.Generate(SystemEntropy.Instance).Dispose()), 0);
+var message = new byte[148];
+var digest = new byte[32];
+Report("BLAKE2s-256 of 148 bytes (BouncyCastle 2.7.0, as used)", Measure(() => Blake2s.Hash(digest, message)), 0);
 Report("complete handshakes (initiation, response, keys, both sides)", Measure(() => net.Handshake()), 0);
 return 0;
 

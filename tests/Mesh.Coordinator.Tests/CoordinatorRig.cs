@@ -5,7 +5,8 @@ using Mesh.Control;
 using Mesh.Coordinator.Control;
 using Mesh.Coordinator.Hosting;
 using Mesh.Protos.V1;
-using Mesh.Rpc.Client;
+using Grpc.Net.Client;
+using Mesh.Transport;
 using Mesh.WireGuard.Keys;
 
 namespace Mesh.Coordinator.Tests;
@@ -37,7 +38,7 @@ public sealed class CoordinatorRig : IAsyncDisposable
 
     public Protos.V1.Coordinator.CoordinatorClient NewClient(string? token = null)
     {
-        var channel = GrpcChannel.ForAddress(Address);
+        var channel = GrpcChannels.ForAddress(Address, new HttpConnector(null), Timeout.InfiniteTimeSpan);
         _channels.Add(channel);
         var invoker = channel.CreateCallInvoker();
         return new Protos.V1.Coordinator.CoordinatorClient(token is null ? invoker : invoker.WithBearerToken(token));
@@ -45,7 +46,7 @@ public sealed class CoordinatorRig : IAsyncDisposable
 
     public Admin.AdminClient AdminWithKey(string? key)
     {
-        var channel = GrpcChannel.ForAddress(Address);
+        var channel = GrpcChannels.ForAddress(Address, new HttpConnector(null), Timeout.InfiniteTimeSpan);
         _channels.Add(channel);
         var invoker = channel.CreateCallInvoker();
         return new Admin.AdminClient(key is null ? invoker : invoker.WithBearerToken(key));

@@ -6,6 +6,20 @@ namespace Mesh.WireGuard.Tests;
 public sealed class CryptoVectorTests
 {
     private static byte[] Hex(string hex) => Convert.FromHexString(hex.Replace(" ", ""));
+
+    private static bool SharedSecret(byte[] output, byte[] privateKey, byte[] publicKey)
+    {
+        using var key = X25519.Import(privateKey, exportable: false);
+        return X25519.SharedSecret(output, key, X25519.ImportPublicKey(publicKey));
+    }
+
+    private static byte[] PublicKey(byte[] privateKey)
+    {
+        using var key = X25519.Import(privateKey, exportable: false);
+        var output = new byte[32];
+        X25519.WritePublicKey(key, output);
+        return output;
+    }
     private static readonly byte[] Sunscreen = Encoding.ASCII.GetBytes(
         "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.");
 
@@ -13,7 +27,7 @@ public sealed class CryptoVectorTests
     public void X25519Rfc7748ScalarMult()
     {
         var output = new byte[32];
-        Assert.True(X25519.SharedSecret(output,
+        Assert.True(SharedSecret(output,
             Hex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4"),
             Hex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")));
         Assert.Equal(Hex("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"), output);
@@ -24,16 +38,14 @@ public sealed class CryptoVectorTests
     {
         var alicePrivate = Hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
         var bobPrivate = Hex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
-        var alicePublic = new byte[32];
-        var bobPublic = new byte[32];
-        X25519.PublicKey(alicePublic, alicePrivate);
-        X25519.PublicKey(bobPublic, bobPrivate);
+        var alicePublic = PublicKey(alicePrivate);
+        var bobPublic = PublicKey(bobPrivate);
         Assert.Equal(Hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"), alicePublic);
         Assert.Equal(Hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"), bobPublic);
         var shared1 = new byte[32];
         var shared2 = new byte[32];
-        Assert.True(X25519.SharedSecret(shared1, alicePrivate, bobPublic));
-        Assert.True(X25519.SharedSecret(shared2, bobPrivate, alicePublic));
+        Assert.True(SharedSecret(shared1, alicePrivate, bobPublic));
+        Assert.True(SharedSecret(shared2, bobPrivate, alicePublic));
         Assert.Equal(Hex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"), shared1);
         Assert.Equal(shared1, shared2);
     }
@@ -42,8 +54,8 @@ public sealed class CryptoVectorTests
     public void X25519RefusesLowOrderPoints()
     {
         var privateKey = Hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
-        Assert.False(X25519.SharedSecret(new byte[32], privateKey, new byte[32]));
-        Assert.False(X25519.SharedSecret(new byte[32], privateKey, Hex("0100000000000000000000000000000000000000000000000000000000000000")));
+        Assert.False(SharedSecret(new byte[32], privateKey, new byte[32]));
+        Assert.False(SharedSecret(new byte[32], privateKey, Hex("0100000000000000000000000000000000000000000000000000000000000000")));
     }
 
     [Fact]
@@ -114,8 +126,7 @@ public sealed class CryptoVectorTests
         Assert.Equal(Hex("d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d6"), ciphertext[..32]);
 
         var sealedBytes = new byte[Sunscreen.Length + 16];
-        using var aead = new Aead(key);
-        aead.Seal(0x4746454443424140, Sunscreen, aad, sealedBytes);
+        Aead.Seal(key, 0x4746454443424140, Sunscreen, aad, sealedBytes);
         var expectedNonce = Hex("000000004041424344454647");
         var reference = new byte[Sunscreen.Length];
         cipher.Encrypt(expectedNonce, Sunscreen, reference, tag, aad);
@@ -123,18 +134,51 @@ public sealed class CryptoVectorTests
         Assert.Equal(tag, sealedBytes[Sunscreen.Length..]);
 
         var opened = new byte[Sunscreen.Length];
-        Assert.True(aead.Open(0x4746454443424140, sealedBytes, aad, opened));
+        Assert.True(Aead.Open(key, 0x4746454443424140, sealedBytes, aad, opened));
         Assert.Equal(Sunscreen, opened);
         sealedBytes[5] ^= 1;
-        Assert.False(aead.Open(0x4746454443424140, sealedBytes, aad, opened));
+        Assert.False(Aead.Open(key, 0x4746454443424140, sealedBytes, aad, opened));
     }
 
     [Fact]
-    public void HChaCha20DraftVector()
+    public void TransportAeadMatchesTheReferenceCipherWithWireGuardNonces()
     {
-        var subkey = new byte[32];
-        HChaCha20.DeriveSubkey(subkey, Hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"), Hex("000000090000004a0000000031415927"));
-        Assert.Equal(Hex("82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc"), subkey);
+        var key = Hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
+        using var cipher = new System.Security.Cryptography.ChaCha20Poly1305(key);
+        using var aead = new TransportAead(key);
+        foreach (var length in new[] { 0, 16, Sunscreen.Length })
+        {
+            var plaintext = Sunscreen[..length];
+            var sealedBytes = new byte[length + 16];
+            Assert.True(aead.Seal(0x4746454443424140, plaintext, sealedBytes));
+            var reference = new byte[length];
+            var tag = new byte[16];
+            cipher.Encrypt(Hex("000000004041424344454647"), plaintext, reference, tag);
+            Assert.Equal(reference, sealedBytes[..length]);
+            Assert.Equal(tag, sealedBytes[length..]);
+
+            var opened = new byte[length];
+            Assert.True(aead.Open(0x4746454443424140, sealedBytes, opened));
+            Assert.Equal(plaintext, opened);
+            Assert.False(aead.Open(0x4746454443424141, sealedBytes, opened));
+            sealedBytes[^1] ^= 1;
+            Assert.False(aead.Open(0x4746454443424140, sealedBytes, opened));
+        }
+    }
+
+    [Fact]
+    public void TransportAeadSealsInPlaceAndRefusesAfterDispose()
+    {
+        var key = new byte[32];
+        var aead = new TransportAead(key);
+        var buffer = new byte[64 + 16];
+        Sunscreen.AsSpan(0, 64).CopyTo(buffer);
+        Assert.True(aead.Seal(7, buffer.AsSpan(0, 64), buffer));
+        Assert.True(aead.Open(7, buffer, buffer));
+        Assert.Equal(Sunscreen[..64], buffer[..64]);
+        aead.Dispose();
+        Assert.False(aead.Seal(8, buffer.AsSpan(0, 64), buffer));
+        Assert.False(aead.Open(7, buffer, buffer));
     }
 
     [Fact]
@@ -144,16 +188,17 @@ public sealed class CryptoVectorTests
         var nonce = Hex("404142434445464748494a4b4c4d4e4f5051525354555657");
         var aad = Hex("50515253c0c1c2c3c4c5c6c7");
         var output = new byte[Sunscreen.Length + 16];
-        XAead.Seal(key, nonce, Sunscreen, aad, output);
+        using var xkey = XAead.ImportKey(key);
+        XAead.Seal(xkey, nonce, Sunscreen, aad, output);
         Assert.Equal(Hex(
             "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b452" +
             "2f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff921f9664c97637da9768812f615c68b13b52e"), output[..Sunscreen.Length]);
         Assert.Equal(Hex("c0875924c1c7987947deafd8780acf49"), output[Sunscreen.Length..]);
         var opened = new byte[Sunscreen.Length];
-        Assert.True(XAead.Open(key, nonce, output, aad, opened));
+        Assert.True(XAead.Open(xkey, nonce, output, aad, opened));
         Assert.Equal(Sunscreen, opened);
         output[0] ^= 0x80;
-        Assert.False(XAead.Open(key, nonce, output, aad, opened));
+        Assert.False(XAead.Open(xkey, nonce, output, aad, opened));
     }
 
     [Fact]

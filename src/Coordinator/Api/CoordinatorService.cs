@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using Grpc.Core;
 using Mesh.Coordinator.Control;
 using Mesh.Protos.V1;
-using Mesh.Rpc.Server;
+using Mesh.Transport;
 
 namespace Mesh.Coordinator.Api;
 
@@ -16,7 +16,7 @@ public sealed class CoordinatorService(MeshState state, int stunPort, string? pu
 
     /// <summary>The service, with Sync's responses serialized once per message: every change goes to every agent as the same instance.</summary>
     public ServerServiceDefinition Bind() =>
-        Rpc.SerializeOnceMarshaller.Bind(binder => Protos.V1.Coordinator.BindService(binder, this), method => method.Name == "Sync");
+        ServiceDefinitions.Bind(binder => Protos.V1.Coordinator.BindService(binder, this), method => method.Name == "Sync");
 
     public override Task<Challenge> GetChallenge(GetChallengeRequest request, ServerCallContext context) => Task.FromResult(state.IssueChallenge());
 
@@ -121,9 +121,10 @@ public sealed class CoordinatorService(MeshState state, int stunPort, string? pu
         {
             return await requests.MoveNext(cancellationToken) ? requests.Current : null;
         }
-        catch (RpcException ex) when (ex.StatusCode == StatusCode.Internal)
+        catch (Exception ex) when (ex is RpcException { StatusCode: StatusCode.Internal } or InvalidDataException)
         {
-            throw Invalid($"Malformed sync message: {ex.Status.Detail}");
+            // Framing the stack refused: an incomplete message, a bad compressed flag.
+            throw Invalid($"Malformed sync message: {(ex is RpcException rpc ? rpc.Status.Detail : ex.Message)}");
         }
     }
 

@@ -4,7 +4,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using Mesh.Coordinator.Hosting;
 using Mesh.Protos.V1;
-using Mesh.Rpc.Client;
+using Mesh.Transport;
 
 namespace Mesh.Coordinator.Cli;
 
@@ -115,7 +115,17 @@ internal static class AdminCommands
                 Console.Error.WriteLine($"mesh-coordinator: {ex.Message}");
                 return 2;
             }
-            using var channel = GrpcChannel.ForAddress(server, ChannelOptions(parse.GetValue(CaCert)));
+            HttpConnector connector;
+            try
+            {
+                connector = new HttpConnector(ProxySettings.FromEnvironment(), LoadCa(parse.GetValue(CaCert)));
+            }
+            catch (Exception ex) when (ex is FormatException or IOException or System.Security.Cryptography.CryptographicException)
+            {
+                Console.Error.WriteLine($"mesh-coordinator: {ex.Message}");
+                return 2;
+            }
+            using var channel = GrpcChannels.ForAddress(new Uri(server), connector, Timeout.InfiniteTimeSpan);
             var admin = new Admin.AdminClient(channel.CreateCallInvoker().WithBearerToken(key));
             try
             {
@@ -164,22 +174,8 @@ internal static class AdminCommands
         }
     }
 
-    private static GrpcChannelOptions ChannelOptions(FileInfo? caCert)
-    {
-        var options = new GrpcChannelOptions { KeepAlivePingDelay = Timeout.InfiniteTimeSpan };
-        if (caCert is null) return options;
-        var ca = X509CertificateLoader.LoadCertificateFromFile(caCert.FullName);
-        options.ServerCertificateValidation = (_, certificate, _, _) =>
-        {
-            if (certificate is null) return false;
-            using var chain = new X509Chain();
-            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-            chain.ChainPolicy.CustomTrustStore.Add(ca);
-            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-            return chain.Build(new X509Certificate2(certificate));
-        };
-        return options;
-    }
+    private static X509Certificate2? LoadCa(FileInfo? caCert) =>
+        caCert is null ? null : X509CertificateLoader.LoadCertificateFromFile(caCert.FullName);
 
     private static void PrintNodes(ListNodesResponse response) => Table(
         ["ID", "NAME", "ADDRESSES", "STATE", "ONLINE", "LAST SEEN", "TAGS"],

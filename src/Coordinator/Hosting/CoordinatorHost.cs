@@ -1,15 +1,15 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
-using Grpc.Core;
-using Grpc.Health.V1;
+using Google.Protobuf;
+using Grpc.AspNetCore.HealthChecks;
+using Grpc.Reflection;
 using Mesh.Coordinator.Api;
 using Mesh.Coordinator.Control;
 using Mesh.Coordinator.Health;
 using Mesh.Coordinator.Store;
 using Mesh.Coordinator.Stun;
-using Google.Protobuf;
 using Mesh.Protos.V1;
-using Mesh.Rpc.Server;
+using Mesh.Transport;
 using Mesh.Traversal.Hosting;
 using Mesh.Traversal.Relay;
 using Mesh.WireGuard.Core;
@@ -19,24 +19,26 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using ServingStatus = Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus;
 
 namespace Mesh.Coordinator.Hosting;
 
-/// <summary>The coordinator process: Kestrel serving the gRPC API, with its data directory.</summary>
+/// <summary>
+/// The coordinator process: Kestrel serving the gRPC API (Grpc.AspNetCore, with grpc.health.v1 and server
+/// reflection), STUN, the embedded relay and its WebSocket, with its data directory.
+/// </summary>
 public sealed class CoordinatorHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly CoordinatorStore _store;
 
-    private CoordinatorHost(WebApplication app, Uri grpcAddress, HealthStatusRegistry health, CoordinatorStore store, MeshState mesh, StunServer stun, RelayHost? relay)
+    private CoordinatorHost(WebApplication app, Uri grpcAddress, CoordinatorStore store, MeshState mesh, StunServer stun, RelayHost? relay)
     {
         Relay = relay;
         _app = app;
         GrpcAddress = grpcAddress;
-        Health = health;
         _store = store;
         Mesh = mesh;
         Stun = stun;
@@ -44,7 +46,6 @@ public sealed class CoordinatorHost : IAsyncDisposable
 
     /// <summary>The bound gRPC address, with the real port when the options asked for port 0.</summary>
     public Uri GrpcAddress { get; }
-    public HealthStatusRegistry Health { get; }
     public MeshState Mesh { get; }
     public StunServer Stun { get; }
 
@@ -53,6 +54,10 @@ public sealed class CoordinatorHost : IAsyncDisposable
 
     /// <summary>Where the relay's TCP transport (a WebSocket) is served, on the gRPC port.</summary>
     public const string RelayPath = "/relay";
+
+    /// <summary>The services a health check can name; each is serving exactly when the coordinator is.</summary>
+    public static readonly IReadOnlyList<string> HealthServices =
+        ["", Grpc.Health.V1.Health.Descriptor.FullName, Protos.V1.Coordinator.Descriptor.FullName, Protos.V1.Admin.Descriptor.FullName];
 
     public static async Task<CoordinatorHost> StartAsync(CoordinatorOptions options, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default)
     {
@@ -76,17 +81,36 @@ public sealed class CoordinatorHost : IAsyncDisposable
     private static async Task<CoordinatorHost> StartAsync(CoordinatorOptions options, X509Certificate2? certificate, CoordinatorStore store,
         Action<ILoggingBuilder>? configureLogging, CancellationToken cancellationToken)
     {
-        var rpcOptions = new GrpcServerOptions();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         configureLogging?.Invoke(builder.Logging);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            kestrel.ConfigureForGrpc(rpcOptions);
-            kestrel.ListenGrpc(options.Listen, certificate);
+            GrpcEndpoints.Configure(kestrel);
+            GrpcEndpoints.ListenTcp(kestrel, options.Listen, certificate);
         });
-        var health = new HealthStatusRegistry();
-        builder.Services.AddSingleton(health);
+        var readiness = new Readiness();
+        builder.Services.AddGrpc();
+        builder.Services.AddGrpcHealthChecks(health =>
+        {
+            foreach (var service in HealthServices) health.Services.Map(service, _ => true);
+        }).AddCheck("ready", readiness);
+        // Watch streams see a change within a second; Check always asks afresh.
+        builder.Services.Configure<HealthCheckPublisherOptions>(publisher =>
+        {
+            publisher.Delay = TimeSpan.Zero;
+            publisher.Period = TimeSpan.FromSeconds(1);
+        });
+        // The mesh services are bound from definitions (their state is made after the host is built, and Sync
+        // has a serialize-once marshaller), which reflection cannot discover, so it gets every descriptor here.
+        IReadOnlyList<Google.Protobuf.Reflection.ServiceDescriptor> described =
+        [
+            Protos.V1.Coordinator.Descriptor, Protos.V1.Admin.Descriptor, Grpc.Health.V1.Health.Descriptor,
+            Grpc.Reflection.V1Alpha.ServerReflection.Descriptor, Grpc.Reflection.V1.ServerReflection.Descriptor,
+        ];
+        builder.Services.AddSingleton(new ReflectionServiceImpl(described));
+        builder.Services.AddSingleton(new ReflectionV1ServiceImpl(described));
+        builder.Services.AddGrpcReflection();
         var app = builder.Build();
         var loggers = app.Services.GetRequiredService<ILoggerFactory>();
 
@@ -127,15 +151,14 @@ public sealed class CoordinatorHost : IAsyncDisposable
         var stunPort = stun.Ports[0];
         var stunHost = options.PublicHost ?? (options.Listen.Address.Equals(IPAddress.Any) || options.Listen.Address.Equals(IPAddress.IPv6Any) ? "*" : options.Listen.Address.ToString());
         IReadOnlyList<string> publicStun = [$"{stunHost}:{stunPort}", $"{stunHost}:{stun.Ports[1]}"];
-        var services = new List<ServerServiceDefinition>
-        {
-            Grpc.Health.V1.Health.BindService(new HealthService(health)),
-            new CoordinatorService(mesh, stunPort, options.PublicHost).Bind(),
-            Protos.V1.Admin.BindService(new AdminService(mesh, () => publicStun)),
-        };
-        var dispatcher = new GrpcServiceDispatcher(rpcOptions, app.Services.GetRequiredService<ILogger<GrpcServiceDispatcher>>(), services);
+
+        app.MapGrpcService(new CoordinatorService(mesh, stunPort, options.PublicHost).Bind());
+        app.MapGrpcService(ServiceDefinitions.Bind(binder => Protos.V1.Admin.BindService(binder, new AdminService(mesh, () => publicStun))));
+        app.MapGrpcHealthChecksService();
+        app.MapGrpcReflectionService();
         if (relay is not null)
         {
+            // Endpoint routing takes any method: an RFC 8441 WebSocket over HTTP/2 arrives as CONNECT, over HTTP/1.1 as GET.
             app.UseWebSockets();
             app.Map(RelayPath, async context =>
             {
@@ -148,14 +171,8 @@ public sealed class CoordinatorHost : IAsyncDisposable
                 await relay.ServeStreamAsync(socket, context.RequestAborted);
             });
         }
-        app.UseGrpcServices(dispatcher);
-        app.Run(context =>
-        {
-            context.Response.StatusCode = StatusCodes.Status404NotFound;
-            return Task.CompletedTask;
-        });
 
-        app.Lifetime.ApplicationStopping.Register(() => health.SetStatus("", ServingStatus.NotServing));
+        app.Lifetime.ApplicationStopping.Register(readiness.Stopping);
         try
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -167,10 +184,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
             mesh.Dispose();
             throw;
         }
-        foreach (var service in new[] { "", Grpc.Health.V1.Health.Descriptor.FullName, Protos.V1.Coordinator.Descriptor.FullName, Protos.V1.Admin.Descriptor.FullName })
-        {
-            health.SetStatus(service, ServingStatus.Serving);
-        }
+        readiness.Ready();
 
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         var address = new Uri(certificate is null ? bound : bound.Replace("http://", "https://", StringComparison.Ordinal));
@@ -178,7 +192,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         app.Logger.LogInformation("Coordinator serving gRPC on {Address} ({Transport}), STUN on UDP {Stun1} and {Stun2}, data in {DataDir}",
             address, certificate is null ? "h2c" : "TLS", stun.Ports[0], stun.Ports[1], options.DataDir);
         if (relay is not null) app.Logger.LogInformation("Relay on UDP {Port} and WebSocket {Path}", relay.Port, RelayPath);
-        return new CoordinatorHost(app, address, health, store, mesh, stun, relay);
+        return new CoordinatorHost(app, address, store, mesh, stun, relay);
     }
 
     /// <summary>

@@ -3,7 +3,7 @@ using System.Text.Json;
 using Grpc.Core;
 using Mesh.Agent.Daemon;
 using Mesh.Protos.V1;
-using Mesh.Rpc.Client;
+using Mesh.Transport;
 using Microsoft.Extensions.Logging;
 
 namespace Mesh.Agent.Cli;
@@ -98,7 +98,7 @@ internal static class MeshCommands
         {
             agent = await AgentDaemon.StartAsync(options, loggers);
         }
-        catch (Exception ex) when (ex is IOException or InvalidOperationException or InvalidDataException or UnauthorizedAccessException or System.Net.Sockets.SocketException)
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or InvalidDataException or UnauthorizedAccessException or System.Net.Sockets.SocketException or FormatException)
         {
             Console.Error.WriteLine($"mesh-agent: {ex.Message}");
             return 1;
@@ -197,7 +197,7 @@ internal static class MeshCommands
             Console.Error.WriteLine($"mesh-agent: no agent is running with state dir {Path.GetFullPath(stateDir)} (start one with `mesh-agent up`)");
             return 1;
         }
-        using var channel = GrpcChannel.ForUnixSocket(socket);
+        using var channel = GrpcChannels.ForUnixSocket(socket);
         try
         {
             return await action(new AgentControl.AgentControlClient(channel));

@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.NetworkInformation;
 using Mesh.Agent.LocalApi;
 using Mesh.Protos.V1;
-using Mesh.Rpc.Server;
+using Mesh.Transport;
 using Mesh.Traversal.Hosting;
 using Mesh.Traversal.Node;
 using Mesh.Traversal.Paths;
@@ -39,18 +39,18 @@ public sealed class AgentDaemon : IAsyncDisposable
     private WebApplication? _api;
     private volatile bool _networkChanged = true;
 
-    private AgentDaemon(AgentOptions options, PrivateKey key, InterfaceHost host, ILoggerFactory loggers)
+    private AgentDaemon(AgentOptions options, PrivateKey key, InterfaceHost host, HttpConnector connector, ILoggerFactory loggers)
     {
         Options = options;
         _logger = loggers.CreateLogger("mesh-agent");
         _host = host;
         host.Device.SetPrivateKey(key);
         var resolver = new AddressResolver(options.Coordinator);
-        _io = new MeshIo(host, RelayStreamUrl, loggers.CreateLogger("paths"));
+        _io = new MeshIo(host, RelayStreamUrl, connector, loggers.CreateLogger("paths"));
         var engine = new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, _io);
         _io.Engine = engine;
         Node = new MeshNode(host.Device, engine, resolver.Resolve);
-        Control = new ControlClient(options, key, Node, loggers.CreateLogger("control"));
+        Control = new ControlClient(options, key, Node, connector, loggers.CreateLogger("control"));
         _io.EndpointsChanged = Control.PublishEndpoints;
         _io.ConnectRequested = Control.RequestConnect;
         host.Router = _io;
@@ -66,6 +66,7 @@ public sealed class AgentDaemon : IAsyncDisposable
 
     public static async Task<AgentDaemon> StartAsync(AgentOptions options, ILoggerFactory loggers)
     {
+        var connector = HttpConnector.FromEnvironment();
         Directory.CreateDirectory(options.StateDir);
         File.SetUnixFileMode(options.StateDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var key = NodeKeyStore.LoadOrCreate(options.StateDir);
@@ -80,7 +81,7 @@ public sealed class AgentDaemon : IAsyncDisposable
             tun.Dispose();
             throw;
         }
-        var daemon = new AgentDaemon(options, key, host, loggers);
+        var daemon = new AgentDaemon(options, key, host, connector, loggers);
         try
         {
             await daemon.StartAsync(loggers).ConfigureAwait(false);
@@ -220,17 +221,12 @@ public sealed class AgentDaemon : IAsyncDisposable
     {
         var socket = Options.SocketPath;
         if (File.Exists(socket)) File.Delete(socket);
-        var rpcOptions = new GrpcServerOptions();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(kestrel =>
-        {
-            kestrel.ConfigureForGrpc(rpcOptions);
-            kestrel.ListenGrpcUnixSocket(socket);
-        });
+        builder.WebHost.ConfigureKestrel(kestrel => GrpcEndpoints.ListenUnixSocket(kestrel, socket));
+        builder.Services.AddGrpc();
         var app = builder.Build();
-        var dispatcher = new GrpcServiceDispatcher(rpcOptions, loggers.CreateLogger<GrpcServiceDispatcher>(), [AgentControl.BindService(new AgentControlService(this))]);
-        app.UseGrpcServices(dispatcher);
+        app.MapGrpcService(ServiceDefinitions.Bind(binder => AgentControl.BindService(binder, new AgentControlService(this))));
         await app.StartAsync().ConfigureAwait(false);
         File.SetUnixFileMode(socket, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         _api = app;

@@ -3,7 +3,8 @@ using Google.Protobuf;
 using Grpc.Core;
 using Mesh.Control;
 using Mesh.Protos.V1;
-using Mesh.Rpc.Client;
+using Grpc.Net.Client;
+using Mesh.Transport;
 using Mesh.Traversal.Node;
 using Mesh.WireGuard.Keys;
 using Microsoft.Extensions.Logging;
@@ -19,10 +20,17 @@ namespace Mesh.Agent.Daemon;
 /// </summary>
 public sealed class ControlClient : IDisposable
 {
+    /// <summary>HTTP/2 pings on the sync stream: a dead connection shows within about 25 s.</summary>
+    private static readonly TimeSpan KeepAlive = TimeSpan.FromSeconds(15);
+
+    /// <summary>A full netmap of a large mesh is one message: about 200 bytes a peer.</summary>
+    private const int MaxNetmapMessage = 64 * 1024 * 1024;
+
     private readonly AgentOptions _options;
     private readonly PrivateKey _key;
     private readonly MeshNode _node;
     private readonly ILogger _logger;
+    private readonly HttpConnector _connector;
     private GrpcChannel _channel;
     private CancellationTokenSource? _session;
     private readonly ResiliencePipeline _reconnect;
@@ -30,8 +38,9 @@ public sealed class ControlClient : IDisposable
     private Endpoints _endpoints = new();
     private string? _token;
 
-    public ControlClient(AgentOptions options, PrivateKey key, MeshNode node, ILogger logger)
+    public ControlClient(AgentOptions options, PrivateKey key, MeshNode node, HttpConnector connector, ILogger logger)
     {
+        _connector = connector;
         _options = options;
         _key = key;
         _node = node;
@@ -83,8 +92,7 @@ public sealed class ControlClient : IDisposable
         }
     }
 
-    private GrpcChannel NewChannel() =>
-        GrpcChannel.ForAddress(_options.Coordinator, new GrpcChannelOptions { KeepAlivePingDelay = TimeSpan.FromSeconds(15), KeepAlivePingTimeout = TimeSpan.FromSeconds(10) });
+    private GrpcChannel NewChannel() => GrpcChannels.ForAddress(_options.Coordinator, _connector, KeepAlive, MaxNetmapMessage);
 
     public void RequestConnect(PublicKey peer) => _outbound.Writer.TryWrite(new SyncRequest { Connect = new ConnectRequest { PeerKey = ByteString.CopyFrom(peer.Span) } });
 

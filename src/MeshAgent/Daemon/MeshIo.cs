@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Net.WebSockets;
 using System.Threading.Channels;
 using Mesh.Protos.V1;
+using Mesh.Transport;
 using Mesh.Traversal.Hosting;
 using Mesh.Traversal.Paths;
 using Mesh.WireGuard.Core;
@@ -18,7 +19,7 @@ namespace Mesh.Agent.Daemon;
 /// path; everything else comes here), extra sockets for the hard-NAT search, WebSocket streams to relays
 /// for networks that block UDP, and the coordinator for endpoints and connect requests.
 /// </summary>
-public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl, ILogger logger) : IPathOutput, IDatagramRouter, IDisposable
+public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl, HttpConnector connector, ILogger logger) : IPathOutput, IDatagramRouter, IDisposable
 {
     private const int DefaultTtl = 64;
     private readonly ConcurrentDictionary<int, Socket> _sockets = new();
@@ -57,7 +58,7 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
     public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame)
     {
         if (relayStreamUrl(relayId) is not { } url) return;
-        var stream = _streams.GetOrAdd(relayId, id => new RelayStream(id, url, this, logger, _stopping.Token));
+        var stream = _streams.GetOrAdd(relayId, id => new RelayStream(id, url, this, connector, logger, _stopping.Token));
         stream.Send(frame.ToArray());
     }
 
@@ -129,8 +130,11 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
         private readonly ILogger _logger;
         private readonly Channel<byte[]> _outbound = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(1024) { FullMode = BoundedChannelFullMode.DropWrite });
 
-        public RelayStream(string id, Uri url, MeshIo io, ILogger logger, CancellationToken stopping)
+        private readonly HttpConnector _connector;
+
+        public RelayStream(string id, Uri url, MeshIo io, HttpConnector connector, ILogger logger, CancellationToken stopping)
         {
+            _connector = connector;
             _id = id;
             _url = url;
             _io = io;
@@ -151,7 +155,7 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
                     using var socket = new ClientWebSocket();
                     socket.Options.HttpVersion = HttpVersion.Version20;
                     socket.Options.HttpVersionPolicy = HttpVersionPolicy.RequestVersionExact;
-                    using var invoker = new HttpMessageInvoker(new SocketsHttpHandler());
+                    using var invoker = new HttpMessageInvoker(_connector.CreateHandler(Timeout.InfiniteTimeSpan));
                     await socket.ConnectAsync(_url, invoker, stopping).ConfigureAwait(false);
                     _logger.LogInformation("Relay {Relay} reached over TCP at {Url}", _id, _url);
                     delay = TimeSpan.FromSeconds(1);

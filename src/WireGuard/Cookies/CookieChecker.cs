@@ -17,7 +17,8 @@ public sealed class CookieChecker
     public static readonly TimeSpan CookieRefreshTime = TimeSpan.FromSeconds(120);
 
     private readonly byte[] _mac1Key = new byte[Blake2s.HashSize];
-    private readonly byte[] _encryptionKey = new byte[Blake2s.HashSize];
+    /// <summary>BLAKE2s("cookie--" || our public key): public knowledge, so the NSec key is left to its finalizer.</summary>
+    private readonly NSec.Cryptography.Key _encryptionKey;
     private readonly byte[] _secret = new byte[32];
     private readonly IEntropy _entropy;
     private TimeSpan? _secretSet;
@@ -26,8 +27,12 @@ public sealed class CookieChecker
     {
         _entropy = entropy;
         Blake2s.Hash(_mac1Key, NoiseConstants.LabelMac1, local.Span);
-        Blake2s.Hash(_encryptionKey, NoiseConstants.LabelCookie, local.Span);
+        Span<byte> encryptionKey = stackalloc byte[Blake2s.HashSize];
+        Blake2s.Hash(encryptionKey, NoiseConstants.LabelCookie, local.Span);
+        _encryptionKey = XAead.ImportKey(encryptionKey);
+        CryptographicOperations.ZeroMemory(encryptionKey);
     }
+
 
     public bool CheckMac1(ReadOnlySpan<byte> message)
     {

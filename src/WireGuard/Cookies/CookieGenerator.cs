@@ -8,7 +8,7 @@ namespace Mesh.WireGuard.Cookies;
 public sealed class CookieGenerator
 {
     private readonly byte[] _mac1Key = new byte[Blake2s.HashSize];
-    private readonly byte[] _encryptionKey = new byte[Blake2s.HashSize];
+    private readonly PublicKey _remote;
     private readonly byte[] _cookie = new byte[MessageLayout.MacSize];
     private readonly byte[] _lastMac1 = new byte[MessageLayout.MacSize];
     private TimeSpan? _cookieSet;
@@ -16,8 +16,8 @@ public sealed class CookieGenerator
 
     public CookieGenerator(PublicKey remote)
     {
+        _remote = remote;
         Blake2s.Hash(_mac1Key, NoiseConstants.LabelMac1, remote.Span);
-        Blake2s.Hash(_encryptionKey, NoiseConstants.LabelCookie, remote.Span);
     }
 
     public bool HasFreshCookie(TimeSpan now) => _cookieSet is { } set && now - set < CookieChecker.CookieRefreshTime;
@@ -42,7 +42,16 @@ public sealed class CookieGenerator
         if (!_hasLastMac1 || reply.Length != MessageLayout.CookieReplySize) return false;
         Span<byte> cookie = stackalloc byte[MessageLayout.MacSize];
         var nonce = reply.Slice(MessageLayout.CookieNonce, XAead.NonceSize);
-        if (!XAead.Open(_encryptionKey, nonce, reply.Slice(MessageLayout.CookieEncrypted, MessageLayout.MacSize + Aead.TagSize), _lastMac1, cookie)) return false;
+        // The key is made per reply (they are rare): an NSec key per peer would cost memory mappings for nothing.
+        Span<byte> encryptionKey = stackalloc byte[Blake2s.HashSize];
+        Blake2s.Hash(encryptionKey, NoiseConstants.LabelCookie, _remote.Span);
+        bool opened;
+        using (var key = XAead.ImportKey(encryptionKey))
+        {
+            opened = XAead.Open(key, nonce, reply.Slice(MessageLayout.CookieEncrypted, MessageLayout.MacSize + Aead.TagSize), _lastMac1, cookie);
+        }
+        System.Security.Cryptography.CryptographicOperations.ZeroMemory(encryptionKey);
+        if (!opened) return false;
         cookie.CopyTo(_cookie);
         _cookieSet = now;
         return true;

@@ -1,12 +1,17 @@
 using System.Security.Cryptography;
-using BcX25519 = Org.BouncyCastle.Math.EC.Rfc7748.X25519;
+using NSec.Cryptography;
 
 namespace Mesh.WireGuard.Crypto;
 
-/// <summary>Curve25519 Diffie-Hellman (RFC 7748).</summary>
+/// <summary>
+/// Curve25519 Diffie-Hellman (RFC 7748) through NSec (libsodium): private keys live in NSec <see cref="Key"/>
+/// objects (libsodium's guarded memory), shared secrets are copied out only into the caller's span.
+/// </summary>
 public static class X25519
 {
     public const int KeySize = 32;
+
+    private static readonly KeyAgreementAlgorithm Algorithm = KeyAgreementAlgorithm.X25519;
 
     /// <summary>Random bytes clamped the way `wg genkey` clamps them.</summary>
     public static void GeneratePrivateKey(Span<byte> privateKey, IEntropy entropy)
@@ -21,27 +26,43 @@ public static class X25519
         privateKey[31] = (byte)((privateKey[31] & 127) | 64);
     }
 
-    public static void PublicKey(Span<byte> publicKey, ReadOnlySpan<byte> privateKey)
+    /// <summary>A key from 32 private bytes; exportable ones can be written out again (key files, `wg show`).</summary>
+    public static Key Import(ReadOnlySpan<byte> privateKey, bool exportable) =>
+        Key.Import(Algorithm, privateKey[..KeySize], KeyBlobFormat.RawPrivateKey,
+            new KeyCreationParameters { ExportPolicy = exportable ? KeyExportPolicies.AllowPlaintextExport : KeyExportPolicies.None });
+
+    /// <summary>A fresh key from the entropy source (handshake ephemerals), the seed wiped.</summary>
+    public static Key Generate(IEntropy entropy)
     {
-        var k = privateKey[..KeySize].ToArray();
-        var r = new byte[KeySize];
-        BcX25519.ScalarMultBase(k, 0, r, 0);
-        r.CopyTo(publicKey);
-        CryptographicOperations.ZeroMemory(k);
+        Span<byte> seed = stackalloc byte[KeySize];
+        GeneratePrivateKey(seed, entropy);
+        try
+        {
+            return Import(seed, exportable: false);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(seed);
+        }
     }
 
-    /// <summary>The shared secret; false when it is all zeros (a low-order point), which WireGuard refuses.</summary>
-    public static bool SharedSecret(Span<byte> shared, ReadOnlySpan<byte> privateKey, ReadOnlySpan<byte> publicKey)
+    public static NSec.Cryptography.PublicKey ImportPublicKey(ReadOnlySpan<byte> publicKey) =>
+        NSec.Cryptography.PublicKey.Import(Algorithm, publicKey[..KeySize], KeyBlobFormat.RawPublicKey);
+
+    public static void WritePublicKey(Key key, Span<byte> publicKey)
     {
-        var k = privateKey[..KeySize].ToArray();
-        var u = publicKey[..KeySize].ToArray();
-        var r = new byte[KeySize];
-        BcX25519.ScalarMult(k, 0, u, 0, r, 0);
-        r.CopyTo(shared);
-        CryptographicOperations.ZeroMemory(k);
-        CryptographicOperations.ZeroMemory(r);
-        var acc = 0;
-        foreach (var b in shared[..KeySize]) acc |= b;
-        return acc != 0;
+        if (!key.PublicKey.TryExport(KeyBlobFormat.RawPublicKey, publicKey[..KeySize], out _)) throw new CryptographicException("X25519 public key export failed.");
+    }
+
+    /// <summary>The shared secret; false (and zeros) when it would be all zeros (a low-order point), which WireGuard refuses.</summary>
+    public static bool SharedSecret(Span<byte> shared, Key privateKey, NSec.Cryptography.PublicKey publicKey)
+    {
+        using var secret = Algorithm.Agree(privateKey, publicKey, new SharedSecretCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport });
+        if (secret is null || !secret.TryExport(SharedSecretBlobFormat.RawSharedSecret, shared[..KeySize], out _))
+        {
+            shared[..KeySize].Clear();
+            return false;
+        }
+        return true;
     }
 }

@@ -25,7 +25,8 @@ public sealed class Handshake
 
     internal byte[] Hash { get; } = new byte[Blake2s.HashSize];
     internal byte[] ChainingKey { get; } = new byte[Blake2s.HashSize];
-    internal byte[] LocalEphemeral { get; } = new byte[X25519.KeySize];
+    /// <summary>Our ephemeral key while an initiation we sent awaits its response.</summary>
+    internal NSec.Cryptography.Key? LocalEphemeral { get; private set; }
     internal byte[] RemoteEphemeral { get; } = new byte[X25519.KeySize];
     internal byte[] PresharedKey { get; } = new byte[Key32.Size];
 
@@ -50,12 +51,18 @@ public sealed class Handshake
         if (!StaticStaticValid) Array.Clear(StaticStatic);
     }
 
+    internal void SetLocalEphemeral(NSec.Cryptography.Key? key)
+    {
+        LocalEphemeral?.Dispose();
+        LocalEphemeral = key;
+    }
+
     /// <summary>Forgets the handshake in progress (keys, ephemeral, indices); the replay timestamp stays.</summary>
     internal void Clear()
     {
         CryptographicOperations.ZeroMemory(Hash);
         CryptographicOperations.ZeroMemory(ChainingKey);
-        CryptographicOperations.ZeroMemory(LocalEphemeral);
+        SetLocalEphemeral(null);
         CryptographicOperations.ZeroMemory(RemoteEphemeral);
         LocalIndex = 0;
         RemoteIndex = 0;

@@ -35,7 +35,6 @@ public static class NoiseProtocol
         Span<byte> chainingKey = stackalloc byte[32];
         Span<byte> key = stackalloc byte[32];
         Span<byte> shared = stackalloc byte[32];
-        Span<byte> ephemeralPrivate = stackalloc byte[32];
         Span<byte> timestamp = stackalloc byte[Tai64N.Size];
 
         NoiseConstants.InitialChainingKey.CopyTo(chainingKey);
@@ -45,13 +44,17 @@ public static class NoiseProtocol
         WriteHeader(message, MessageType.Initiation);
         BinaryPrimitives.WriteUInt32LittleEndian(message[InitiationSender..], senderIndex);
 
-        X25519.GeneratePrivateKey(ephemeralPrivate, entropy);
+        var ephemeralKey = X25519.Generate(entropy);
         var ephemeral = message.Slice(InitiationEphemeral, 32);
-        X25519.PublicKey(ephemeral, ephemeralPrivate);
+        X25519.WritePublicKey(ephemeralKey, ephemeral);
         MixKey(chainingKey, ephemeral);
         MixHash(hash, ephemeral);
 
-        if (!X25519.SharedSecret(shared, ephemeralPrivate, handshake.RemoteStatic.Span)) return Fail(shared, key);
+        if (!X25519.SharedSecret(shared, ephemeralKey, handshake.RemoteStatic.Agreement))
+        {
+            ephemeralKey.Dispose();
+            return Fail(shared, key);
+        }
         Kdf.Derive2(chainingKey, key, chainingKey, shared);
         var encryptedStatic = message.Slice(InitiationStatic, 32 + Aead.TagSize);
         Aead.Seal(key, 0, local.PublicKey.Span, hash, encryptedStatic);
@@ -65,10 +68,10 @@ public static class NoiseProtocol
 
         hash.CopyTo(handshake.Hash);
         chainingKey.CopyTo(handshake.ChainingKey);
-        ephemeralPrivate.CopyTo(handshake.LocalEphemeral);
+        handshake.SetLocalEphemeral(ephemeralKey);
         handshake.LocalIndex = senderIndex;
         handshake.State = HandshakeState.InitiationCreated;
-        Zero(key, shared, ephemeralPrivate, chainingKey);
+        Zero(key, shared, chainingKey);
         return true;
     }
 
@@ -92,7 +95,7 @@ public static class NoiseProtocol
         var ephemeral = message.Slice(InitiationEphemeral, 32);
         MixKey(chainingKey, ephemeral);
         MixHash(hash, ephemeral);
-        if (!local.PrivateKey.SharedSecret(shared, new PublicKey(ephemeral))) return HandshakeError.LowOrderKey;
+        if (!X25519.SharedSecret(shared, local.PrivateKey.Key, X25519.ImportPublicKey(ephemeral))) return HandshakeError.LowOrderKey;
         Kdf.Derive2(chainingKey, key, chainingKey, shared);
         var encryptedStatic = message.Slice(InitiationStatic, 32 + Aead.TagSize);
         if (!Aead.Open(key, 0, encryptedStatic, hash, remoteStatic)) return HandshakeError.Decryption;
@@ -129,7 +132,6 @@ public static class NoiseProtocol
         Span<byte> key = stackalloc byte[32];
         Span<byte> tau = stackalloc byte[32];
         Span<byte> shared = stackalloc byte[32];
-        Span<byte> ephemeralPrivate = stackalloc byte[32];
         handshake.Hash.CopyTo(hash);
         handshake.ChainingKey.CopyTo(chainingKey);
 
@@ -138,15 +140,15 @@ public static class NoiseProtocol
         BinaryPrimitives.WriteUInt32LittleEndian(message[ResponseSender..], senderIndex);
         BinaryPrimitives.WriteUInt32LittleEndian(message[ResponseReceiver..], handshake.RemoteIndex);
 
-        X25519.GeneratePrivateKey(ephemeralPrivate, entropy);
+        using var ephemeralKey = X25519.Generate(entropy);
         var ephemeral = message.Slice(ResponseEphemeral, 32);
-        X25519.PublicKey(ephemeral, ephemeralPrivate);
+        X25519.WritePublicKey(ephemeralKey, ephemeral);
         MixKey(chainingKey, ephemeral);
         MixHash(hash, ephemeral);
 
-        if (!X25519.SharedSecret(shared, ephemeralPrivate, handshake.RemoteEphemeral)) return Fail(shared, key);
+        if (!X25519.SharedSecret(shared, ephemeralKey, X25519.ImportPublicKey(handshake.RemoteEphemeral))) return Fail(shared, key);
         MixKey(chainingKey, shared);
-        if (!X25519.SharedSecret(shared, ephemeralPrivate, handshake.RemoteStatic.Span)) return Fail(shared, key);
+        if (!X25519.SharedSecret(shared, ephemeralKey, handshake.RemoteStatic.Agreement)) return Fail(shared, key);
         MixKey(chainingKey, shared);
 
         Kdf.Derive3(chainingKey, tau, key, chainingKey, handshake.PresharedKey);
@@ -159,7 +161,7 @@ public static class NoiseProtocol
         chainingKey.CopyTo(handshake.ChainingKey);
         handshake.LocalIndex = senderIndex;
         handshake.State = HandshakeState.ResponseCreated;
-        Zero(key, tau, shared, ephemeralPrivate, chainingKey);
+        Zero(key, tau, shared, chainingKey);
         return true;
     }
 
@@ -177,9 +179,10 @@ public static class NoiseProtocol
         var ephemeral = message.Slice(ResponseEphemeral, 32);
         MixKey(chainingKey, ephemeral);
         MixHash(hash, ephemeral);
-        if (!X25519.SharedSecret(shared, handshake.LocalEphemeral, ephemeral)) return HandshakeError.LowOrderKey;
+        var remoteEphemeral = X25519.ImportPublicKey(ephemeral);
+        if (handshake.LocalEphemeral is not { } localEphemeral || !X25519.SharedSecret(shared, localEphemeral, remoteEphemeral)) return HandshakeError.LowOrderKey;
         MixKey(chainingKey, shared);
-        if (!local.PrivateKey.SharedSecret(shared, new PublicKey(ephemeral))) return HandshakeError.LowOrderKey;
+        if (!X25519.SharedSecret(shared, local.PrivateKey.Key, remoteEphemeral)) return HandshakeError.LowOrderKey;
         MixKey(chainingKey, shared);
 
         Kdf.Derive3(chainingKey, tau, key, chainingKey, handshake.PresharedKey);
@@ -208,7 +211,7 @@ public static class NoiseProtocol
         else Kdf.Derive2(receiveKey, sendKey, handshake.ChainingKey, ReadOnlySpan<byte>.Empty);
         CryptographicOperations.ZeroMemory(handshake.Hash);
         CryptographicOperations.ZeroMemory(handshake.ChainingKey);
-        CryptographicOperations.ZeroMemory(handshake.LocalEphemeral);
+        handshake.SetLocalEphemeral(null);
         CryptographicOperations.ZeroMemory(handshake.RemoteEphemeral);
         handshake.State = HandshakeState.Zeroed;
         return true;
@@ -224,12 +227,11 @@ public static class NoiseProtocol
         return false;
     }
 
-    private static void Zero(Span<byte> a, Span<byte> b, Span<byte> c = default, Span<byte> d = default, Span<byte> e = default)
+    private static void Zero(Span<byte> a, Span<byte> b, Span<byte> c = default, Span<byte> d = default)
     {
         CryptographicOperations.ZeroMemory(a);
         CryptographicOperations.ZeroMemory(b);
         CryptographicOperations.ZeroMemory(c);
         CryptographicOperations.ZeroMemory(d);
-        CryptographicOperations.ZeroMemory(e);
     }
 }

@@ -1,0 +1,100 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace Mesh.Transport;
+
+/// <summary>
+/// Binds generated services (through their BindService(ServiceBinderBase, impl)) for Grpc.AspNetCore's
+/// MapGrpcService(ServerServiceDefinition), with two changes to the generated marshallers:
+/// a request that does not parse is INVALID_ARGUMENT with the parser's reason (the stack alone says UNKNOWN,
+/// "Exception was thrown by handler"), and the responses of the methods picked are serialized once per
+/// message instance, so a change fanned out to every subscriber costs one serialization.
+/// </summary>
+public static class ServiceDefinitions
+{
+    public static ServerServiceDefinition Bind(Action<ServiceBinderBase> bindService, Func<IMethod, bool>? serializeOnce = null)
+    {
+        var builder = ServerServiceDefinition.CreateBuilder();
+        bindService(new WrappingBinder(builder, serializeOnce ?? (_ => false)));
+        return builder.Build();
+    }
+
+    /// <summary>
+    /// A marshaller that serializes a message instance once; the bytes live as long as the instance does.
+    /// Instances must not change after they are first sent.
+    /// </summary>
+    public static Marshaller<T> SerializeOnce<T>(Marshaller<T> inner) where T : class
+    {
+        var cache = new ConditionalWeakTable<T, byte[]>();
+        return new Marshaller<T>(
+            (message, context) => context.Complete(cache.GetValue(message, m => Serialize(inner, m))),
+            inner.ContextualDeserializer);
+    }
+
+    /// <summary>A marshaller whose parse failures are RpcExceptions with INVALID_ARGUMENT.</summary>
+    public static Marshaller<T> ParseFailuresAsInvalidArgument<T>(Marshaller<T> inner) => new(
+        inner.ContextualSerializer,
+        context =>
+        {
+            try
+            {
+                return inner.ContextualDeserializer(context);
+            }
+            catch (InvalidProtocolBufferException ex)
+            {
+                throw new RpcException(new Status(StatusCode.InvalidArgument, $"The request is not a valid message: {ex.Message}"));
+            }
+        });
+
+    private sealed class WrappingBinder(ServerServiceDefinition.Builder builder, Func<IMethod, bool> serializeOnce) : ServiceBinderBase
+    {
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, UnaryServerMethod<TRequest, TResponse>? handler)
+        {
+            if (handler is not null) builder.AddMethod(Wrap(method), handler);
+        }
+
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, ClientStreamingServerMethod<TRequest, TResponse>? handler)
+        {
+            if (handler is not null) builder.AddMethod(Wrap(method), handler);
+        }
+
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, ServerStreamingServerMethod<TRequest, TResponse>? handler)
+        {
+            if (handler is not null) builder.AddMethod(Wrap(method), handler);
+        }
+
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, DuplexStreamingServerMethod<TRequest, TResponse>? handler)
+        {
+            if (handler is not null) builder.AddMethod(Wrap(method), handler);
+        }
+
+        private Method<TRequest, TResponse> Wrap<TRequest, TResponse>(Method<TRequest, TResponse> method) where TRequest : class where TResponse : class =>
+            new(method.Type, method.ServiceName, method.Name,
+                ParseFailuresAsInvalidArgument(method.RequestMarshaller),
+                serializeOnce(method) ? SerializeOnce(method.ResponseMarshaller) : method.ResponseMarshaller);
+    }
+
+    private static byte[] Serialize<T>(Marshaller<T> inner, T message)
+    {
+        var capture = new CapturingContext();
+        inner.ContextualSerializer(message, capture);
+        return capture.Payload ?? throw new InvalidOperationException("The serializer did not complete the message.");
+    }
+
+    private sealed class CapturingContext : SerializationContext
+    {
+        private ArrayBufferWriter<byte>? _writer;
+
+        public byte[]? Payload { get; private set; }
+
+        public override void Complete(byte[] payload) => Payload = payload;
+
+        public override IBufferWriter<byte> GetBufferWriter() => _writer ??= new ArrayBufferWriter<byte>();
+
+        public override void SetPayloadLength(int payloadLength) => _writer ??= new ArrayBufferWriter<byte>(Math.Max(payloadLength, 1));
+
+        public override void Complete() => Payload = _writer!.WrittenSpan.ToArray();
+    }
+}
