@@ -79,15 +79,17 @@ Console.WriteLine($"{"  (counted as drops)",-62} {net.B.Stats.TotalDropped - dro
 
 var seed = new byte[32];
 var shared = new byte[32];
-X25519.GeneratePrivateKey(seed, SystemEntropy.Instance);
-using var ours = X25519.Import(seed, exportable: false);
-using var other = X25519.Generate(SystemEntropy.Instance);
+var otherPrivate = new byte[32];
 var otherPublic = new byte[32];
-X25519.WritePublicKey(other, otherPublic);
+X25519.GeneratePrivateKey(seed, SystemEntropy.Instance);
+X25519.GenerateEphemeral(otherPrivate, otherPublic, SystemEntropy.Instance);
+using var ours = X25519.Import(seed, exportable: false);
 var otherNsec = X25519.ImportPublicKey(otherPublic);
-Report("raw X25519 shared secret (NSec, as used)", Measure(() => X25519.SharedSecret(shared, ours, otherNsec)), 0);
+Report("raw X25519 shared secret, static key (NSec key, as used)", Measure(() => X25519.SharedSecret(shared, ours, otherNsec)), 0);
+Report("raw X25519 shared secret, ephemeral (libsodium, as used)", Measure(() => X25519.EphemeralSharedSecret(shared, seed, otherPublic)), 0);
 Report("raw X25519 shared secret (BouncyCastle 2.7.0)", Measure(() => Org.BouncyCastle.Math.EC.Rfc7748.X25519.ScalarMult(seed, 0, otherPublic, 0, shared, 0)), 0);
-Report("raw X25519 key generation (NSec import, as used)", Measure(() => X25519.Generate(SystemEntropy.Instance).Dispose()), 0);
+Report("raw X25519 ephemeral key generation (libsodium, as used)", Measure(() => X25519.GenerateEphemeral(otherPrivate, otherPublic, SystemEntropy.Instance)), 0);
+Report("raw X25519 key generation as an NSec key import", Measure(() => X25519.Import(seed, exportable: false).Dispose()), 0);
 var message = new byte[148];
 var digest = new byte[32];
 Report("BLAKE2s-256 of 148 bytes (BouncyCastle 2.7.0, as used)", Measure(() => Blake2s.Hash(digest, message)), 0);

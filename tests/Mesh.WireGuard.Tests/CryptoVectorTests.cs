@@ -51,6 +51,23 @@ public sealed class CryptoVectorTests
     }
 
     [Fact]
+    public void X25519EphemeralPathMatchesTheRfc7748Vectors()
+    {
+        var alicePrivate = Hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+        var bobPublic = Hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+        var shared = new byte[32];
+        Assert.True(X25519.EphemeralSharedSecret(shared, alicePrivate, bobPublic));
+        Assert.Equal(Hex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"), shared);
+        Assert.False(X25519.EphemeralSharedSecret(shared, alicePrivate, new byte[32]));
+        Assert.Equal(new byte[32], shared);
+
+        var ephemeralPrivate = new byte[32];
+        var ephemeralPublic = new byte[32];
+        X25519.GenerateEphemeral(ephemeralPrivate, ephemeralPublic, new SeededEntropy(7));
+        Assert.Equal(PublicKey(ephemeralPrivate), ephemeralPublic);
+    }
+
+    [Fact]
     public void X25519RefusesLowOrderPoints()
     {
         var privateKey = Hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");

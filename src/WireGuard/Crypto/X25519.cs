@@ -4,8 +4,10 @@ using NSec.Cryptography;
 namespace Mesh.WireGuard.Crypto;
 
 /// <summary>
-/// Curve25519 Diffie-Hellman (RFC 7748) through NSec (libsodium): private keys live in NSec <see cref="Key"/>
-/// objects (libsodium's guarded memory), shared secrets are copied out only into the caller's span.
+/// Curve25519 Diffie-Hellman (RFC 7748), all of it libsodium. Long-lived private keys (node and interface keys)
+/// live in NSec <see cref="Key"/> objects, in libsodium's guarded memory. A handshake's ephemeral keys live for
+/// one handshake in memory the handshake zeroes, and go to libsodium directly (see <see cref="Sodium"/> for why).
+/// Shared secrets are only ever written into the caller's span.
 /// </summary>
 public static class X25519
 {
@@ -31,19 +33,23 @@ public static class X25519
         Key.Import(Algorithm, privateKey[..KeySize], KeyBlobFormat.RawPrivateKey,
             new KeyCreationParameters { ExportPolicy = exportable ? KeyExportPolicies.AllowPlaintextExport : KeyExportPolicies.None });
 
-    /// <summary>A fresh key from the entropy source (handshake ephemerals), the seed wiped.</summary>
-    public static Key Generate(IEntropy entropy)
+    /// <summary>A handshake ephemeral: a private key from the entropy source and its public key.</summary>
+    public static void GenerateEphemeral(Span<byte> privateKey, Span<byte> publicKey, IEntropy entropy)
     {
-        Span<byte> seed = stackalloc byte[KeySize];
-        GeneratePrivateKey(seed, entropy);
-        try
-        {
-            return Import(seed, exportable: false);
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(seed);
-        }
+        if (publicKey.Length < KeySize) throw new ArgumentException($"An X25519 public key is {KeySize} bytes.", nameof(publicKey));
+        GeneratePrivateKey(privateKey, entropy);
+        Sodium.EnsureInitialized();
+        Sodium.crypto_scalarmult_curve25519_base(ref publicKey[0], in privateKey[0]);
+    }
+
+    /// <summary>DH of an ephemeral private key with a public key; false (and zeros) for a low-order point.</summary>
+    public static bool EphemeralSharedSecret(Span<byte> shared, ReadOnlySpan<byte> privateKey, ReadOnlySpan<byte> publicKey)
+    {
+        if (shared.Length < KeySize || privateKey.Length < KeySize || publicKey.Length < KeySize) throw new ArgumentException($"X25519 keys and secrets are {KeySize} bytes.");
+        Sodium.EnsureInitialized();
+        if (Sodium.crypto_scalarmult_curve25519(ref shared[0], in privateKey[0], in publicKey[0]) == 0) return true;
+        shared[..KeySize].Clear();
+        return false;
     }
 
     public static NSec.Cryptography.PublicKey ImportPublicKey(ReadOnlySpan<byte> publicKey) =>

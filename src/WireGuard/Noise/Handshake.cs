@@ -25,8 +25,8 @@ public sealed class Handshake
 
     internal byte[] Hash { get; } = new byte[Blake2s.HashSize];
     internal byte[] ChainingKey { get; } = new byte[Blake2s.HashSize];
-    /// <summary>Our ephemeral key while an initiation we sent awaits its response.</summary>
-    internal NSec.Cryptography.Key? LocalEphemeral { get; private set; }
+    /// <summary>Our ephemeral private key while an initiation we sent awaits its response; pinned so no copy is left behind.</summary>
+    internal byte[] LocalEphemeral { get; } = GC.AllocateArray<byte>(X25519.KeySize, pinned: true);
     internal byte[] RemoteEphemeral { get; } = new byte[X25519.KeySize];
     internal byte[] PresharedKey { get; } = new byte[Key32.Size];
 
@@ -51,18 +51,12 @@ public sealed class Handshake
         if (!StaticStaticValid) Array.Clear(StaticStatic);
     }
 
-    internal void SetLocalEphemeral(NSec.Cryptography.Key? key)
-    {
-        LocalEphemeral?.Dispose();
-        LocalEphemeral = key;
-    }
-
     /// <summary>Forgets the handshake in progress (keys, ephemeral, indices); the replay timestamp stays.</summary>
     internal void Clear()
     {
         CryptographicOperations.ZeroMemory(Hash);
         CryptographicOperations.ZeroMemory(ChainingKey);
-        SetLocalEphemeral(null);
+        CryptographicOperations.ZeroMemory(LocalEphemeral);
         CryptographicOperations.ZeroMemory(RemoteEphemeral);
         LocalIndex = 0;
         RemoteIndex = 0;

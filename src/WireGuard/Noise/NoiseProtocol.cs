@@ -35,6 +35,7 @@ public static class NoiseProtocol
         Span<byte> chainingKey = stackalloc byte[32];
         Span<byte> key = stackalloc byte[32];
         Span<byte> shared = stackalloc byte[32];
+        Span<byte> ephemeralPrivate = stackalloc byte[32];
         Span<byte> timestamp = stackalloc byte[Tai64N.Size];
 
         NoiseConstants.InitialChainingKey.CopyTo(chainingKey);
@@ -44,17 +45,12 @@ public static class NoiseProtocol
         WriteHeader(message, MessageType.Initiation);
         BinaryPrimitives.WriteUInt32LittleEndian(message[InitiationSender..], senderIndex);
 
-        var ephemeralKey = X25519.Generate(entropy);
         var ephemeral = message.Slice(InitiationEphemeral, 32);
-        X25519.WritePublicKey(ephemeralKey, ephemeral);
+        X25519.GenerateEphemeral(ephemeralPrivate, ephemeral, entropy);
         MixKey(chainingKey, ephemeral);
         MixHash(hash, ephemeral);
 
-        if (!X25519.SharedSecret(shared, ephemeralKey, handshake.RemoteStatic.Agreement))
-        {
-            ephemeralKey.Dispose();
-            return Fail(shared, key);
-        }
+        if (!X25519.EphemeralSharedSecret(shared, ephemeralPrivate, handshake.RemoteStatic.Span)) return Fail(shared, ephemeralPrivate);
         Kdf.Derive2(chainingKey, key, chainingKey, shared);
         var encryptedStatic = message.Slice(InitiationStatic, 32 + Aead.TagSize);
         Aead.Seal(key, 0, local.PublicKey.Span, hash, encryptedStatic);
@@ -68,10 +64,10 @@ public static class NoiseProtocol
 
         hash.CopyTo(handshake.Hash);
         chainingKey.CopyTo(handshake.ChainingKey);
-        handshake.SetLocalEphemeral(ephemeralKey);
+        ephemeralPrivate.CopyTo(handshake.LocalEphemeral);
         handshake.LocalIndex = senderIndex;
         handshake.State = HandshakeState.InitiationCreated;
-        Zero(key, shared, chainingKey);
+        Zero(key, shared, ephemeralPrivate, chainingKey);
         return true;
     }
 
@@ -132,6 +128,7 @@ public static class NoiseProtocol
         Span<byte> key = stackalloc byte[32];
         Span<byte> tau = stackalloc byte[32];
         Span<byte> shared = stackalloc byte[32];
+        Span<byte> ephemeralPrivate = stackalloc byte[32];
         handshake.Hash.CopyTo(hash);
         handshake.ChainingKey.CopyTo(chainingKey);
 
@@ -140,15 +137,14 @@ public static class NoiseProtocol
         BinaryPrimitives.WriteUInt32LittleEndian(message[ResponseSender..], senderIndex);
         BinaryPrimitives.WriteUInt32LittleEndian(message[ResponseReceiver..], handshake.RemoteIndex);
 
-        using var ephemeralKey = X25519.Generate(entropy);
         var ephemeral = message.Slice(ResponseEphemeral, 32);
-        X25519.WritePublicKey(ephemeralKey, ephemeral);
+        X25519.GenerateEphemeral(ephemeralPrivate, ephemeral, entropy);
         MixKey(chainingKey, ephemeral);
         MixHash(hash, ephemeral);
 
-        if (!X25519.SharedSecret(shared, ephemeralKey, X25519.ImportPublicKey(handshake.RemoteEphemeral))) return Fail(shared, key);
+        if (!X25519.EphemeralSharedSecret(shared, ephemeralPrivate, handshake.RemoteEphemeral)) return Fail(shared, ephemeralPrivate);
         MixKey(chainingKey, shared);
-        if (!X25519.SharedSecret(shared, ephemeralKey, handshake.RemoteStatic.Agreement)) return Fail(shared, key);
+        if (!X25519.EphemeralSharedSecret(shared, ephemeralPrivate, handshake.RemoteStatic.Span)) return Fail(shared, ephemeralPrivate);
         MixKey(chainingKey, shared);
 
         Kdf.Derive3(chainingKey, tau, key, chainingKey, handshake.PresharedKey);
@@ -162,6 +158,7 @@ public static class NoiseProtocol
         handshake.LocalIndex = senderIndex;
         handshake.State = HandshakeState.ResponseCreated;
         Zero(key, tau, shared, chainingKey);
+        CryptographicOperations.ZeroMemory(ephemeralPrivate);
         return true;
     }
 
@@ -179,10 +176,9 @@ public static class NoiseProtocol
         var ephemeral = message.Slice(ResponseEphemeral, 32);
         MixKey(chainingKey, ephemeral);
         MixHash(hash, ephemeral);
-        var remoteEphemeral = X25519.ImportPublicKey(ephemeral);
-        if (handshake.LocalEphemeral is not { } localEphemeral || !X25519.SharedSecret(shared, localEphemeral, remoteEphemeral)) return HandshakeError.LowOrderKey;
+        if (!X25519.EphemeralSharedSecret(shared, handshake.LocalEphemeral, ephemeral)) return HandshakeError.LowOrderKey;
         MixKey(chainingKey, shared);
-        if (!X25519.SharedSecret(shared, local.PrivateKey.Key, remoteEphemeral)) return HandshakeError.LowOrderKey;
+        if (!X25519.SharedSecret(shared, local.PrivateKey.Key, X25519.ImportPublicKey(ephemeral))) return HandshakeError.LowOrderKey;
         MixKey(chainingKey, shared);
 
         Kdf.Derive3(chainingKey, tau, key, chainingKey, handshake.PresharedKey);
@@ -211,7 +207,7 @@ public static class NoiseProtocol
         else Kdf.Derive2(receiveKey, sendKey, handshake.ChainingKey, ReadOnlySpan<byte>.Empty);
         CryptographicOperations.ZeroMemory(handshake.Hash);
         CryptographicOperations.ZeroMemory(handshake.ChainingKey);
-        handshake.SetLocalEphemeral(null);
+        CryptographicOperations.ZeroMemory(handshake.LocalEphemeral);
         CryptographicOperations.ZeroMemory(handshake.RemoteEphemeral);
         handshake.State = HandshakeState.Zeroed;
         return true;
