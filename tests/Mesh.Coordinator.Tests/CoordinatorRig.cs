@@ -1,4 +1,5 @@
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using Google.Protobuf;
 using Grpc.Core;
 using Mesh.Control;
@@ -23,12 +24,18 @@ public sealed class CoordinatorRig : IAsyncDisposable
     public Admin.AdminClient Admin { get; private set; } = null!;
     public Uri Address => Host.GrpcAddress;
 
-    public static async Task<CoordinatorRig> StartAsync(MeshOptions? mesh = null, string? dataDir = null)
+    /// <summary>With <paramref name="tls"/>, the coordinator serves TLS with that certificate (the admin client trusts it).</summary>
+    public static async Task<CoordinatorRig> StartAsync(MeshOptions? mesh = null, string? dataDir = null, X509Certificate2? tls = null)
     {
-        var rig = new CoordinatorRig(dataDir ?? Path.Combine(Path.GetTempPath(), $"mesh-coord-{Guid.NewGuid():N}"));
+        var rig = new CoordinatorRig(dataDir ?? Path.Combine(Path.GetTempPath(), $"mesh-coord-{Guid.NewGuid():N}")) { Certificate = tls };
         await rig.StartHostAsync(mesh);
         return rig;
     }
+
+    public X509Certificate2? Certificate { get; private init; }
+
+    /// <summary>A connector that trusts the rig's certificate, if it has one.</summary>
+    public HttpConnector Connector(ProxySettings? proxy = null) => new(proxy, Certificate);
 
     public async Task RestartAsync(MeshOptions? mesh = null)
     {
@@ -38,7 +45,7 @@ public sealed class CoordinatorRig : IAsyncDisposable
 
     public Protos.V1.Coordinator.CoordinatorClient NewClient(string? token = null)
     {
-        var channel = GrpcChannels.ForAddress(Address, new HttpConnector(null), Timeout.InfiniteTimeSpan);
+        var channel = GrpcChannels.ForAddress(Address, Connector(), Timeout.InfiniteTimeSpan);
         _channels.Add(channel);
         var invoker = channel.CreateCallInvoker();
         return new Protos.V1.Coordinator.CoordinatorClient(token is null ? invoker : invoker.WithBearerToken(token));
@@ -46,7 +53,7 @@ public sealed class CoordinatorRig : IAsyncDisposable
 
     public Admin.AdminClient AdminWithKey(string? key)
     {
-        var channel = GrpcChannels.ForAddress(Address, new HttpConnector(null), Timeout.InfiniteTimeSpan);
+        var channel = GrpcChannels.ForAddress(Address, Connector(), Timeout.InfiniteTimeSpan);
         _channels.Add(channel);
         var invoker = channel.CreateCallInvoker();
         return new Admin.AdminClient(key is null ? invoker : invoker.WithBearerToken(key));
@@ -72,12 +79,23 @@ public sealed class CoordinatorRig : IAsyncDisposable
 
     private async Task StartHostAsync(MeshOptions? mesh)
     {
+        string? certFile = null, keyFile = null;
+        if (Certificate is not null)
+        {
+            Directory.CreateDirectory(DataDir);
+            certFile = Path.Combine(DataDir, "tls.crt");
+            keyFile = Path.Combine(DataDir, "tls.key");
+            File.WriteAllText(certFile, Certificate.ExportCertificatePem());
+            File.WriteAllText(keyFile, Certificate.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
+        }
         Host = await CoordinatorHost.StartAsync(new CoordinatorOptions
         {
             Listen = new IPEndPoint(IPAddress.Loopback, 0),
             DataDir = DataDir,
             StunPort = 0,
             RelayPort = 0,
+            TlsCertFile = certFile,
+            TlsKeyFile = keyFile,
             Mesh = mesh ?? new MeshOptions(),
         });
         Admin = AdminWithKey(File.ReadAllText(Path.Combine(DataDir, CoordinatorOptions.AdminKeyFile)).Trim());
@@ -165,6 +183,22 @@ public sealed class TestAgent(CoordinatorRig rig, string hostname) : IAsyncDispo
     }
 
     public async ValueTask DisposeAsync() => await DisconnectAsync();
+}
+
+internal static class TestCertificates
+{
+    /// <summary>A self-signed certificate for 127.0.0.1 and localhost, valid for an hour.</summary>
+    public static X509Certificate2 Loopback()
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=localhost", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddIpAddress(IPAddress.Loopback);
+        names.AddDnsName("localhost");
+        request.CertificateExtensions.Add(names.Build());
+        using var generated = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(1));
+        return X509CertificateLoader.LoadPkcs12(generated.Export(X509ContentType.Pkcs12), null);
+    }
 }
 
 internal static class Eventually

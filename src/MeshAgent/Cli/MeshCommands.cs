@@ -218,11 +218,16 @@ internal static class MeshCommands
         text.AppendLine($"{"PEER",-16} {"ADDRESS",-16} {"PATH",-7} {"VIA",-24} {"LATENCY",8} {"HANDSHAKE",10} {"RX",10} {"TX",10}  WHY");
         foreach (var peer in status.Peers)
         {
-            var via = peer.Path == "direct" ? $"{peer.Endpoint} ({peer.Technique})" : peer.Relay;
+            var via = peer.Path == "direct" ? $"{peer.Endpoint} ({peer.Technique})" : peer.Relay.Length > 0 ? $"{peer.Relay} ({peer.RelayTransport})" : "-";
             var handshake = peer.LatestHandshake == 0 ? "-" : $"{(DateTimeOffset.UtcNow - DateTimeOffset.FromUnixTimeSeconds(peer.LatestHandshake)).TotalSeconds:0}s ago";
             var address = peer.Addresses.FirstOrDefault()?.Split('/')[0] ?? "-";
             var latency = peer.LatencyMs > 0 ? $"{peer.LatencyMs:0.0}ms" : "-";
             text.AppendLine($"{peer.Name,-16} {address,-16} {peer.Path,-7} {via,-24} {latency,8} {handshake,10} {peer.RxBytes,10} {peer.TxBytes,10}  {peer.Reason}");
+        }
+        foreach (var stream in status.RelayStreams)
+        {
+            var detail = stream.State == "connected" ? stream.Transport : stream.Error;
+            text.AppendLine($"relay {stream.Relay} over TCP at {stream.Url}: {stream.State}{(detail.Length > 0 ? $" ({detail})" : "")}");
         }
         return text.ToString();
     }
@@ -239,6 +244,15 @@ internal static class MeshCommands
         nat = status.Netcheck is null ? null : new { mapping = status.Netcheck.Mapping, publicAddress = status.Netcheck.Reflexive, udpBlocked = status.Netcheck.UdpBlocked },
         droppedProbes = status.DroppedProbes,
         droppedDatagrams = status.DroppedDatagrams,
+        relayStreams = status.RelayStreams.Select(r => new
+        {
+            relay = r.Relay,
+            url = r.Url,
+            state = r.State,
+            transport = r.Transport.Length > 0 ? r.Transport : null,
+            error = r.Error.Length > 0 ? r.Error : null,
+            droppedFrames = r.DroppedFrames,
+        }).ToArray(),
         peers = status.Peers.Select(p => new
         {
             name = p.Name,
@@ -248,6 +262,7 @@ internal static class MeshCommands
             path = p.Path,
             endpoint = p.Endpoint.Length > 0 ? p.Endpoint : null,
             relay = p.Relay.Length > 0 ? p.Relay : null,
+            relayTransport = p.RelayTransport.Length > 0 ? p.RelayTransport : null,
             technique = p.Technique.Length > 0 ? p.Technique : null,
             latencyMs = p.LatencyMs > 0 ? Math.Round(p.LatencyMs, 2) : (double?)null,
             latestHandshake = p.LatestHandshake == 0 ? null : DateTimeOffset.FromUnixTimeSeconds(p.LatestHandshake).ToString("O"),

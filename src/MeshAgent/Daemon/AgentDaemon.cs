@@ -97,6 +97,8 @@ public sealed class AgentDaemon : IAsyncDisposable
     /// <summary>Completes when the agent stops by itself (its interface was deleted).</summary>
     public Task Stopped => _host.Stopped;
 
+    public ICollection<RelayStreamLink> RelayStreams => _io.RelayStreams;
+
     public List<Protos.V1.Peer> Peers()
     {
         lock (Node.View) return Node.View.Peers.Values.ToList();
@@ -166,6 +168,7 @@ public sealed class AgentDaemon : IAsyncDisposable
                     {
                         _logger.LogInformation("Network changed: {Addresses}", string.Join(", ", current));
                         Control.Reconnect();
+                        _io.NetworkChanged();
                     }
                     addresses = current;
                 }

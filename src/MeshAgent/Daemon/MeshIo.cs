@@ -1,8 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
-using System.Net.WebSockets;
-using System.Threading.Channels;
 using Mesh.Protos.V1;
 using Mesh.Transport;
 using Mesh.Traversal.Hosting;
@@ -16,14 +14,15 @@ namespace Mesh.Agent.Daemon;
 
 /// <summary>
 /// The path engine's edges in production: the interface's one UDP socket (WireGuard stays on its fast
-/// path; everything else comes here), extra sockets for the hard-NAT search, WebSocket streams to relays
+/// path; everything else comes here), extra sockets for the hard-NAT search, TCP streams to relays
 /// for networks that block UDP, and the coordinator for endpoints and connect requests.
 /// </summary>
 public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl, HttpConnector connector, ILogger logger) : IPathOutput, IDatagramRouter, IDisposable
 {
     private const int DefaultTtl = 64;
     private readonly ConcurrentDictionary<int, Socket> _sockets = new();
-    private readonly ConcurrentDictionary<string, RelayStream> _streams = new();
+    private readonly ConcurrentDictionary<string, RelayStreamLink> _streams = new();
+    private readonly RelayWebSocketConnector _webSockets = new(connector);
     private readonly CancellationTokenSource _stopping = new();
     private int _nextSocket;
 
@@ -57,9 +56,22 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
 
     public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame)
     {
-        if (relayStreamUrl(relayId) is not { } url) return;
-        var stream = _streams.GetOrAdd(relayId, id => new RelayStream(id, url, this, connector, logger, _stopping.Token));
-        stream.Send(frame.ToArray());
+        if (!_streams.TryGetValue(relayId, out var stream))
+        {
+            if (relayStreamUrl(relayId) is not { } url) return;
+            stream = _streams.GetOrAdd(relayId, id => new RelayStreamLink(id, url, cancellationToken => _webSockets.ConnectAsync(url, cancellationToken),
+                received => Engine.OnRelayStreamFrame(id, received.Span), logger));
+        }
+        stream.Send(frame);
+    }
+
+    /// <summary>The relay streams opened so far, for `mesh-agent status`.</summary>
+    public ICollection<RelayStreamLink> RelayStreams => _streams.Values;
+
+    /// <summary>The host's addresses changed: relay streams dial again rather than wait for keepalives to find them dead.</summary>
+    public void NetworkChanged()
+    {
+        foreach (var stream in _streams.Values) stream.Reconnect();
     }
 
     public void DeliverWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint from) => host.Device.ReceiveDatagram(datagram, from);
@@ -96,6 +108,8 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
         _stopping.Cancel();
         foreach (var socket in _sockets.Values) socket.Dispose();
         _sockets.Clear();
+        foreach (var stream in _streams.Values) stream.Dispose();
+        _webSockets.Dispose();
     }
 
     private async Task ReceiveAsync(int id, Socket socket)
@@ -118,64 +132,6 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
                 return;
             }
             Engine.OnDatagram(id, buffer.AsSpan(0, result.ReceivedBytes), new NetEndpoint((IPEndPoint)result.RemoteEndPoint));
-        }
-    }
-
-    /// <summary>One relay's TCP transport: a WebSocket, opened on first use and again after it breaks.</summary>
-    private sealed class RelayStream
-    {
-        private readonly string _id;
-        private readonly Uri _url;
-        private readonly MeshIo _io;
-        private readonly ILogger _logger;
-        private readonly Channel<byte[]> _outbound = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(1024) { FullMode = BoundedChannelFullMode.DropWrite });
-
-        private readonly HttpConnector _connector;
-
-        public RelayStream(string id, Uri url, MeshIo io, HttpConnector connector, ILogger logger, CancellationToken stopping)
-        {
-            _connector = connector;
-            _id = id;
-            _url = url;
-            _io = io;
-            _logger = logger;
-            _ = RunAsync(stopping);
-        }
-
-        public void Send(byte[] frame) => _outbound.Writer.TryWrite(frame);
-
-        private async Task RunAsync(CancellationToken stopping)
-        {
-            var delay = TimeSpan.FromSeconds(1);
-            while (!stopping.IsCancellationRequested)
-            {
-                try
-                {
-                    // The coordinator serves gRPC as HTTP/2 without TLS (h2c), so the WebSocket runs over HTTP/2 too (RFC 8441).
-                    using var socket = new ClientWebSocket();
-                    socket.Options.HttpVersion = HttpVersion.Version20;
-                    socket.Options.HttpVersionPolicy = HttpVersionPolicy.RequestVersionExact;
-                    using var invoker = new HttpMessageInvoker(_connector.CreateHandler(Timeout.InfiniteTimeSpan));
-                    await socket.ConnectAsync(_url, invoker, stopping).ConfigureAwait(false);
-                    _logger.LogInformation("Relay {Relay} reached over TCP at {Url}", _id, _url);
-                    delay = TimeSpan.FromSeconds(1);
-                    using var session = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-                    var writing = WebSocketFrames.SendAsync(socket, _outbound.Reader, session.Token);
-                    await WebSocketFrames.ReceiveAsync(socket, frame => _io.Engine.OnRelayStreamFrame(_id, frame.Span), session.Token).ConfigureAwait(false);
-                    await session.CancelAsync().ConfigureAwait(false);
-                    await writing.ConfigureAwait(false);
-                }
-                catch (Exception ex) when (ex is WebSocketException or HttpRequestException or IOException)
-                {
-                    _logger.LogDebug("Relay {Relay} over TCP: {Message}", _id, ex.Message);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-                await Task.Delay(delay, stopping).ConfigureAwait(false);
-                delay = TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(30).Ticks, delay.Ticks * 2));
-            }
         }
     }
 }

@@ -48,6 +48,7 @@ public sealed class AgentControlService(AgentDaemon agent) : AgentControl.AgentC
                 },
                 Endpoint = path?.Endpoint?.ToString() ?? "",
                 Relay = path?.Relay ?? "",
+                RelayTransport = path is { Path: PathKind.Relay } relayed ? (relayed.RelayOverTcp ? "tcp" : "udp") : "",
                 LatencyMs = path?.Latency?.TotalMilliseconds ?? 0,
                 Technique = path?.Technique.Name() ?? "",
                 LatestHandshake = wireGuard?.LatestHandshake is { } at ? new DateTimeOffset(at).ToUnixTimeSeconds() : 0,
@@ -58,6 +59,18 @@ public sealed class AgentControlService(AgentDaemon agent) : AgentControl.AgentC
             };
             item.Addresses.AddRange(entry.Addresses);
             status.Peers.Add(item);
+        }
+        foreach (var stream in agent.RelayStreams)
+        {
+            status.RelayStreams.Add(new RelayStreamStatus
+            {
+                Relay = stream.RelayId,
+                Url = stream.Url.ToString(),
+                State = stream.State.ToString().ToLowerInvariant(),
+                Transport = stream.Transport ?? "",
+                Error = stream.LastError ?? "",
+                DroppedFrames = (ulong)stream.DroppedFrames,
+            });
         }
         return Task.FromResult(status);
     }

@@ -22,7 +22,7 @@ public sealed class RelayHost : IRelayOutput, IDisposable
     private readonly IClock _clock;
     private readonly ILogger _logger;
     private readonly Thread _thread;
-    private readonly ConcurrentDictionary<NetEndpoint, Channel<byte[]>> _streams = new();
+    private readonly ConcurrentDictionary<NetEndpoint, Channel<PooledFrame>> _streams = new();
     private long _nextStream;
     private volatile bool _stopping;
 
@@ -43,7 +43,7 @@ public sealed class RelayHost : IRelayOutput, IDisposable
     public async Task ServeStreamAsync(WebSocket socket, CancellationToken cancellationToken)
     {
         var endpoint = StreamEndpoint(Interlocked.Increment(ref _nextStream));
-        var outbound = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(StreamQueue) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+        var outbound = WebSocketFrames.CreateQueue(StreamQueue);
         _streams[endpoint] = outbound;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var writing = WebSocketFrames.SendAsync(socket, outbound.Reader, stop.Token);
@@ -54,7 +54,7 @@ public sealed class RelayHost : IRelayOutput, IDisposable
                 lock (_server) _server.Receive(frame.Span, endpoint, _clock.Now, this);
             }, stop.Token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException)
         {
         }
         finally
@@ -69,7 +69,7 @@ public sealed class RelayHost : IRelayOutput, IDisposable
 
     public void Send(ReadOnlySpan<byte> frame, NetEndpoint to)
     {
-        if (_streams.TryGetValue(to, out var stream)) stream.Writer.TryWrite(frame.ToArray());
+        if (_streams.TryGetValue(to, out var stream)) WebSocketFrames.TryEnqueue(stream.Writer, frame);
         else _udp.Send(frame, to);
     }
 

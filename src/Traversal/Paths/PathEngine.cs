@@ -238,10 +238,10 @@ public sealed partial class PathEngine
         var route = peer.Route;
         if (peer.Best is { } best)
         {
-            return new PeerPathStatus(peer.Key, PathKind.Direct, best.Key.Remote, null, best.Latency, best.Technique, peer.DirectSince, "");
+            return new PeerPathStatus(peer.Key, PathKind.Direct, best.Key.Remote, null, false, best.Latency, best.Technique, peer.DirectSince, "");
         }
         var relay = route.Relay is { } link && link.Client.IsAlive(now) ? link : null;
-        return new PeerPathStatus(peer.Key, relay is null ? PathKind.None : PathKind.Relay, null, relay?.Id,
+        return new PeerPathStatus(peer.Key, relay is null ? PathKind.None : PathKind.Relay, null, relay?.Id, relay is not null && route.RelayOverStream,
             relay is null ? null : peer.RelayLatency, Technique.None, null, WhyNotDirect(peer, now, relay));
     }
 

@@ -10,12 +10,13 @@ public enum PathKind
     Relay,
 }
 
-/// <summary>Where a peer's traffic goes right now, and why.</summary>
+/// <summary>Where a peer's traffic goes right now, and why; a relayed peer's traffic goes over UDP or over the relay's TCP stream.</summary>
 public sealed record PeerPathStatus(
     PublicKey Key,
     PathKind Path,
     NetEndpoint? Endpoint,
     string? Relay,
+    bool RelayOverTcp,
     TimeSpan? Latency,
     Technique Technique,
     TimeSpan? DirectSince,
