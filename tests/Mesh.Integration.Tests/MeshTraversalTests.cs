@@ -60,6 +60,50 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void UdpBlockedHomeReachesAPeerOverTheCoordinatorsTcpRelay()
+    {
+        var blocked = _world.AddSite("ha", Nat.PortKeeping);
+        _world.BlockUdp(blocked);
+        var a = _world.AddAgent(blocked, "a");
+        var b = _world.AddAgent(_world.AddSite("hb", Nat.PortKeeping), "b");
+        var (first, _) = Connect(a, b, expectDirect: false);
+        AssertRelayedOverTcp(a, b, "HTTP/2 h2c");
+        output.WriteLine($"UDP-blocked home: first packet {first.TotalMilliseconds:0} ms after both online, a sees: {a.Peer("b")!.Value.GetProperty("reason").GetString()}");
+        Transfer.AssertIntact(_world.Lab, b.Namespace, b.MeshAddress, a.Namespace, 2_000_000);
+        Transfer.AssertIntact(_world.Lab, a.Namespace, a.MeshAddress, b.Namespace, 2_000_000);
+    }
+
+    [Fact]
+    public void UdpBlockedHomeBehindAnHttpProxyReachesAPeer()
+    {
+        var office = _world.AddSite("ha", Nat.PortKeeping);
+        var proxy = _world.ProxyOnly(office);
+        var a = _world.AddAgent(office, "a", new Dictionary<string, string> { ["HTTPS_PROXY"] = proxy });
+        var b = _world.AddAgent(_world.AddSite("hb", Nat.PortKeeping), "b");
+        var (first, _) = Connect(a, b, expectDirect: false);
+        AssertRelayedOverTcp(a, b, $"HTTP/2 h2c, through proxy {new Uri(proxy).Authority}");
+        output.WriteLine($"proxy-only office: first packet {first.TotalMilliseconds:0} ms after both online, a sees: {a.Peer("b")!.Value.GetProperty("reason").GetString()}");
+        Transfer.AssertIntact(_world.Lab, b.Namespace, b.MeshAddress, a.Namespace, 2_000_000);
+        Transfer.AssertIntact(_world.Lab, a.Namespace, a.MeshAddress, b.Namespace, 2_000_000);
+    }
+
+    /// <summary>The UDP-blocked side relays over TCP and says why; the other side reaches it through the same relay over UDP.</summary>
+    private static void AssertRelayedOverTcp(MeshAgentProcess blocked, MeshAgentProcess other, string transport)
+    {
+        Wait.Until(() => blocked.PathTo(other.Name) == "relay" && other.PathTo(blocked.Name) == "relay", TimeSpan.FromSeconds(15), "both report the relay");
+        var seen = blocked.Peer(other.Name)!.Value;
+        Assert.Equal("tcp", seen.GetProperty("relayTransport").GetString());
+        Assert.Equal("coordinator", seen.GetProperty("relay").GetString());
+        Assert.Contains("UDP is blocked on this network", seen.GetProperty("reason").GetString());
+        var stream = blocked.Status().GetProperty("relayStreams").EnumerateArray().Single();
+        Assert.Equal("connected", stream.GetProperty("state").GetString());
+        Assert.Equal(transport, stream.GetProperty("transport").GetString());
+        var back = other.Peer(blocked.Name)!.Value;
+        Assert.Equal("udp", back.GetProperty("relayTransport").GetString());
+        Assert.Contains("UDP is blocked on the peer's network", back.GetProperty("reason").GetString());
+    }
+
+    [Fact]
     public void AgentsOnOneLanUseTheLanPath()
     {
         var home = _world.AddSite("h", Nat.PortKeeping);

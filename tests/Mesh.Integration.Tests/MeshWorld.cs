@@ -85,13 +85,36 @@ public sealed class MeshWorld : IDisposable
     }
 
     /// <summary>An agent on a site's LAN (behind its NAT).</summary>
-    public MeshAgentProcess AddAgent(Site site, string role, params string[] extra)
+    public MeshAgentProcess AddAgent(Site site, string role, params string[] extra) => AddAgent(site, role, null, extra);
+
+    /// <summary>An agent on a site's LAN with extra environment (a proxy, say).</summary>
+    public MeshAgentProcess AddAgent(Site site, string role, IDictionary<string, string>? environment, params string[] extra)
     {
         var ns = Lab.Namespace(role);
         var host = 10 + site.Hosts++;
         var (device, _) = Lab.LinkToBridge(ns, $"192.168.{site.Index}.{host}/24", site.Router, "lan");
         Lab.Exec(ns, "ip", "route", "add", "default", "via", $"192.168.{site.Index}.1");
-        return StartAgent(ns, role, device, $"192.168.{site.Index}.{host}", extra);
+        return StartAgent(ns, role, device, $"192.168.{site.Index}.{host}", environment, extra);
+    }
+
+    /// <summary>The site's router forwards no UDP from its LAN at all, as some hotel, office and guest networks do.</summary>
+    public void BlockUdp(Site site) => Lab.Exec(site.Router, "iptables", "-A", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP");
+
+    /// <summary>
+    /// The site's router forwards nothing from its LAN, and an HTTP proxy on it (Debian's tinyproxy, CONNECT to
+    /// the coordinator's port only) is the one way out; returns the proxy's URL for the agents' HTTPS_PROXY.
+    /// </summary>
+    public string ProxyOnly(Site site)
+    {
+        Lab.Exec(site.Router, "iptables", "-A", "FORWARD", "-i", "lan", "-j", "DROP");
+        var gateway = $"192.168.{site.Index}.1";
+        var config = Lab.WriteFile($"tinyproxy-{site.Index}.conf", string.Join('\n',
+            "Port 3128", $"Listen {gateway}", "Timeout 600", $"Allow 192.168.{site.Index}.0/24", "ConnectPort 8443", "MaxClients 100", ""));
+        var proxy = Lab.Start(site.Router, null, "tinyproxy", "-d", "-c", config);
+        Wait.Until(() => Lab.TryExec(site.Router, out var sockets, "ss", "-ltn", $"src {gateway}:3128") == 0 && sockets.Contains("3128") || proxy.HasExited,
+            TimeSpan.FromSeconds(10), "tinyproxy listens");
+        if (proxy.HasExited) throw new InvalidOperationException($"tinyproxy exited: {proxy.StandardError.ReadToEnd()}");
+        return $"http://{gateway}:3128";
     }
 
     /// <summary>An agent with a public address straight on the internet.</summary>
@@ -101,10 +124,10 @@ public sealed class MeshWorld : IDisposable
         var ns = Lab.Namespace(role);
         var (_, device) = Lab.Link(Internet, $"10.100.{index}.1/24", ns, $"10.100.{index}.2/24");
         Lab.Exec(ns, "ip", "route", "add", "default", "via", $"10.100.{index}.1");
-        return StartAgent(ns, role, device, $"10.100.{index}.2", extra);
+        return StartAgent(ns, role, device, $"10.100.{index}.2", null, extra);
     }
 
-    private MeshAgentProcess StartAgent(string ns, string role, string device, string underlay, string[] extra)
+    private MeshAgentProcess StartAgent(string ns, string role, string device, string underlay, IDictionary<string, string>? environment, string[] extra)
     {
         var stateDir = Lab.TempPath($"agent-{role}");
         string[] command =
@@ -112,7 +135,7 @@ public sealed class MeshWorld : IDisposable
             "dotnet", Binaries.Agent, "up", "--foreground", "--coordinator", $"http://{CoordinatorAddress}:8443", "--auth-key", AuthKey,
             "--state-dir", stateDir, "--interface", Lab.InterfaceName(role), "--hostname", role, .. extra,
         ];
-        var process = Lab.Start(ns, null, command);
+        var process = Lab.Start(ns, environment, command);
         var agent = new MeshAgentProcess(Lab, ns, role, stateDir, device, underlay, process);
         Agents.Add(agent);
         return agent;
