@@ -5,19 +5,22 @@ using Mesh.NatLab.Net;
 using Mesh.NatLab.Sim;
 using Mesh.Coordinator.Control;
 using Mesh.Protos.V1;
+using Mesh.Traversal.Hosting;
 using Mesh.Traversal.Node;
 using Mesh.Traversal.Paths;
 using Mesh.WireGuard.Core;
 using Mesh.WireGuard.Crypto;
 using Mesh.WireGuard.Keys;
 using Mesh.WireGuard.Noise;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Mesh.NatLab.Lab;
 
 /// <summary>
-/// An agent on a virtual host: the production WireGuard <see cref="Device"/>, <see cref="PathEngine"/> and
-/// <see cref="MeshNode"/> on virtual time and virtual sockets. Only the edges are the lab's: sockets,
-/// the sync stream (reconnecting with backoff like the real agent) and the relay stream.
+/// An agent on a virtual host: the production WireGuard <see cref="Device"/>, <see cref="PathEngine"/>,
+/// <see cref="MeshNode"/> and relay link (<see cref="RelayStreamLink"/>, a WebSocket over virtual TCP) on
+/// virtual time and virtual sockets. Only the edges are the lab's: sockets and the sync stream
+/// (reconnecting with backoff like the real agent).
 /// </summary>
 public sealed class LabAgent : IPacketSink, IPathOutput
 {
@@ -34,7 +37,8 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     private string? _token;
     private Endpoints _endpoints = new();
     private TimeSpan _backoff = TimeSpan.FromMilliseconds(500);
-    private NetEndpoint? _stream;
+    private readonly LabTimeProvider _time;
+    private RelayStreamLink? _relayStream;
     private bool _stopped;
 
     public LabAgent(string name, LabHost host, LabCoordinator coordinator, int seed, PathOptions options)
@@ -46,6 +50,7 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         var entropy = new SeededEntropy(seed);
         _key = PrivateKey.Generate(entropy);
         var clock = new LabClock(_scheduler);
+        _time = new LabTimeProvider(_scheduler);
         Device = new Device(this, clock, entropy);
         Device.SetPrivateKey(_key);
         Engine = new PathEngine(_key, clock, entropy, this, options);
@@ -79,7 +84,14 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         });
     }
 
-    public void Stop() => _stopped = true;
+    public void Stop()
+    {
+        _stopped = true;
+        _relayStream?.Dispose();
+    }
+
+    /// <summary>The agent's TCP stream to the coordinator's relay, once it opened one (its network blocks UDP).</summary>
+    public RelayStreamLink? RelayStream => _relayStream;
 
     /// <summary>`mesh-agent up --relay`: this node also relays for the mesh, on its own address.</summary>
     public void ServeRelay()
@@ -129,14 +141,11 @@ public sealed class LabAgent : IPacketSink, IPathOutput
 
     public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame)
     {
-        if (relayId != _coordinator.RelayId || !_coordinator.Up) return;
-        _stream ??= _coordinator.OpenStream(this);
-        _coordinator.StreamFrame(_stream.Value, frame.ToArray());
+        if (relayId != _coordinator.RelayId || _stopped) return;
+        _relayStream ??= new RelayStreamLink(relayId, new Uri($"ws://{_coordinator.Host.Address}/relay"), _coordinator.ConnectRelayStreamAsync,
+            received => Engine.OnRelayStreamFrame(relayId, received.Span), NullLogger.Instance, _time, synchronousSends: true);
+        _relayStream.Send(frame);
     }
-
-    public void OnRelayStreamFrame(byte[] frame) => Engine.OnRelayStreamFrame(_coordinator.RelayId, frame);
-
-    public void RelayStreamLost() => _stream = null;
 
     public void DeliverWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint from) => Device.ReceiveDatagram(datagram, from);
 

@@ -5,6 +5,8 @@ using Mesh.Coordinator.Store;
 using Mesh.NatLab.Net;
 using Mesh.NatLab.Sim;
 using Mesh.Protos.V1;
+using System.Net.WebSockets;
+using Mesh.Traversal.Hosting;
 using Mesh.Traversal.Relay;
 using Mesh.Traversal.Stun;
 using Mesh.WireGuard.Core;
@@ -14,9 +16,10 @@ namespace Mesh.NatLab.Lab;
 
 /// <summary>
 /// The coordinator on the virtual internet: the production <see cref="MeshState"/> (with its SQLite store
-/// and timers on virtual time), STUN on two ports, and the production <see cref="RelayServer"/> over UDP
-/// and over a stream transport that UDP blocking does not touch. Sync sessions are drained to the agents
-/// with a control-plane latency. It can be stopped and started again from the same store.
+/// and timers on virtual time), STUN on two ports, and the production <see cref="RelayServer"/> over UDP and,
+/// for networks that block UDP, the production relay streams (<see cref="RelayStreams"/>: WebSockets) over
+/// virtual TCP that UDP blocking does not touch. Sync sessions are drained to the agents with a control-plane
+/// latency. It can be stopped and started again from the same store.
 /// </summary>
 public sealed class LabCoordinator : IRelayOutput, IDisposable
 {
@@ -26,17 +29,19 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
     private static readonly TimeSpan PumpInterval = TimeSpan.FromMilliseconds(5);
 
     private readonly Network _network;
+    private readonly LabTimeProvider _time;
     private readonly string _dataDirectory;
     private readonly Dictionary<SyncSession, LabAgent> _sessions = new();
-    private readonly Dictionary<NetEndpoint, LabAgent> _streams = new();
+    private readonly List<VirtualTcp> _connections = new();
     private readonly byte[] _stunResponse = new byte[StunMessage.MaxResponseSize];
     private CoordinatorStore? _store;
-    private int _nextStream = 1;
+    private RelayStreams? _relayStreams;
     private int _generation;
 
     public LabCoordinator(Network network, LabHost host, string dataDirectory)
     {
         _network = network;
+        _time = new LabTimeProvider(network.Scheduler);
         Host = host;
         _dataDirectory = dataDirectory;
     }
@@ -54,7 +59,7 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
     {
         Directory.CreateDirectory(_dataDirectory);
         _store = CoordinatorStore.Open(Path.Combine(_dataDirectory, "coordinator.db"));
-        State = new MeshState(_store, new MeshOptions(), new LabTimeProvider(Scheduler));
+        State = new MeshState(_store, new MeshOptions(), _time);
         State.Relays = [new Relay
         {
             Id = RelayId,
@@ -63,10 +68,12 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
             NodeKey = ByteString.CopyFrom(State.CoordinatorKey.PublicKey.Span),
         }];
         Relay = new RelayServer(State.CoordinatorKey, State.IsApproved, new SeededEntropy(_network.Random.Next()));
+        var relay = Relay;
+        _relayStreams = new RelayStreams((frame, from) => relay.Receive(frame, from, Now, _relayStreams!), relay.Disconnected, this, synchronousSends: true);
         if (AuthKey.Length == 0) AuthKey = State.CreatePreAuthKey(reusable: true, ephemeral: false, null, []).Secret;
         Host.Bind(StunPort, AnswerStun);
         Host.Bind(StunPort + 1, AnswerStun);
-        Host.Bind(RelayPort, d => Relay.Receive(d.Payload, d.Source, Now, this));
+        Host.Bind(RelayPort, d => relay.Receive(d.Payload, d.Source, Now, _relayStreams));
         Up = true;
         var generation = ++_generation;
         Scheduler.Every(PumpInterval, () =>
@@ -90,9 +97,9 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
         Host.Unbind(StunPort + 1);
         Host.Unbind(RelayPort);
         foreach (var (session, agent) in _sessions) Scheduler.After(ControlLatency, () => agent.ControlLost(session));
-        foreach (var agent in _streams.Values) Scheduler.After(ControlLatency, agent.RelayStreamLost);
+        foreach (var connection in _connections) Scheduler.After(ControlLatency, connection.Reset);
         _sessions.Clear();
-        _streams.Clear();
+        _connections.Clear();
         State.Dispose();
         _store!.Dispose();
         _store = null;
@@ -108,29 +115,23 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
         return session;
     }
 
-    /// <summary>Connects an agent's relay stream (TCP in production); frames arrive after the control latency.</summary>
-    public NetEndpoint OpenStream(LabAgent agent)
+    /// <summary>
+    /// Opens a relay stream as an agent's connector would: a TCP and HTTP round trip, then a WebSocket on each
+    /// end of a virtual TCP connection, the server's end served by the production <see cref="RelayStreams"/>.
+    /// </summary>
+    public async ValueTask<RelayStreamConnection> ConnectRelayStreamAsync(CancellationToken cancellationToken)
     {
-        var id = new NetEndpoint(IPAddress.Parse($"fd00::{_nextStream++:x}"), 443);
-        _streams[id] = agent;
-        return id;
+        await Task.Delay(ControlLatency * 2, _time, cancellationToken).ConfigureAwait(false);
+        if (!Up || _relayStreams is not { } streams) throw new IOException("Connection refused (the coordinator is down).");
+        var connection = VirtualTcp.Open(Scheduler, ControlLatency);
+        _connections.Add(connection);
+        var options = new WebSocketCreationOptions { KeepAliveInterval = TimeSpan.Zero };
+        _ = streams.ServeAsync(WebSocket.CreateFromStream(connection.Server, new WebSocketCreationOptions { IsServer = true, KeepAliveInterval = TimeSpan.Zero }), CancellationToken.None);
+        return new RelayStreamConnection(WebSocket.CreateFromStream(connection.Client, options), "virtual TCP");
     }
 
-    public void StreamFrame(NetEndpoint stream, byte[] frame) => Scheduler.After(ControlLatency, () =>
-    {
-        if (Up && _streams.ContainsKey(stream)) Relay.Receive(frame, stream, Now, this);
-    });
-
-    public void Send(ReadOnlySpan<byte> frame, NetEndpoint to)
-    {
-        if (_streams.TryGetValue(to, out var agent))
-        {
-            var copy = frame.ToArray();
-            Scheduler.After(ControlLatency, () => agent.OnRelayStreamFrame(copy));
-            return;
-        }
-        Host.Send(RelayPort, to, frame);
-    }
+    /// <summary>Frames for the relay's UDP clients; stream clients' frames go down their streams.</summary>
+    public void Send(ReadOnlySpan<byte> frame, NetEndpoint to) => Host.Send(RelayPort, to, frame);
 
     private void AnswerStun(Datagram datagram)
     {

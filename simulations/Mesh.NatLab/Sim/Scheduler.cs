@@ -8,7 +8,14 @@ public sealed class Scheduler
 
     public TimeSpan Now { get; private set; }
 
-    public void At(TimeSpan when, Action action) => _events.Enqueue(action, (Math.Max(when.Ticks, Now.Ticks), _sequence++));
+    private readonly int _thread = Environment.CurrentManagedThreadId;
+
+    /// <summary>Events are scheduled from the lab's own thread only: the queue is not thread-safe, and virtual time cannot follow other threads.</summary>
+    public void At(TimeSpan when, Action action)
+    {
+        if (Environment.CurrentManagedThreadId != _thread) throw new InvalidOperationException($"An event was scheduled from thread {Environment.CurrentManagedThreadId}, not the lab's thread {_thread}: some awaited code resumed elsewhere.");
+        _events.Enqueue(action, (Math.Max(when.Ticks, Now.Ticks), _sequence++));
+    }
 
     public void After(TimeSpan delay, Action action) => At(Now + delay, action);
 
@@ -24,6 +31,7 @@ public sealed class Scheduler
 
     public void RunUntil(TimeSpan end)
     {
+        using var context = new NoSynchronizationContext();
         while (_events.TryPeek(out _, out var key) && key.Ticks <= end.Ticks)
         {
             var action = _events.Dequeue();
@@ -36,6 +44,7 @@ public sealed class Scheduler
     /// <summary>Runs until <paramref name="condition"/> holds (checked after every event) or <paramref name="limit"/> passes; true if it held.</summary>
     public bool RunUntil(Func<bool> condition, TimeSpan limit)
     {
+        using var context = new NoSynchronizationContext();
         var end = Now + limit;
         while (!condition())
         {
@@ -49,5 +58,23 @@ public sealed class Scheduler
             action();
         }
         return true;
+    }
+
+    /// <summary>
+    /// Events run with no synchronization context, so awaits in the production code they drive (relay links,
+    /// WebSockets over virtual TCP) resume right here when a later event completes them, as on any plain thread;
+    /// a test framework's context would send them to the thread pool.
+    /// </summary>
+    private readonly struct NoSynchronizationContext : IDisposable
+    {
+        private readonly SynchronizationContext? _previous;
+
+        public NoSynchronizationContext()
+        {
+            _previous = SynchronizationContext.Current;
+            SynchronizationContext.SetSynchronizationContext(null);
+        }
+
+        public void Dispose() => SynchronizationContext.SetSynchronizationContext(_previous);
     }
 }

@@ -1,7 +1,5 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Net.WebSockets;
-using System.Threading.Channels;
 using Mesh.Traversal.Relay;
 using Mesh.WireGuard.Conn;
 using Mesh.WireGuard.Core;
@@ -10,20 +8,18 @@ using Microsoft.Extensions.Logging;
 namespace Mesh.Traversal.Hosting;
 
 /// <summary>
-/// A <see cref="RelayServer"/> on real transports: one UDP socket, plus WebSocket streams for clients whose
-/// network blocks UDP (each stream stands for a synthetic endpoint). The coordinator and any agent run
-/// with `--relay` host it the same way. The server's state is guarded by one lock.
+/// A <see cref="RelayServer"/> on real transports: one UDP socket, plus WebSocket streams (<see cref="RelayStreams"/>)
+/// for clients whose network blocks UDP. The coordinator and any agent run with `--relay` host it the same way.
+/// The server's state is guarded by one lock.
 /// </summary>
 public sealed class RelayHost : IRelayOutput, IDisposable
 {
-    private const int StreamQueue = 1024;
     private readonly RelayServer _server;
     private readonly UdpBinding _udp;
+    private readonly RelayStreams _streams;
     private readonly IClock _clock;
     private readonly ILogger _logger;
     private readonly Thread _thread;
-    private readonly ConcurrentDictionary<NetEndpoint, Channel<PooledFrame>> _streams = new();
-    private long _nextStream;
     private volatile bool _stopping;
 
     /// <param name="address">Where to listen: a specific address makes replies leave from it, which clients match frames by; null for all.</param>
@@ -33,6 +29,16 @@ public sealed class RelayHost : IRelayOutput, IDisposable
         _clock = clock;
         _logger = logger;
         _udp = UdpBinding.Bind(port, address);
+        _streams = new RelayStreams(
+            (frame, from) =>
+            {
+                lock (_server) _server.Receive(frame, from, _clock.Now, _streams!);
+            },
+            endpoint =>
+            {
+                lock (_server) _server.Disconnected(endpoint);
+            },
+            this);
         _thread = new Thread(ServeUdp) { IsBackground = true, Name = "relay-udp" };
         _thread.Start();
     }
@@ -40,38 +46,10 @@ public sealed class RelayHost : IRelayOutput, IDisposable
     public int Port => _udp.Port;
 
     /// <summary>Runs one client's WebSocket until it closes: binary messages are relay frames both ways.</summary>
-    public async Task ServeStreamAsync(WebSocket socket, CancellationToken cancellationToken)
-    {
-        var endpoint = StreamEndpoint(Interlocked.Increment(ref _nextStream));
-        var outbound = WebSocketFrames.CreateQueue(StreamQueue);
-        _streams[endpoint] = outbound;
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var writing = WebSocketFrames.SendAsync(socket, outbound.Reader, stop.Token);
-        try
-        {
-            await WebSocketFrames.ReceiveAsync(socket, frame =>
-            {
-                lock (_server) _server.Receive(frame.Span, endpoint, _clock.Now, this);
-            }, stop.Token).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException)
-        {
-        }
-        finally
-        {
-            _streams.TryRemove(endpoint, out _);
-            outbound.Writer.TryComplete();
-            lock (_server) _server.Disconnected(endpoint);
-            await stop.CancelAsync().ConfigureAwait(false);
-            await writing.ConfigureAwait(false);
-        }
-    }
+    public Task ServeStreamAsync(WebSocket socket, CancellationToken cancellationToken) => _streams.ServeAsync(socket, cancellationToken);
 
-    public void Send(ReadOnlySpan<byte> frame, NetEndpoint to)
-    {
-        if (_streams.TryGetValue(to, out var stream)) WebSocketFrames.TryEnqueue(stream.Writer, frame);
-        else _udp.Send(frame, to);
-    }
+    /// <summary>Frames for UDP clients; stream clients' frames go down their streams.</summary>
+    public void Send(ReadOnlySpan<byte> frame, NetEndpoint to) => _udp.Send(frame, to);
 
     public void Dispose()
     {
@@ -91,21 +69,12 @@ public sealed class RelayHost : IRelayOutput, IDisposable
             if (length == 0) continue;
             try
             {
-                lock (_server) _server.Receive(buffer.AsSpan(0, length), source, _clock.Now, this);
+                lock (_server) _server.Receive(buffer.AsSpan(0, length), source, _clock.Now, _streams);
             }
             catch (Exception ex)
             {
                 _logger.LogError(ex, "Relay failed on a datagram from {Source}", source);
             }
         }
-    }
-
-    /// <summary>Streams are named by addresses in fd00:: with port 0, which no UDP client can have.</summary>
-    private static NetEndpoint StreamEndpoint(long id)
-    {
-        Span<byte> address = stackalloc byte[16];
-        address[0] = 0xfd;
-        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(address[8..], id);
-        return NetEndpoint.FromAddressBytes(address, 0);
     }
 }

@@ -23,6 +23,10 @@ public readonly record struct RelayStreamConnection(WebSocket Socket, string Tra
 /// How the socket is opened is the caller's (HTTP/2 or HTTP/1.1, TLS, a proxy); the NAT lab opens it over its
 /// own network and runs this same class.
 /// </summary>
+/// <remarks>
+/// With synchronousSends, queued frames are sent on the thread that queues them rather than a queue reader's: the
+/// NAT lab runs everything on one thread, on virtual time, where a thread hop would make two runs differ.
+/// </remarks>
 public sealed class RelayStreamLink : IDisposable
 {
     public static readonly TimeSpan FirstRetry = TimeSpan.FromSeconds(1);
@@ -33,7 +37,7 @@ public sealed class RelayStreamLink : IDisposable
     private readonly Action<ReadOnlyMemory<byte>> _onFrame;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
-    private readonly Channel<PooledFrame> _outbound = WebSocketFrames.CreateQueue(QueueLimit);
+    private readonly Channel<PooledFrame> _outbound;
     private readonly CancellationTokenSource _stopping = new();
     private readonly object _sessionLock = new();
     private CancellationTokenSource? _session;
@@ -41,8 +45,9 @@ public sealed class RelayStreamLink : IDisposable
     private long _dropped;
 
     public RelayStreamLink(string relayId, Uri url, Func<CancellationToken, ValueTask<RelayStreamConnection>> connect,
-        Action<ReadOnlyMemory<byte>> onFrame, ILogger logger, TimeProvider? time = null)
+        Action<ReadOnlyMemory<byte>> onFrame, ILogger logger, TimeProvider? time = null, bool synchronousSends = false)
     {
+        _outbound = WebSocketFrames.CreateQueue(QueueLimit, synchronousSends);
         RelayId = relayId;
         Url = url;
         _connect = connect;
@@ -152,7 +157,7 @@ public sealed class RelayStreamLink : IDisposable
             }
             finally
             {
-                await receiving.CancelAsync().ConfigureAwait(false);
+                receiving.Cancel();
                 await writing.ConfigureAwait(false);
             }
             session.Token.ThrowIfCancellationRequested();

@@ -25,9 +25,17 @@ public static class WebSocketFrames
     /// <summary>The largest frame: a forwarded payload of up to 64 KiB with its header.</summary>
     public const int MaxFrame = 64 * 1024 + 64;
 
-    /// <summary>A bounded queue of frames to send; a full queue drops (the transport is lossy like UDP, WireGuard retransmits).</summary>
-    public static Channel<PooledFrame> CreateQueue(int capacity) =>
-        Channel.CreateBounded<PooledFrame>(new BoundedChannelOptions(capacity) { FullMode = BoundedChannelFullMode.Wait, SingleReader = true });
+    /// <summary>
+    /// A bounded queue of frames to send; a full queue drops (the transport is lossy like UDP, WireGuard retransmits).
+    /// With <paramref name="synchronousSends"/> the reader's sends run on the writer's thread.
+    /// </summary>
+    public static Channel<PooledFrame> CreateQueue(int capacity, bool synchronousSends = false) =>
+        Channel.CreateBounded<PooledFrame>(new BoundedChannelOptions(capacity)
+        {
+            FullMode = BoundedChannelFullMode.Wait,
+            SingleReader = true,
+            AllowSynchronousContinuations = synchronousSends,
+        });
 
     /// <summary>Copies the frame into the queue; false (and nothing kept) when the queue is full.</summary>
     public static bool TryEnqueue(ChannelWriter<PooledFrame> queue, ReadOnlySpan<byte> frame)
