@@ -11,12 +11,17 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose()
     {
-        // Every agent's view goes to the test output, so a failure shows what each side saw.
-        foreach (var agent in _world.Agents)
+        WriteViews(_world);
+        _world.Dispose();
+    }
+
+    /// <summary>Every agent's view goes to the test output, so a failure shows what each side saw.</summary>
+    private void WriteViews(MeshWorld world)
+    {
+        foreach (var agent in world.Agents)
         {
             output.WriteLine(agent.TryStatus(out var status) ? $"{agent.Name}: {status}" : $"{agent.Name}: no status");
         }
-        _world.Dispose();
     }
 
     [Fact]
@@ -159,11 +164,13 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
     public void TunnelsOutliveTheCoordinatorAndAgentsReconnect()
     {
         using var world = new MeshWorld(coordinatorRelay: false);
+        using var views = new Finally(() => WriteViews(world));
         world.AddPublicAgent("r", "--relay");
-        var a = world.AddAgent(world.AddSite("ha", Nat.PortKeeping), "a");
-        var b = world.AddAgent(world.AddSite("hb", Nat.PortKeeping), "b");
-        var c = world.AddAgent(world.AddSite("hc", Nat.Randomizing), "c");
-        var d = world.AddAgent(world.AddSite("hd", Nat.Randomizing), "d");
+        // Routers with the usual input firewall: what is tested here is the outage, not the conntrack race.
+        var a = world.AddAgent(world.AddSite("ha", Nat.PortKeeping, inputFirewall: true), "a");
+        var b = world.AddAgent(world.AddSite("hb", Nat.PortKeeping, inputFirewall: true), "b");
+        var c = world.AddAgent(world.AddSite("hc", Nat.Randomizing, inputFirewall: true), "c");
+        var d = world.AddAgent(world.AddSite("hd", Nat.Randomizing, inputFirewall: true), "d");
         Connect(a, b);
         Connect(c, d, expectDirect: false);
         Wait.Until(() => c.PathTo("d") == "relay", TimeSpan.FromSeconds(15), "c reaches d through the agent relay");
@@ -211,5 +218,10 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         if (!expectDirect) return (first, TimeSpan.Zero);
         Wait.Until(() => a.PathTo(b.Name) == "direct" && b.PathTo(a.Name) == "direct", TimeSpan.FromSeconds(60), $"{a.Name} and {b.Name} go direct", TimeSpan.FromMilliseconds(250));
         return (first, clock.Elapsed);
+    }
+
+    private sealed class Finally(Action action) : IDisposable
+    {
+        public void Dispose() => action();
     }
 }

@@ -67,8 +67,13 @@ public sealed class MeshWorld : IDisposable
         _coordinator.WaitForExit();
     }
 
-    /// <summary>A site: a router namespace with a WAN link to the internet and a bridged LAN behind its NAT.</summary>
-    public Site AddSite(string role, Nat nat)
+    /// <summary>
+    /// A site: a router namespace with a WAN link to the internet and a bridged LAN behind its NAT. With
+    /// <paramref name="inputFirewall"/> the router drops new inbound connections to itself, as OpenWrt and most home
+    /// routers do; without it, a peer's probe to the router can leave a conntrack entry that moves the router's own
+    /// mapping to that peer to another port (see simulations/RESULTS.md).
+    /// </summary>
+    public Site AddSite(string role, Nat nat, bool inputFirewall = false)
     {
         var index = ++_sites;
         var router = Lab.Namespace(role);
@@ -81,6 +86,11 @@ public sealed class MeshWorld : IDisposable
         string[] masquerade = ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", wan, "-j", "MASQUERADE"];
         if (nat == Nat.Randomizing) Lab.Exec(router, [.. masquerade, "--random-fully"]);
         else Lab.Exec(router, masquerade);
+        if (inputFirewall)
+        {
+            Lab.Exec(router, "iptables", "-A", "INPUT", "-i", wan, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT");
+            Lab.Exec(router, "iptables", "-A", "INPUT", "-i", wan, "-j", "DROP");
+        }
         return new Site(router, index, $"10.100.{index}.2", nat);
     }
 

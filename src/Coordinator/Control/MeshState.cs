@@ -673,10 +673,20 @@ public sealed class MeshState : IDisposable
 
     private static PrivateKey LoadOrCreateCoordinatorKey(CoordinatorStore store)
     {
-        if (store.GetMeta("coordinator_key") is { } bytes) return PrivateKey.FromBytes(bytes);
-        var key = PrivateKey.Generate();
-        store.SetMeta("coordinator_key", Convert.FromBase64String(key.ToBase64()));
-        return key;
+        var bytes = store.GetMeta("coordinator_key");
+        try
+        {
+            if (bytes is not null) return PrivateKey.FromBytes(bytes);
+            var key = PrivateKey.Generate();
+            bytes = new byte[PrivateKey.Size];
+            key.Export(bytes);
+            store.SetMeta("coordinator_key", bytes);
+            return key;
+        }
+        finally
+        {
+            if (bytes is not null) System.Security.Cryptography.CryptographicOperations.ZeroMemory(bytes);
+        }
     }
 
     private static IPNetwork LoadOrCreateUlaPrefix(CoordinatorStore store)

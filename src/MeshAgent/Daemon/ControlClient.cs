@@ -103,10 +103,10 @@ public sealed class ControlClient : IDisposable
         {
             try
             {
-                var call = await _reconnect.ExecuteAsync(OpenAsync, cancellationToken).ConfigureAwait(false);
-                await HoldAsync(call, cancellationToken).ConfigureAwait(false);
+                var (call, channel) = await _reconnect.ExecuteAsync(OpenAsync, cancellationToken).ConfigureAwait(false);
+                await HoldAsync(call, channel, cancellationToken).ConfigureAwait(false);
             }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            catch (Exception) when (cancellationToken.IsCancellationRequested)
             {
                 return;
             }
@@ -114,14 +114,16 @@ public sealed class ControlClient : IDisposable
             {
                 _logger.LogInformation("Reconnecting to the coordinator after a network change");
             }
-            catch (RpcException) when (cancellationToken.IsCancellationRequested)
-            {
-                return;
-            }
             catch (RpcException ex)
             {
                 if (ex.StatusCode == StatusCode.Unauthenticated) _token = null;
                 _logger.LogWarning("Sync stream with {Url} ended: {Status}", _options.Coordinator, ex.Status.Detail);
+            }
+            catch (Exception ex)
+            {
+                // Whatever ends a stream (a channel disposed under it after a network change, say) must not end
+                // the loop that reconnects: the agent would stay cut off from the coordinator for good.
+                _logger.LogWarning("Sync stream with {Url} ended: {Error}", _options.Coordinator, ex.Message);
             }
             finally
             {
@@ -131,7 +133,7 @@ public sealed class ControlClient : IDisposable
         }
     }
 
-    private async ValueTask<AsyncDuplexStreamingCall<SyncRequest, SyncResponse>> OpenAsync(CancellationToken cancellationToken)
+    private async ValueTask<(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> Call, GrpcChannel Channel)> OpenAsync(CancellationToken cancellationToken)
     {
         GrpcChannel channel;
         lock (_outbound) channel = _channel;
@@ -168,16 +170,20 @@ public sealed class ControlClient : IDisposable
             throw;
         }
         _node.Apply(call.ResponseStream.Current);
-        return call;
+        return (call, channel);
     }
 
-    private async Task HoldAsync(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> call, CancellationToken cancellationToken)
+    private async Task HoldAsync(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> call, GrpcChannel channel, CancellationToken cancellationToken)
     {
-        using var _ = call;
+        using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        lock (_outbound)
+        {
+            // The network changed while this stream was opening: its connection is as stale as the channel.
+            if (!ReferenceEquals(channel, _channel)) session.Cancel();
+            _session = session;
+        }
         Connected = true;
         _logger.LogInformation("Connected to the coordinator at {Url}", _options.Coordinator);
-        using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        lock (_outbound) _session = session;
         var writing = WriteAsync(call.RequestStream, _outbound.Reader, session.Token);
         try
         {
@@ -186,7 +192,9 @@ public sealed class ControlClient : IDisposable
         finally
         {
             lock (_outbound) _session = null;
-            await session.CancelAsync().ConfigureAwait(false);
+            session.Cancel();
+            // Ending the call fails a write still waiting on its HTTP/2 stream, so the writer always finishes.
+            call.Dispose();
             await writing.ConfigureAwait(false);
         }
     }
@@ -195,7 +203,7 @@ public sealed class ControlClient : IDisposable
     {
         try
         {
-            await foreach (var request in outbound.ReadAllAsync(cancellationToken).ConfigureAwait(false)) await requests.WriteAsync(request).ConfigureAwait(false);
+            await foreach (var request in outbound.ReadAllAsync(cancellationToken).ConfigureAwait(false)) await requests.WriteAsync(request, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is OperationCanceledException or RpcException or IOException or InvalidOperationException)
         {

@@ -115,15 +115,26 @@ public sealed class MeshNode
         }
     }
 
-    /// <summary>The coordinator's relays, then every online peer that offers to relay (announced in its endpoints).</summary>
+    /// <summary>
+    /// The coordinator's relays, then every online peer that offers to relay (announced in its endpoints), and
+    /// every peer relay that still answers us though the coordinator no longer says so: a coordinator that
+    /// restarts knows nodes as offline and without endpoints until they reconnect, and the tunnels through a
+    /// live relay must not wait for that. A relay that really went away stops answering and drops out then.
+    /// </summary>
     private List<Protos.V1.Relay> Relays()
     {
         var relays = new List<Protos.V1.Relay>();
         foreach (var relay in View.Relays) relays.Add(Resolved(relay));
         foreach (var peer in View.Peers.Values)
         {
-            if (!peer.Online || peer.Endpoints is not { RelayAddress.Length: > 0 } endpoints) continue;
-            relays.Add(Resolved(new Protos.V1.Relay { Id = peer.Name, UdpAddress = endpoints.RelayAddress, NodeKey = peer.NodeKey }));
+            if (peer.Online && peer.Endpoints is { RelayAddress.Length: > 0 } endpoints)
+            {
+                relays.Add(Resolved(new Protos.V1.Relay { Id = peer.Name, UdpAddress = endpoints.RelayAddress, NodeKey = peer.NodeKey }));
+            }
+            else if (Engine.AliveRelay(peer.Name) is { } answering && answering.NodeKey.Equals(peer.NodeKey))
+            {
+                relays.Add(answering);
+            }
         }
         return relays;
     }

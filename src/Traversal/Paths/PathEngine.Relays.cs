@@ -31,6 +31,12 @@ public sealed partial class PathEngine
         }
     }
 
+    /// <summary>The relay with this id while its Ready answers keep coming, else null.</summary>
+    public Protos.V1.Relay? AliveRelay(string id)
+    {
+        lock (_gate) return _relaysById.TryGetValue(id, out var link) && link.Client.IsAlive(_clock.Now) ? link.Relay : null;
+    }
+
     /// <summary>Takes the netmap's relays, keeping sessions with relays that did not change; a relay this node runs itself is skipped.</summary>
     public void SetRelays(IEnumerable<Protos.V1.Relay> relays)
     {
