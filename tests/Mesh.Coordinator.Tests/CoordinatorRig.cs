@@ -137,12 +137,14 @@ public sealed class TestAgent(CoordinatorRig rig, string hostname) : IAsyncDispo
         _call = rig.NewClient(Registration.SessionToken).Sync();
         await _call.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello { LastSerial = lastSerial, Endpoints = endpoints } });
         var call = _call;
+        var opened = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _reader = Task.Run(async () =>
         {
             try
             {
                 while (await call.ResponseStream.MoveNext(CancellationToken.None))
                 {
+                    opened.TrySetResult();
                     var message = call.ResponseStream.Current;
                     lock (_lock)
                     {
@@ -158,8 +160,11 @@ public sealed class TestAgent(CoordinatorRig rig, string hostname) : IAsyncDispo
             finally
             {
                 StreamEnded = true;
+                opened.TrySetResult();
             }
         });
+        // Connected means the coordinator holds the session (its first message came) or refused it.
+        await opened.Task.WaitAsync(TimeSpan.FromSeconds(10));
     }
 
     public T Read<T>(Func<NetMapView, T> read)
