@@ -157,6 +157,10 @@ public sealed class TestAgent(CoordinatorRig rig, string hostname) : IAsyncDispo
             {
                 StreamError = ex;
             }
+            catch (ObjectDisposedException)
+            {
+                // DisconnectAsync disposed the call under this read.
+            }
             finally
             {
                 StreamEnded = true;
