@@ -22,16 +22,22 @@ public static class ServiceDefinitions
     }
 
     /// <summary>
-    /// A marshaller that serializes a message instance once; the bytes live as long as the instance does.
-    /// Instances must not change after they are first sent.
+    /// A marshaller that serializes a message instance once (or not at all, when its bytes were remembered);
+    /// the bytes live as long as the instance does. Instances must not change after they are first sent.
     /// </summary>
-    public static Marshaller<T> SerializeOnce<T>(Marshaller<T> inner) where T : class
-    {
-        var cache = new ConditionalWeakTable<T, byte[]>();
-        return new Marshaller<T>(
-            (message, context) => context.Complete(cache.GetValue(message, m => Serialize(inner, m))),
-            inner.ContextualDeserializer);
-    }
+    public static Marshaller<T> SerializeOnce<T>(Marshaller<T> inner) where T : class =>
+        new((message, context) => context.Complete(Serialized.GetValue(message, m => Serialize(inner, (T)m))), inner.ContextualDeserializer);
+
+    /// <summary>
+    /// Sends these bytes, already serialized elsewhere (a delta from another replica), wherever this instance goes
+    /// through a serialize-once marshaller; the instance is then only a handle and its fields are not read.
+    /// </summary>
+    public static void Remember(object message, byte[] bytes) => Serialized.AddOrUpdate(message, bytes);
+
+    /// <summary>The bytes a serialize-once marshaller sends for this instance (for transports that carry no gRPC, such as the NAT lab's).</summary>
+    public static byte[] WireBytes(IMessage message) => Serialized.GetValue(message, m => ((IMessage)m).ToByteArray());
+
+    private static readonly ConditionalWeakTable<object, byte[]> Serialized = new();
 
     /// <summary>A marshaller whose parse failures are RpcExceptions with INVALID_ARGUMENT.</summary>
     public static Marshaller<T> ParseFailuresAsInvalidArgument<T>(Marshaller<T> inner) => new(

@@ -126,7 +126,7 @@ public sealed class RelayStreamTests
         var bob = new TestAgent(rig, "bob");
         await alice.RegisterAsync(authKey);
         await bob.RegisterAsync(authKey);
-        var relayKey = rig.Host.Mesh.CoordinatorKey.PublicKey;
+        var relayKey = rig.Host.Identity.Key.PublicKey;
         var a = new RelayNode(alice.Key, relayKey, RelayUrl(rig), connector);
         var b = new RelayNode(bob.Key, relayKey, RelayUrl(rig), connector);
         await a.LogInAsync();

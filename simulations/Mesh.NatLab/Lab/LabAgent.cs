@@ -4,6 +4,7 @@ using Mesh.Control;
 using Mesh.NatLab.Net;
 using Mesh.NatLab.Sim;
 using Mesh.Coordinator.Control;
+using Mesh.Coordinator.Sync;
 using Mesh.Protos.V1;
 using Mesh.Traversal.Hosting;
 using Mesh.Traversal.Node;
@@ -167,14 +168,14 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     {
         _endpoints = endpoints;
         var session = _session;
-        if (session is not null) _scheduler.After(LabCoordinator.ControlLatency, () => { if (_coordinator.Up && _session == session) _coordinator.State.UpdateEndpoints(session, endpoints); });
+        if (session is not null) _scheduler.After(LabCoordinator.ControlLatency, () => { if (_coordinator.Up && _session == session) _coordinator.Mesh.Hub.UpdateEndpoints(session, endpoints); });
     }
 
     public void RequestConnect(PublicKey peer)
     {
         var session = _session;
         var key = ByteString.CopyFrom(peer.Span);
-        if (session is not null) _scheduler.After(LabCoordinator.ControlLatency, () => { if (_coordinator.Up && _session == session) _coordinator.State.RequestConnection(session, key); });
+        if (session is not null) _scheduler.After(LabCoordinator.ControlLatency, () => { if (_coordinator.Up && _session == session) _ = _coordinator.Mesh.Hub.RequestConnectionAsync(session, key); });
     }
 
     public void OnControlMessage(SyncSession session, SyncResponse message)
@@ -205,16 +206,11 @@ public sealed class LabAgent : IPacketSink, IPathOutput
             _backoff = TimeSpan.FromMilliseconds(500);
             if (_token is null)
             {
-                var challenge = _coordinator.State.IssueChallenge();
-                var proof = RegistrationProof.Compute(_key, new PublicKey(challenge.CoordinatorKey.Span), challenge.Nonce.Span, _coordinator.AuthKey, Name);
-                _token = _coordinator.State.Register(new RegisterRequest
-                {
-                    NodeKey = ByteString.CopyFrom(_key.PublicKey.Span),
-                    AuthKey = _coordinator.AuthKey,
-                    Hostname = Name,
-                    Nonce = challenge.Nonce,
-                    Proof = ByteString.CopyFrom(proof),
-                }).SessionToken;
+                var challenge = _coordinator.Mesh.Registry.IssueChallenge();
+                var proof = RegistrationProof.Compute(_key, new PublicKey(challenge.CoordinatorKey), challenge.Nonce, _coordinator.AuthKey, Name);
+                var registration = LabMesh.Completed(_coordinator.Mesh.Registry.RegisterAsync(new RegistrationRequest(
+                    _key.PublicKey.Span.ToArray(), _coordinator.AuthKey, Name, challenge.Nonce, proof)));
+                _token = registration.Value!.SessionToken;
             }
             _session = _coordinator.Open(this, _token, new SyncHello { LastSerial = Node.View.Serial, Endpoints = _endpoints });
             OnlineAt ??= _scheduler.Now;

@@ -2,10 +2,12 @@ using System.Net;
 using Google.Protobuf;
 using Mesh.Coordinator.Control;
 using Mesh.Coordinator.Store;
+using Mesh.Coordinator.Sync;
 using Mesh.NatLab.Net;
 using Mesh.NatLab.Sim;
 using Mesh.Protos.V1;
 using System.Net.WebSockets;
+using Mesh.Transport;
 using Mesh.Traversal.Hosting;
 using Mesh.Traversal.Relay;
 using Mesh.Traversal.Stun;
@@ -15,8 +17,8 @@ using Mesh.WireGuard.Crypto;
 namespace Mesh.NatLab.Lab;
 
 /// <summary>
-/// The coordinator on the virtual internet: the production <see cref="MeshState"/> (with its SQLite store
-/// and timers on virtual time), STUN on two ports, and the production <see cref="RelayServer"/> over UDP and,
+/// The coordinator on the virtual internet: the production node registry, key ring, netmap publisher and hub
+/// (<see cref="LabMesh"/>, with the SQLite store and timers on virtual time), STUN on two ports, and the production <see cref="RelayServer"/> over UDP and,
 /// for networks that block UDP, the production relay streams (<see cref="RelayStreams"/>: WebSockets) over
 /// virtual TCP that UDP blocking does not touch. Sync sessions are drained to the agents with a control-plane
 /// latency. It can be stopped and started again from the same store.
@@ -34,7 +36,7 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
     private readonly Dictionary<SyncSession, LabAgent> _sessions = new();
     private readonly List<VirtualTcp> _connections = new();
     private readonly byte[] _stunResponse = new byte[StunMessage.MaxResponseSize];
-    private CoordinatorStore? _store;
+    private SqliteStore? _store;
     private RelayStreams? _relayStreams;
     private int _generation;
 
@@ -47,7 +49,7 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
     }
 
     public LabHost Host { get; }
-    public MeshState State { get; private set; } = null!;
+    public LabMesh Mesh { get; private set; } = null!;
     public RelayServer Relay { get; private set; } = null!;
     public bool Up { get; private set; }
     public string AuthKey { get; private set; } = "";
@@ -58,19 +60,19 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
     public void Start()
     {
         Directory.CreateDirectory(_dataDirectory);
-        _store = CoordinatorStore.Open(Path.Combine(_dataDirectory, "coordinator.db"));
-        State = new MeshState(_store, new MeshOptions(), _time);
-        State.Relays = [new Relay
+        _store = SqliteStore.Open(Path.Combine(_dataDirectory, "coordinator.db"));
+        Mesh = LabMesh.Start(_store, Scheduler, identity => new Relay
         {
             Id = RelayId,
             UdpAddress = $"{Host.Address}:{RelayPort}",
             TcpUrl = $"lab://{Host.Address}/relay",
-            NodeKey = ByteString.CopyFrom(State.CoordinatorKey.PublicKey.Span),
-        }];
-        Relay = new RelayServer(State.CoordinatorKey, State.IsApproved, new SeededEntropy(_network.Random.Next()));
+            NodeKey = ByteString.CopyFrom(identity.Key.PublicKey.Span),
+        });
+        var mesh = Mesh;
+        Relay = new RelayServer(mesh.Identity.Key, key => mesh.Hub.IsMember(key), new SeededEntropy(_network.Random.Next()));
         var relay = Relay;
         _relayStreams = new RelayStreams((frame, from) => relay.Receive(frame, from, Now, _relayStreams!), relay.Disconnected, this, synchronousSends: true);
-        if (AuthKey.Length == 0) AuthKey = State.CreatePreAuthKey(reusable: true, ephemeral: false, null, []).Secret;
+        if (AuthKey.Length == 0) AuthKey = LabMesh.Completed(Mesh.Keys.CreatePreAuthKeyAsync(reusable: true, ephemeral: false, null, [], LabClock.Epoch + Now)).Value.Secret;
         Host.Bind(StunPort, AnswerStun);
         Host.Bind(StunPort + 1, AnswerStun);
         Host.Bind(RelayPort, d => relay.Receive(d.Payload, d.Source, Now, _relayStreams));
@@ -98,10 +100,10 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
         Host.Unbind(RelayPort);
         foreach (var (session, agent) in _sessions) Scheduler.After(ControlLatency, () => agent.ControlLost(session));
         foreach (var connection in _connections) Scheduler.After(ControlLatency, connection.Reset);
+        Mesh.Hub.CloseAll(new Problem(Failure.Unavailable, "The coordinator is shutting down."));
         _sessions.Clear();
         _connections.Clear();
-        State.Dispose();
-        _store!.Dispose();
+        _store!.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _store = null;
     }
 
@@ -110,7 +112,7 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
     /// <summary>Opens an agent's sync stream (the agent calls this after the control latency).</summary>
     public SyncSession Open(LabAgent agent, string token, SyncHello hello)
     {
-        var session = State.OpenSession(token, hello, StunServers);
+        var session = LabMesh.Completed(Mesh.Hub.OpenAsync(token, hello, StunServers)).Value!;
         _sessions[session] = agent;
         return session;
     }
@@ -144,15 +146,19 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
         List<SyncSession>? closed = null;
         foreach (var (session, agent) in _sessions)
         {
-            while (session.Outbound.TryRead(out var message)) Scheduler.After(ControlLatency, () => agent.OnControlMessage(session, message));
-            if (session.CloseStatus is not null) (closed ??= new()).Add(session);
+            while (session.Outbound.TryRead(out var handle))
+            {
+                var message = SyncResponse.Parser.ParseFrom(ServiceDefinitions.WireBytes(handle));
+                Scheduler.After(ControlLatency, () => agent.OnControlMessage(session, message));
+            }
+            if (session.Closed.IsCancellationRequested) (closed ??= new()).Add(session);
         }
         if (closed is null) return;
         foreach (var session in closed)
         {
             var agent = _sessions[session];
             _sessions.Remove(session);
-            State.CloseSession(session);
+            Mesh.Hub.Close(session);
             Scheduler.After(ControlLatency, () => agent.ControlLost(session));
         }
     }

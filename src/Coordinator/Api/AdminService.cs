@@ -1,69 +1,155 @@
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
-using Mesh.Coordinator.Control;
+using Mesh.Coordinator.Cluster;
+using Mesh.Coordinator.Store;
 using Mesh.Protos.V1;
 
 namespace Mesh.Coordinator.Api;
 
-/// <summary>mesh.v1.Admin: every call needs `authorization: Bearer &lt;admin API key&gt;`.</summary>
-public sealed class AdminService(MeshState state, Func<IReadOnlyList<string>> stunServers) : Admin.AdminBase
+/// <summary>
+/// mesh.v1.Admin over the cluster's grains: every call needs `authorization: Bearer &lt;admin API key&gt;`, and any
+/// replica answers for the whole cluster. Nodes are shown with their presence from the netmap publisher.
+/// </summary>
+public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, Func<IReadOnlyList<string>> stunServers, Func<IReadOnlyList<Protos.V1.Relay>> relays)
+    : Admin.AdminBase
 {
-    public override Task<ListNodesResponse> ListNodes(ListNodesRequest request, ServerCallContext context) =>
-        Authorized(context, () => new ListNodesResponse { Nodes = { state.ListNodes() } });
+    private IRegistryGrain Registry => grains.GetGrain<IRegistryGrain>(0);
+    private IKeyRingGrain Keys => grains.GetGrain<IKeyRingGrain>(0);
+    private IPublisherGrain Publisher => grains.GetGrain<IPublisherGrain>(0);
 
-    public override Task<Node> GetNode(NodeRef request, ServerCallContext context) => Authorized(context, () => state.GetNode(request.Node));
-
-    public override Task<Node> RenameNode(RenameNodeRequest request, ServerCallContext context) =>
-        Authorized(context, () => state.RenameNode(request.Node, request.NewName));
-
-    public override Task<Node> ApproveNode(NodeRef request, ServerCallContext context) => Authorized(context, () => state.ApproveNode(request.Node));
-
-    public override Task<Node> ExpireNode(NodeRef request, ServerCallContext context) => Authorized(context, () => state.ExpireNode(request.Node));
-
-    public override Task<DeleteNodeResponse> DeleteNode(NodeRef request, ServerCallContext context) => Authorized(context, () =>
+    public override async Task<ListNodesResponse> ListNodes(ListNodesRequest request, ServerCallContext context)
     {
-        state.DeleteNode(request.Node);
+        await AuthorizeAsync(context);
+        var presence = await PresenceAsync();
+        return new ListNodesResponse { Nodes = { (await Registry.List()).Select(n => View(n, presence)) } };
+    }
+
+    public override async Task<Node> GetNode(NodeRef request, ServerCallContext context) => await NodeAsync(context, () => Registry.Find(request.Node));
+
+    public override async Task<Node> RenameNode(RenameNodeRequest request, ServerCallContext context) =>
+        await NodeAsync(context, () => Registry.Rename(request.Node, request.NewName));
+
+    public override async Task<Node> ApproveNode(NodeRef request, ServerCallContext context) => await NodeAsync(context, () => Registry.Approve(request.Node));
+
+    public override async Task<Node> ExpireNode(NodeRef request, ServerCallContext context) => await NodeAsync(context, () => Registry.Expire(request.Node));
+
+    public override async Task<DeleteNodeResponse> DeleteNode(NodeRef request, ServerCallContext context)
+    {
+        await AuthorizeAsync(context);
+        (await Registry.Delete(request.Node)).OrThrow();
         return new DeleteNodeResponse();
-    });
+    }
 
-    public override Task<CreatePreAuthKeyResponse> CreatePreAuthKey(CreatePreAuthKeyRequest request, ServerCallContext context) => Authorized(context, () =>
+    public override async Task<CreatePreAuthKeyResponse> CreatePreAuthKey(CreatePreAuthKeyRequest request, ServerCallContext context)
     {
+        await AuthorizeAsync(context);
         if (request.ExpirationSeconds < 0) throw new RpcException(new Status(StatusCode.InvalidArgument, "expiration_seconds must not be negative."));
-        var (key, secret) = state.CreatePreAuthKey(request.Reusable, request.Ephemeral,
-            request.ExpirationSeconds > 0 ? TimeSpan.FromSeconds(request.ExpirationSeconds) : null, request.Tags);
-        return new CreatePreAuthKeyResponse { Key = key, Secret = secret };
-    });
+        var (key, secret) = (await Keys.CreatePreAuthKey(request.Reusable, request.Ephemeral,
+            request.ExpirationSeconds > 0 ? TimeSpan.FromSeconds(request.ExpirationSeconds) : null, request.Tags.ToList())).OrThrow();
+        return new CreatePreAuthKeyResponse { Key = View(key), Secret = secret };
+    }
 
-    public override Task<ListPreAuthKeysResponse> ListPreAuthKeys(ListPreAuthKeysRequest request, ServerCallContext context) =>
-        Authorized(context, () => new ListPreAuthKeysResponse { Keys = { state.ListPreAuthKeys() } });
-
-    public override Task<PreAuthKey> RevokePreAuthKey(RevokePreAuthKeyRequest request, ServerCallContext context) =>
-        Authorized(context, () => state.RevokePreAuthKey(request.Id, request.ExpireNodes));
-
-    public override Task<CreateApiKeyResponse> CreateApiKey(CreateApiKeyRequest request, ServerCallContext context) => Authorized(context, () =>
+    public override async Task<ListPreAuthKeysResponse> ListPreAuthKeys(ListPreAuthKeysRequest request, ServerCallContext context)
     {
-        var (key, secret) = state.CreateApiKey();
-        return new CreateApiKeyResponse { Key = key, Secret = secret };
-    });
+        await AuthorizeAsync(context);
+        return new ListPreAuthKeysResponse { Keys = { (await Keys.ListPreAuthKeys()).Select(View) } };
+    }
 
-    public override Task<ListApiKeysResponse> ListApiKeys(ListApiKeysRequest request, ServerCallContext context) =>
-        Authorized(context, () => new ListApiKeysResponse { Keys = { state.ListApiKeys() } });
-
-    public override Task<ApiKey> RevokeApiKey(KeyRef request, ServerCallContext context) => Authorized(context, () => state.RevokeApiKey(request.Id));
-
-    public override Task<ListRelaysResponse> ListRelays(ListRelaysRequest request, ServerCallContext context) =>
-        Authorized(context, () => new ListRelaysResponse { Relays = { state.Relays } });
-
-    public override Task<CoordinatorStatus> GetStatus(GetStatusRequest request, ServerCallContext context) => Authorized(context, () =>
+    public override async Task<PreAuthKey> RevokePreAuthKey(RevokePreAuthKeyRequest request, ServerCallContext context)
     {
-        var status = state.GetStatus();
+        await AuthorizeAsync(context);
+        var key = (await Keys.RevokePreAuthKey(request.Id)).OrThrow();
+        if (request.ExpireNodes) (await Registry.ExpireJoinedWith(request.Id)).OrThrow();
+        return View(key);
+    }
+
+    public override async Task<CreateApiKeyResponse> CreateApiKey(CreateApiKeyRequest request, ServerCallContext context)
+    {
+        await AuthorizeAsync(context);
+        var (key, secret) = (await Keys.CreateApiKey()).OrThrow();
+        return new CreateApiKeyResponse { Key = View(key), Secret = secret };
+    }
+
+    public override async Task<ListApiKeysResponse> ListApiKeys(ListApiKeysRequest request, ServerCallContext context)
+    {
+        await AuthorizeAsync(context);
+        return new ListApiKeysResponse { Keys = { (await Keys.ListApiKeys()).Select(View) } };
+    }
+
+    public override async Task<ApiKey> RevokeApiKey(KeyRef request, ServerCallContext context)
+    {
+        await AuthorizeAsync(context);
+        return View((await Keys.RevokeApiKey(request.Id)).OrThrow());
+    }
+
+    public override async Task<ListRelaysResponse> ListRelays(ListRelaysRequest request, ServerCallContext context)
+    {
+        await AuthorizeAsync(context);
+        return new ListRelaysResponse { Relays = { relays() } };
+    }
+
+    public override async Task<CoordinatorStatus> GetStatus(GetStatusRequest request, ServerCallContext context)
+    {
+        await AuthorizeAsync(context);
+        var (serial, online) = await Publisher.Status();
+        var status = new CoordinatorStatus
+        {
+            Version = typeof(AdminService).Assembly.GetName().Version?.ToString(3) ?? "",
+            NodesTotal = (uint)await Registry.Count(),
+            NodesOnline = (uint)online,
+            Serial = serial,
+            Started = Timestamp.FromDateTimeOffset(started),
+        };
         status.StunServers.AddRange(stunServers());
         return status;
-    });
+    }
 
-    private Task<T> Authorized<T>(ServerCallContext context, Func<T> action)
+    private async Task<Node> NodeAsync(ServerCallContext context, Func<Task<Control.Result<NodeRecord>>> call)
+    {
+        await AuthorizeAsync(context);
+        var node = (await call()).OrThrow();
+        return View(node, await PresenceAsync());
+    }
+
+    private async Task<Dictionary<long, Control.NodePresence>> PresenceAsync() => (await Publisher.Presence()).ToDictionary(p => p.NodeId);
+
+    private async Task AuthorizeAsync(ServerCallContext context)
     {
         var key = Auth.BearerToken(context) ?? throw new RpcException(new Status(StatusCode.Unauthenticated, "Admin calls need `authorization: Bearer <API key>`."));
-        if (!state.IsValidApiKey(key)) throw new RpcException(new Status(StatusCode.Unauthenticated, "The API key is not valid or was revoked."));
-        return Task.FromResult(action());
+        if (!await Keys.IsValidApiKey(key)) throw new RpcException(new Status(StatusCode.Unauthenticated, "The API key is not valid or was revoked."));
     }
+
+    private static Node View(NodeRecord node, Dictionary<long, Control.NodePresence> presence)
+    {
+        var seen = presence.GetValueOrDefault(node.Id);
+        return new Node
+        {
+            Id = (ulong)node.Id,
+            Name = node.Name,
+            NodeKey = ByteString.CopyFrom(node.NodeKey),
+            Addresses = { node.Ipv4, node.Ipv6 },
+            State = node.State,
+            Online = seen?.Online ?? false,
+            Ephemeral = node.Ephemeral,
+            Tags = { node.Tags },
+            Endpoints = seen is null ? new Endpoints() : Endpoints.Parser.ParseFrom(seen.Endpoints),
+            Created = Timestamp.FromDateTime(node.Created),
+            LastSeen = node.LastSeen is { } at ? Timestamp.FromDateTime(at) : null,
+        };
+    }
+
+    private static PreAuthKey View(PreAuthKeyRecord key) => new()
+    {
+        Id = key.Id,
+        Reusable = key.Reusable,
+        Ephemeral = key.Ephemeral,
+        Tags = { key.Tags },
+        Created = Timestamp.FromDateTime(key.Created),
+        Expiration = key.Expiration is { } e ? Timestamp.FromDateTime(e) : null,
+        Used = key.Used,
+        Revoked = key.Revoked,
+    };
+
+    private static ApiKey View(ApiKeyRecord key) => new() { Id = key.Id, Created = Timestamp.FromDateTime(key.Created), Revoked = key.Revoked };
 }

@@ -1,14 +1,17 @@
 using System.Net;
 using System.Net.Sockets;
 using Grpc.Core;
+using Google.Protobuf;
+using Mesh.Coordinator.Cluster;
 using Mesh.Coordinator.Control;
+using Mesh.Coordinator.Sync;
 using Mesh.Protos.V1;
 using Mesh.Transport;
 
 namespace Mesh.Coordinator.Api;
 
-/// <summary>mesh.v1.Coordinator: challenges, registration and the agents' sync streams, over <see cref="MeshState"/>.</summary>
-public sealed class CoordinatorService(MeshState state, int stunPort, string? publicHost) : Protos.V1.Coordinator.CoordinatorBase
+/// <summary>mesh.v1.Coordinator: challenges and registration through the node registry, the agents' sync streams through this replica's hub.</summary>
+public sealed class CoordinatorService(IGrainFactory grains, SyncHub hub, int stunPort, string? publicHost) : Protos.V1.Coordinator.CoordinatorBase
 {
     private const int MaxCandidates = 64;
     private static readonly WriteOptions Batched = new(WriteFlags.BufferHint);
@@ -18,9 +21,27 @@ public sealed class CoordinatorService(MeshState state, int stunPort, string? pu
     public ServerServiceDefinition Bind() =>
         ServiceDefinitions.Bind(binder => Protos.V1.Coordinator.BindService(binder, this), method => method.Name == "Sync");
 
-    public override Task<Challenge> GetChallenge(GetChallengeRequest request, ServerCallContext context) => Task.FromResult(state.IssueChallenge());
+    private IRegistryGrain Registry => grains.GetGrain<IRegistryGrain>(0);
 
-    public override Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context) => Task.FromResult(state.Register(request));
+    public override async Task<Challenge> GetChallenge(GetChallengeRequest request, ServerCallContext context)
+    {
+        var challenge = await Registry.IssueChallenge();
+        return new Challenge { CoordinatorKey = ByteString.CopyFrom(challenge.CoordinatorKey), Nonce = ByteString.CopyFrom(challenge.Nonce) };
+    }
+
+    public override async Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context)
+    {
+        var registration = (await Registry.Register(new RegistrationRequest(
+            request.NodeKey.ToByteArray(), request.AuthKey, request.Hostname, request.Nonce.ToByteArray(), request.Proof.ToByteArray()))).OrThrow();
+        return new RegisterResponse
+        {
+            State = registration.Approved ? RegistrationState.Approved : RegistrationState.Pending,
+            NodeId = (ulong)registration.NodeId,
+            Name = registration.Name,
+            Addresses = { registration.Addresses },
+            SessionToken = registration.SessionToken,
+        };
+    }
 
     public override async Task Sync(IAsyncStreamReader<SyncRequest> requestStream, IServerStreamWriter<SyncResponse> responseStream, ServerCallContext context)
     {
@@ -30,7 +51,7 @@ public sealed class CoordinatorService(MeshState state, int stunPort, string? pu
         if (first.KindCase != SyncRequest.KindOneofCase.Hello) throw Invalid("The first message of a sync stream must be a hello.");
         if (first.Hello.Endpoints is { } initial) Validate(initial);
 
-        var session = state.OpenSession(token, first.Hello, StunServers(context));
+        var session = (await hub.OpenAsync(token, first.Hello, StunServers(context))).OrThrow();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, session.Closed);
         var reading = ReadLoopAsync(requestStream, session, stop);
         try
@@ -42,12 +63,12 @@ public sealed class CoordinatorService(MeshState state, int stunPort, string? pu
         }
         finally
         {
-            state.CloseSession(session);
+            hub.Close(session);
             await stop.CancelAsync();
         }
         var readError = await reading;
         if (readError is not null) throw readError;
-        if (session.CloseStatus is { StatusCode: not (StatusCode.OK or StatusCode.Cancelled) } status) throw new RpcException(status);
+        if (session.CloseReason is { } reason) throw reason.ToRpc();
     }
 
     private static async Task WriteLoopAsync(SyncSession session, IServerStreamWriter<SyncResponse> responses, CancellationToken cancellationToken)
@@ -88,11 +109,11 @@ public sealed class CoordinatorService(MeshState state, int stunPort, string? pu
                 {
                     case SyncRequest.KindOneofCase.Endpoints:
                         Validate(request.Endpoints);
-                        state.UpdateEndpoints(session, request.Endpoints);
+                        hub.UpdateEndpoints(session, request.Endpoints);
                         break;
                     case SyncRequest.KindOneofCase.Connect:
                         if (request.Connect.PeerKey.Length != 32) throw Invalid("connect.peer_key must be 32 bytes.");
-                        state.RequestConnection(session, request.Connect.PeerKey);
+                        await hub.RequestConnectionAsync(session, request.Connect.PeerKey);
                         break;
                     default:
                         throw Invalid($"Unexpected {request.KindCase} message after the hello.");

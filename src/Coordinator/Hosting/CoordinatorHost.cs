@@ -4,10 +4,12 @@ using Google.Protobuf;
 using Grpc.AspNetCore.HealthChecks;
 using Grpc.Reflection;
 using Mesh.Coordinator.Api;
+using Mesh.Coordinator.Cluster;
 using Mesh.Coordinator.Control;
 using Mesh.Coordinator.Health;
 using Mesh.Coordinator.Store;
 using Mesh.Coordinator.Stun;
+using Mesh.Coordinator.Sync;
 using Mesh.Protos.V1;
 using Mesh.Transport;
 using Mesh.Traversal.Hosting;
@@ -22,35 +24,46 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Orleans.Runtime;
 
 namespace Mesh.Coordinator.Hosting;
 
 /// <summary>
-/// The coordinator process: Kestrel serving the gRPC API (Grpc.AspNetCore, with grpc.health.v1 and server
-/// reflection), STUN, the embedded relay and its WebSocket, with its data directory.
+/// One coordinator process: an Orleans silo (the node registry, key ring and netmap publisher grains) and, on
+/// Kestrel, the gRPC API (with grpc.health.v1 and server reflection), this replica's hub of sync streams, STUN and
+/// its relay with the relay's WebSocket. Embedded it is the only silo, over SQLite in its data directory.
 /// </summary>
 public sealed class CoordinatorHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
-    private readonly CoordinatorStore _store;
+    private readonly ICoordinatorStore _store;
+    private readonly CancellationTokenSource _stopping;
+    private readonly Task _attaching;
 
-    private CoordinatorHost(WebApplication app, Uri grpcAddress, CoordinatorStore store, MeshState mesh, StunServer stun, RelayHost? relay)
+    private CoordinatorHost(WebApplication app, Uri grpcAddress, ICoordinatorStore store, CoordinatorIdentity identity, SyncHub hub, StunServer stun, RelayHost? relay,
+        CancellationTokenSource stopping, Task attaching)
     {
-        Relay = relay;
+        _stopping = stopping;
         _app = app;
         GrpcAddress = grpcAddress;
         _store = store;
-        Mesh = mesh;
+        Identity = identity;
+        Hub = hub;
         Stun = stun;
+        Relay = relay;
+        _attaching = attaching;
     }
 
     /// <summary>The bound gRPC address, with the real port when the options asked for port 0.</summary>
     public Uri GrpcAddress { get; }
-    public MeshState Mesh { get; }
+    public CoordinatorIdentity Identity { get; }
+    public SyncHub Hub { get; }
     public StunServer Stun { get; }
 
     /// <summary>The embedded relay, null when it is turned off.</summary>
     public RelayHost? Relay { get; }
+
+    public IGrainFactory Grains => _app.Services.GetRequiredService<IGrainFactory>();
 
     /// <summary>Where the relay's TCP transport (a WebSocket) is served, on the gRPC port.</summary>
     public const string RelayPath = "/relay";
@@ -66,29 +79,36 @@ public sealed class CoordinatorHost : IAsyncDisposable
         File.SetUnixFileMode(options.DataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
 
         var certificate = options.TlsCertFile is null ? null : LoadCertificate(options.TlsCertFile, options.TlsKeyFile!);
-        var store = CoordinatorStore.Open(Path.Combine(options.DataDir, CoordinatorOptions.DatabaseFile));
+        ICoordinatorStore store = SqliteStore.Open(Path.Combine(options.DataDir, CoordinatorOptions.DatabaseFile));
         try
         {
             return await StartAsync(options, certificate, store, configureLogging, cancellationToken);
         }
         catch
         {
-            store.Dispose();
+            await store.DisposeAsync();
             throw;
         }
     }
 
-    private static async Task<CoordinatorHost> StartAsync(CoordinatorOptions options, X509Certificate2? certificate, CoordinatorStore store,
+    private static async Task<CoordinatorHost> StartAsync(CoordinatorOptions options, X509Certificate2? certificate, ICoordinatorStore store,
         Action<ILoggingBuilder>? configureLogging, CancellationToken cancellationToken)
     {
+        var identity = await CoordinatorIdentity.LoadAsync(store, options.Mesh);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         configureLogging?.Invoke(builder.Logging);
+        // Orleans tells of every step it takes at Information; what an operator needs from it is a warning.
+        builder.Logging.AddFilter("Orleans", LogLevel.Warning);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             GrpcEndpoints.Configure(kestrel);
             GrpcEndpoints.ListenTcp(kestrel, options.Listen, certificate);
         });
+        builder.Services.AddSingleton(store);
+        builder.Services.AddSingleton(options.Mesh);
+        builder.Services.AddSingleton(identity);
+        builder.UseOrleans(silo => SiloSetup.Configure(silo, options));
         var readiness = new Readiness();
         builder.Services.AddGrpc();
         builder.Services.AddGrpcHealthChecks(health =>
@@ -101,8 +121,8 @@ public sealed class CoordinatorHost : IAsyncDisposable
             publisher.Delay = TimeSpan.Zero;
             publisher.Period = TimeSpan.FromSeconds(1);
         });
-        // The mesh services are bound from definitions (their state is made after the host is built, and Sync
-        // has a serialize-once marshaller), which reflection cannot discover, so it gets every descriptor here.
+        // The mesh services are bound from definitions (they are made with this replica's hub, and Sync has a
+        // serialize-once marshaller), which reflection cannot discover, so it gets every descriptor here.
         IReadOnlyList<Google.Protobuf.Reflection.ServiceDescriptor> described =
         [
             Protos.V1.Coordinator.Descriptor, Protos.V1.Admin.Descriptor, Grpc.Health.V1.Health.Descriptor,
@@ -113,8 +133,9 @@ public sealed class CoordinatorHost : IAsyncDisposable
         builder.Services.AddGrpcReflection();
         var app = builder.Build();
         var loggers = app.Services.GetRequiredService<ILoggerFactory>();
+        var grains = app.Services.GetRequiredService<IGrainFactory>();
+        var hubId = app.Services.GetRequiredService<ILocalSiloDetails>().SiloAddress.ToParsableString();
 
-        var mesh = new MeshState(store, options.Mesh, logger: loggers.CreateLogger("mesh"));
         StunServer stun;
         try
         {
@@ -122,38 +143,40 @@ public sealed class CoordinatorHost : IAsyncDisposable
         }
         catch (System.Net.Sockets.SocketException ex)
         {
-            mesh.Dispose();
             throw new IOException($"cannot listen for STUN on UDP {options.StunPort} and {options.StunPort + 1}: {ex.Message}", ex);
         }
+        SyncHub? hub = null;
         RelayHost? relay = null;
+        Relay? announced = null;
         if (options.RelayPort >= 0)
         {
             try
             {
-                relay = new RelayHost(new RelayServer(mesh.CoordinatorKey, mesh.IsApproved), LocalAddress(options.PublicHost), options.RelayPort, SystemClock.Instance, loggers.CreateLogger("relay"));
+                relay = new RelayHost(new RelayServer(identity.Key, key => hub!.IsMember(key)), LocalAddress(options.PublicHost), options.RelayPort, SystemClock.Instance, loggers.CreateLogger("relay"));
             }
             catch (System.Net.Sockets.SocketException ex)
             {
                 stun.Dispose();
-                mesh.Dispose();
                 throw new IOException($"cannot listen for the relay on UDP {options.RelayPort}: {ex.Message}", ex);
             }
             // "*" stands for the host each agent reached the coordinator at, as for the STUN servers.
-            mesh.Relays = [new Relay
+            announced = new Relay
             {
                 Id = "coordinator",
                 UdpAddress = $"{options.PublicHost ?? "*"}:{relay.Port}",
                 TcpUrl = RelayPath,
-                NodeKey = ByteString.CopyFrom(mesh.CoordinatorKey.PublicKey.Span),
-            }];
+                NodeKey = ByteString.CopyFrom(identity.Key.PublicKey.Span),
+            };
         }
-        if (mesh.BootstrapApiKey() is { } adminKey) WritePrivateFile(Path.Combine(options.DataDir, CoordinatorOptions.AdminKeyFile), adminKey + "\n");
+        hub = new SyncHub(hubId, new ClusterMeshPort(grains), announced, TimeProvider.System, loggers.CreateLogger("sync"));
         var stunPort = stun.Ports[0];
         var stunHost = options.PublicHost ?? (options.Listen.Address.Equals(IPAddress.Any) || options.Listen.Address.Equals(IPAddress.IPv6Any) ? "*" : options.Listen.Address.ToString());
         IReadOnlyList<string> publicStun = [$"{stunHost}:{stunPort}", $"{stunHost}:{stun.Ports[1]}"];
+        IReadOnlyList<Relay> relays = announced is null ? [] : [announced];
 
-        app.MapGrpcService(new CoordinatorService(mesh, stunPort, options.PublicHost).Bind());
-        app.MapGrpcService(ServiceDefinitions.Bind(binder => Protos.V1.Admin.BindService(binder, new AdminService(mesh, () => publicStun))));
+        app.MapGrpcService(new CoordinatorService(grains, hub, stunPort, options.PublicHost).Bind());
+        app.MapGrpcService(ServiceDefinitions.Bind(binder => Protos.V1.Admin.BindService(binder,
+            new AdminService(grains, DateTimeOffset.UtcNow, () => publicStun, () => relays))));
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         if (relay is not null)
@@ -173,15 +196,19 @@ public sealed class CoordinatorHost : IAsyncDisposable
         }
 
         app.Lifetime.ApplicationStopping.Register(readiness.Stopping);
+        var stopping = new CancellationTokenSource();
         try
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
+            await hub.AttachAsync().ConfigureAwait(false);
+            var adminKey = (await grains.GetGrain<IKeyRingGrain>(0).BootstrapApiKey()).OrThrow();
+            if (adminKey is not null) WritePrivateFile(Path.Combine(options.DataDir, CoordinatorOptions.AdminKeyFile), adminKey + "\n");
         }
         catch
         {
             relay?.Dispose();
             stun.Dispose();
-            mesh.Dispose();
+            await app.DisposeAsync().ConfigureAwait(false);
             throw;
         }
         readiness.Ready();
@@ -192,7 +219,35 @@ public sealed class CoordinatorHost : IAsyncDisposable
         app.Logger.LogInformation("Coordinator serving gRPC on {Address} ({Transport}), STUN on UDP {Stun1} and {Stun2}, data in {DataDir}",
             address, certificate is null ? "h2c" : "TLS", stun.Ports[0], stun.Ports[1], options.DataDir);
         if (relay is not null) app.Logger.LogInformation("Relay on UDP {Port} and WebSocket {Path}", relay.Port, RelayPath);
-        return new CoordinatorHost(app, address, store, mesh, stun, relay);
+        return new CoordinatorHost(app, address, store, identity, hub, stun, relay, stopping, KeepAttachedAsync(hub, app.Logger, stopping.Token));
+    }
+
+    /// <summary>
+    /// Attaches the hub again every few seconds, so the publisher knows this replica's streams even after it moved to
+    /// another replica; a failure is logged once per change, not once per attempt.
+    /// </summary>
+    private static async Task KeepAttachedAsync(SyncHub hub, ILogger logger, CancellationToken stopping)
+    {
+        string? failing = null;
+        while (!stopping.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(PublisherGrain.HubAttachInterval, stopping).ConfigureAwait(false);
+                await hub.AttachAsync().ConfigureAwait(false);
+                if (failing is not null) logger.LogInformation("Attached to the netmap publisher again");
+                failing = null;
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                if (ex.Message != failing) logger.LogWarning("Cannot attach to the netmap publisher: {Error}", ex.Message);
+                failing = ex.Message;
+            }
+        }
     }
 
     /// <summary>
@@ -217,13 +272,15 @@ public sealed class CoordinatorHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-        Mesh.Dispose();
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _attaching.ConfigureAwait(false);
+        Hub.CloseAll(new Problem(Failure.Unavailable, "The coordinator is shutting down."));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         await _app.StopAsync(timeout.Token).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
         Relay?.Dispose();
         Stun.Dispose();
-        _store.Dispose();
+        await _store.DisposeAsync().ConfigureAwait(false);
     }
 
     /// <summary>The address the admin CLI on this machine uses: a wildcard listen address becomes loopback.</summary>

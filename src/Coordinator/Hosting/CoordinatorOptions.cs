@@ -23,6 +23,12 @@ public sealed record CoordinatorOptions
 
     public Control.MeshOptions Mesh { get; init; } = new();
 
+    /// <summary>The silo's port for other replicas; 0 picks a free loopback port (embedded).</summary>
+    public int SiloPort { get; init; }
+
+    /// <summary>The silo's gateway port; 0 picks a free loopback port (embedded).</summary>
+    public int GatewayPort { get; init; }
+
     public const int DefaultStunPort = 3478;
     public const int DefaultRelayPort = 3480;
     public const string DatabaseFile = "coordinator.db";

@@ -2,41 +2,47 @@ using Mesh.Protos.V1;
 
 namespace Mesh.Coordinator.Store;
 
+/// <summary>A node as the store keeps it; the node registry is the only writer.</summary>
+[GenerateSerializer, Immutable]
 public sealed record NodeRecord
 {
-    public long Id { get; init; }
-    public required byte[] NodeKey { get; init; }
-    public required string Name { get; init; }
-    public required string Ipv4 { get; init; }
-    public required string Ipv6 { get; init; }
-    public NodeState State { get; init; }
-    public bool Ephemeral { get; init; }
-    public IReadOnlyList<string> Tags { get; init; } = [];
-    public string? PreAuthKeyId { get; init; }
-    public byte[]? SessionHash { get; init; }
-    public DateTime Created { get; init; }
-    public DateTime? LastSeen { get; init; }
+    [Id(0)] public long Id { get; init; }
+    [Id(1)] public required byte[] NodeKey { get; init; }
+    [Id(2)] public required string Name { get; init; }
+    [Id(3)] public required string Ipv4 { get; init; }
+    [Id(4)] public required string Ipv6 { get; init; }
+    [Id(5)] public NodeState State { get; init; }
+    [Id(6)] public bool Ephemeral { get; init; }
+    [Id(7)] public IReadOnlyList<string> Tags { get; init; } = [];
+    [Id(8)] public string? PreAuthKeyId { get; init; }
+    [Id(9)] public byte[]? SessionHash { get; init; }
+    [Id(10)] public DateTime Created { get; init; }
+    [Id(11)] public DateTime? LastSeen { get; init; }
 }
 
+/// <summary>A pre-auth key as the store keeps it (the secret only as a hash); the key ring is the only writer.</summary>
+[GenerateSerializer, Immutable]
 public sealed record PreAuthKeyRecord
 {
-    public required string Id { get; init; }
-    public required byte[] Hash { get; init; }
-    public bool Reusable { get; init; }
-    public bool Ephemeral { get; init; }
-    public IReadOnlyList<string> Tags { get; init; } = [];
-    public DateTime Created { get; init; }
-    public DateTime? Expiration { get; init; }
-    public bool Used { get; init; }
-    public bool Revoked { get; init; }
+    [Id(0)] public required string Id { get; init; }
+    [Id(1)] public required byte[] Hash { get; init; }
+    [Id(2)] public bool Reusable { get; init; }
+    [Id(3)] public bool Ephemeral { get; init; }
+    [Id(4)] public IReadOnlyList<string> Tags { get; init; } = [];
+    [Id(5)] public DateTime Created { get; init; }
+    [Id(6)] public DateTime? Expiration { get; init; }
+    [Id(7)] public bool Used { get; init; }
+    [Id(8)] public bool Revoked { get; init; }
 
     public bool IsUsable(DateTime now) => !Revoked && (Reusable || !Used) && (Expiration is null || Expiration > now);
 }
 
+/// <summary>An admin API key as the store keeps it; the key ring is the only writer.</summary>
+[GenerateSerializer, Immutable]
 public sealed record ApiKeyRecord
 {
-    public required string Id { get; init; }
-    public required byte[] Hash { get; init; }
-    public DateTime Created { get; init; }
-    public bool Revoked { get; init; }
+    [Id(0)] public required string Id { get; init; }
+    [Id(1)] public required byte[] Hash { get; init; }
+    [Id(2)] public DateTime Created { get; init; }
+    [Id(3)] public bool Revoked { get; init; }
 }

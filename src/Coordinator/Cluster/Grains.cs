@@ -1,0 +1,200 @@
+using Mesh.Coordinator.Control;
+using Mesh.Coordinator.Store;
+using Mesh.Protos.V1;
+using Microsoft.Extensions.Logging;
+using Orleans.Runtime;
+
+namespace Mesh.Coordinator.Cluster;
+
+/// <summary>Work later on a grain's own turn: a grain timer that fires once.</summary>
+internal sealed class GrainWorkScheduler(Grain grain) : IWorkScheduler
+{
+    public IDisposable Schedule(TimeSpan due, Func<Task> work) => grain.RegisterGrainTimer(work, new GrainTimerCreationOptions(due, Timeout.InfiniteTimeSpan));
+}
+
+/// <summary>The node registry's grain: loads the nodes from the store when it activates, then is their only writer.</summary>
+[KeepAlive]
+internal sealed class RegistryGrain(ICoordinatorStore store, MeshOptions options, CoordinatorIdentity identity, ILogger<RegistryGrain> logger)
+    : Grain, IRegistryGrain, IKeyService, INetmapSink
+{
+    private NodeRegistry _registry = null!;
+
+    private IKeyRingGrain Keys => GrainFactory.GetGrain<IKeyRingGrain>(0);
+    private IPublisherGrain Publisher => GrainFactory.GetGrain<IPublisherGrain>(0);
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken) =>
+        _registry = await NodeRegistry.LoadAsync(store, options, identity, this, this, new GrainWorkScheduler(this), TimeProvider.System, logger);
+
+    public Task<ChallengeData> IssueChallenge() => Task.FromResult(_registry.IssueChallenge());
+
+    public Task<Result<Registration>> Register(RegistrationRequest request) => _registry.RegisterAsync(request);
+
+    public Task<Result<NodeRecord>> Authenticate(string sessionToken) => Task.FromResult(_registry.Authenticate(sessionToken));
+
+    public Task<List<NodeRecord>> List() => Task.FromResult(_registry.List());
+
+    public Task<Result<NodeRecord>> Find(string reference) => Task.FromResult(_registry.Find(reference));
+
+    public Task<Result<NodeRecord>> Rename(string reference, string newName) => _registry.RenameAsync(reference, newName);
+
+    public Task<Result<NodeRecord>> Approve(string reference) => _registry.ApproveAsync(reference);
+
+    public Task<Result<NodeRecord>> Expire(string reference) => _registry.ExpireAsync(reference);
+
+    public Task<Result<NodeRecord>> Delete(string reference) => _registry.DeleteAsync(reference);
+
+    public Task<Result<int>> ExpireJoinedWith(string keyId) => _registry.ExpireJoinedWithAsync(keyId);
+
+    public Task NodeOnline(long nodeId)
+    {
+        _registry.NodeOnline(nodeId);
+        return Task.CompletedTask;
+    }
+
+    public Task NodeOffline(long nodeId, DateTime at) => _registry.NodeOfflineAsync(nodeId, at);
+
+    public Task<int> Count() => Task.FromResult(_registry.Count);
+
+    Task<Result<KeyGrant>> IKeyService.UseAsync(string secret, DateTime now) => Keys.Use(secret);
+
+    Task IKeyService.ReleaseAsync(string keyId) => Keys.Release(keyId);
+
+    void INetmapSink.NodeUpdated(NodeRecord record) => Publisher.NodeUpdated(record);
+
+    void INetmapSink.NodeDeleted(long nodeId) => Publisher.NodeDeleted(nodeId);
+
+    void INetmapSink.EndSession(long nodeId, Problem reason) => Publisher.EndSession(nodeId, reason);
+}
+
+/// <summary>The key ring's grain: loads the keys from the store when it activates, then is their only writer.</summary>
+[KeepAlive]
+internal sealed class KeyRingGrain(ICoordinatorStore store) : Grain, IKeyRingGrain
+{
+    private KeyRing _keys = null!;
+
+    private static DateTime Now => DateTime.UtcNow;
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken) => _keys = await KeyRing.LoadAsync(store);
+
+    public Task<Result<(PreAuthKeyRecord Key, string Secret)>> CreatePreAuthKey(bool reusable, bool ephemeral, TimeSpan? expiration, IReadOnlyList<string> tags) =>
+        _keys.CreatePreAuthKeyAsync(reusable, ephemeral, expiration, tags, Now);
+
+    public Task<List<PreAuthKeyRecord>> ListPreAuthKeys() => Task.FromResult(_keys.ListPreAuthKeys());
+
+    public Task<Result<KeyGrant>> Use(string secret) => _keys.UseAsync(secret, Now);
+
+    public Task Release(string keyId) => _keys.ReleaseAsync(keyId);
+
+    public Task<Result<PreAuthKeyRecord>> RevokePreAuthKey(string id) => _keys.RevokePreAuthKeyAsync(id);
+
+    public Task<Result<string?>> BootstrapApiKey() => _keys.BootstrapApiKeyAsync(Now);
+
+    public Task<Result<(ApiKeyRecord Key, string Secret)>> CreateApiKey() => _keys.CreateApiKeyAsync(Now);
+
+    public Task<List<ApiKeyRecord>> ListApiKeys() => Task.FromResult(_keys.ListApiKeys());
+
+    public Task<Result<ApiKeyRecord>> RevokeApiKey(string id) => _keys.RevokeApiKeyAsync(id);
+
+    public Task<bool> IsValidApiKey(string secret) => Task.FromResult(_keys.IsValidApiKey(secret));
+}
+
+/// <summary>
+/// The netmap publisher's grain. Hubs attach every few seconds; a hub whose replica left the cluster, or that has not
+/// attached for a while, is detached and its streams count as offline. A new activation (its replica died) knows
+/// presence again as the hubs attach, and agents that cannot resume get a full map.
+/// </summary>
+[KeepAlive]
+internal sealed class PublisherGrain(ICoordinatorStore store, MeshOptions options, IClusterMembershipService membership, ILogger<PublisherGrain> logger)
+    : Grain, IPublisherGrain, IPresenceSink
+{
+    /// <summary>A hub that has not attached for this long is taken for gone (hubs attach every <see cref="HubAttachInterval"/>).</summary>
+    public static readonly TimeSpan HubAttachInterval = TimeSpan.FromSeconds(3);
+    private static readonly TimeSpan HubTimeout = TimeSpan.FromSeconds(12);
+    private readonly Dictionary<string, DateTime> _attached = new(StringComparer.Ordinal);
+    private NetmapPublisher _publisher = null!;
+
+    private IRegistryGrain Registry => GrainFactory.GetGrain<IRegistryGrain>(0);
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        var nodes = await store.LoadNodesAsync();
+        _publisher = new NetmapPublisher(options, nodes, this, new GrainWorkScheduler(this), TimeProvider.System);
+        this.RegisterGrainTimer(DetachGoneHubs, new GrainTimerCreationOptions(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)));
+        logger.LogInformation("Netmap publisher active with {Count} nodes", nodes.Count);
+    }
+
+    public Task<byte[]> Attach(string hubId, IHubObserver hub, byte[]? relay, List<OpenStream> streams)
+    {
+        _attached[hubId] = DateTime.UtcNow;
+        _publisher.AttachHub(hubId, new ObserverLink(hub), relay is null ? null : Relay.Parser.ParseFrom(relay), streams);
+        return Task.FromResult(_publisher.CurrentMap());
+    }
+
+    public Task<Result<SessionStart>> OpenSession(string hubId, NodeRecord node, byte[] endpoints, ulong lastSerial) =>
+        Task.FromResult(_publisher.OpenSession(hubId, node, endpoints, lastSerial));
+
+    public Task UpdateEndpoints(long nodeId, string hubId, byte[] endpoints)
+    {
+        _publisher.UpdateEndpoints(nodeId, hubId, endpoints);
+        return Task.CompletedTask;
+    }
+
+    public Task CloseSession(long nodeId, string hubId, DateTime at)
+    {
+        _publisher.CloseSession(nodeId, hubId, at);
+        return Task.CompletedTask;
+    }
+
+    public Task<bool> RequestConnection(long fromNodeId, long toNodeId) => Task.FromResult(_publisher.RequestConnection(fromNodeId, toNodeId));
+
+    public Task NodeUpdated(NodeRecord record)
+    {
+        _publisher.NodeUpdated(record);
+        return Task.CompletedTask;
+    }
+
+    public Task NodeDeleted(long nodeId)
+    {
+        _publisher.NodeDeleted(nodeId);
+        return Task.CompletedTask;
+    }
+
+    public Task EndSession(long nodeId, Problem reason)
+    {
+        _publisher.EndSession(nodeId, reason);
+        return Task.CompletedTask;
+    }
+
+    public Task<List<NodePresence>> Presence() => Task.FromResult(_publisher.Presence());
+
+    public Task<(ulong Serial, int Online)> Status() => Task.FromResult((_publisher.Serial, _publisher.OnlineCount));
+
+    void IPresenceSink.NodeOnline(long nodeId) => Registry.NodeOnline(nodeId);
+
+    void IPresenceSink.NodeOffline(long nodeId, DateTime at) => Registry.NodeOffline(nodeId, at);
+
+    private Task DetachGoneHubs()
+    {
+        var snapshot = membership.CurrentSnapshot;
+        var now = DateTime.UtcNow;
+        foreach (var (hubId, at) in _attached.ToList())
+        {
+            var silo = SiloAddress.FromParsableString(hubId);
+            var status = snapshot.GetSiloStatus(silo);
+            if (status is SiloStatus.Active or SiloStatus.Joining or SiloStatus.Created && now - at < HubTimeout) continue;
+            logger.LogWarning("Replica {Hub} is gone ({Status}, last attached {Ago:0.0} s ago): its streams are offline", hubId, status, (now - at).TotalSeconds);
+            _attached.Remove(hubId);
+            _publisher.DetachHub(hubId, now);
+        }
+        return Task.CompletedTask;
+    }
+
+    private sealed class ObserverLink(IHubObserver hub) : IHubLink
+    {
+        public void Publish(byte[] message) => hub.Publish(message);
+
+        public void Connect(long nodeId, byte[] message) => hub.Connect(nodeId, message);
+
+        public void EndSession(long nodeId, Problem reason) => hub.EndSession(nodeId, reason);
+    }
+}

@@ -1,0 +1,26 @@
+using System.Net;
+
+namespace Mesh.Coordinator.Control;
+
+/// <summary>How the mesh is run: address prefixes, lifetimes, and how changes are batched and kept.</summary>
+public sealed record MeshOptions
+{
+    public IPNetwork Ipv4Prefix { get; init; } = IPNetwork.Parse("100.64.0.0/10");
+
+    /// <summary>Null: a random ULA /48 chosen at first start and kept in the database.</summary>
+    public IPNetwork? Ipv6Prefix { get; init; }
+
+    /// <summary>How long an ephemeral node may stay offline before it is removed.</summary>
+    public TimeSpan EphemeralTimeout { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>How many recent changes are kept so reconnecting agents can resume instead of taking a full map.</summary>
+    public int ChangeHistory { get; init; } = 8192;
+
+    public TimeSpan ChallengeLifetime { get; init; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// Changes within this window go out as one delta: a storm of agents coming online is a few deltas, not
+    /// one per agent. Zero publishes every change at once.
+    /// </summary>
+    public TimeSpan ChangeBatchWindow { get; init; } = TimeSpan.FromMilliseconds(20);
+}

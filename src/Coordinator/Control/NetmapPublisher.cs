@@ -1,0 +1,325 @@
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using Mesh.Coordinator.Store;
+using Mesh.Protos.V1;
+
+namespace Mesh.Coordinator.Control;
+
+/// <summary>
+/// One replica's hub of sync streams as the publisher reaches it: every call is a notification, never awaited
+/// for an answer (an observer reference in a silo, the hub itself in the NAT lab).
+/// </summary>
+public interface IHubLink
+{
+    /// <summary>A serialized SyncResponse (a delta) for every stream of the hub, in serial order.</summary>
+    void Publish(byte[] message);
+
+    /// <summary>A serialized SyncResponse (a connect notice) for the stream of one node.</summary>
+    void Connect(long nodeId, byte[] message);
+
+    /// <summary>The node's stream ends with this refusal.</summary>
+    void EndSession(long nodeId, Problem reason);
+}
+
+/// <summary>How a new sync stream starts: the full map (when the agent cannot resume), then the deltas after it, up to <paramref name="Serial"/>.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SessionStart([property: Id(0)] byte[]? FullMap, [property: Id(1)] IReadOnlyList<byte[]> Deltas, [property: Id(2)] ulong Serial);
+
+/// <summary>A node as presence sees it: where its stream is, and what it last said of its reachability.</summary>
+[GenerateSerializer, Immutable]
+public sealed record NodePresence([property: Id(0)] long NodeId, [property: Id(1)] bool Online, [property: Id(2)] byte[] Endpoints);
+
+/// <summary>An open stream a hub reports when it attaches (again), so a publisher that restarted knows who is online.</summary>
+[GenerateSerializer, Immutable]
+public sealed record OpenStream([property: Id(0)] NodeRecord Node, [property: Id(1)] byte[] Endpoints);
+
+/// <summary>
+/// The netmap and its changes: which nodes are peers (approved), where each one's stream is, what it last said of
+/// its reachability, and the relays of every replica; changes within the batch window become one delta with the next
+/// serial, serialized once and sent to every hub; the last deltas are kept so agents can resume. Not thread-safe:
+/// one owner (the publisher grain, or the NAT lab's one thread) calls it.
+/// </summary>
+public sealed class NetmapPublisher
+{
+    private const int FullMapRebuildChanges = 256;
+    private readonly MeshOptions _options;
+    private readonly IPresenceSink _presence;
+    private readonly IWorkScheduler _scheduler;
+    private readonly Dictionary<long, PeerState> _peers = new();
+    private readonly Dictionary<string, HubState> _hubs = new(StringComparer.Ordinal);
+    private readonly Queue<(ulong Serial, byte[] Delta)> _history = new();
+    private readonly Dictionary<long, PeerState> _pendingChanged = new();
+    private readonly HashSet<ulong> _pendingRemoved = new();
+    private readonly Dictionary<string, Relay> _pendingRelays = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _pendingRelaysRemoved = new(StringComparer.Ordinal);
+    private IDisposable? _flush;
+    private ulong _serial;
+    private byte[]? _fullMap;
+    private ulong _fullMapSerial;
+
+    public NetmapPublisher(MeshOptions options, IEnumerable<NodeRecord> nodes, IPresenceSink presence, IWorkScheduler scheduler, TimeProvider time)
+    {
+        if (options.ChangeHistory <= FullMapRebuildChanges) throw new ArgumentException($"ChangeHistory must exceed {FullMapRebuildChanges}.", nameof(options));
+        _options = options;
+        _presence = presence;
+        _scheduler = scheduler;
+        foreach (var node in nodes)
+        {
+            if (node.State == NodeState.Approved) _peers[node.Id] = new PeerState(node);
+        }
+        // Serials continue above any earlier run's: a reconnecting agent's old serial can't match a new change.
+        _serial = (ulong)time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
+    }
+
+    public ulong Serial => _serial;
+
+    public int OnlineCount => _peers.Values.Count(p => p.Hub is not null);
+
+    public IReadOnlyCollection<string> Hubs => _hubs.Keys;
+
+    /// <summary>A hub attached or attached again (it does so every few seconds), with its relay and its open streams.</summary>
+    public void AttachHub(string hubId, IHubLink link, Relay? relay, IReadOnlyList<OpenStream> streams)
+    {
+        var isNew = !_hubs.TryGetValue(hubId, out var hub);
+        hub ??= new HubState(link);
+        hub.Link = link;
+        _hubs[hubId] = hub;
+        if (relay is not null && (isNew || !relay.Equals(hub.Relay)))
+        {
+            hub.Relay = relay;
+            _pendingRelaysRemoved.Remove(relay.Id);
+            _pendingRelays[relay.Id] = relay;
+            SchedulePublish();
+        }
+        foreach (var stream in streams)
+        {
+            var peer = Upsert(stream.Node);
+            if (peer is null || peer.Hub is not null) continue;
+            peer.Hub = hubId;
+            peer.Endpoints = Endpoints.Parser.ParseFrom(stream.Endpoints);
+            _presence.NodeOnline(peer.Record.Id);
+            Changed(peer);
+        }
+    }
+
+    /// <summary>A hub is gone (its replica died or stopped): its streams are offline, its relay leaves the map.</summary>
+    public void DetachHub(string hubId, DateTime now)
+    {
+        if (!_hubs.Remove(hubId, out var hub)) return;
+        if (hub.Relay is { } relay)
+        {
+            _pendingRelays.Remove(relay.Id);
+            _pendingRelaysRemoved.Add(relay.Id);
+            SchedulePublish();
+        }
+        foreach (var peer in _peers.Values)
+        {
+            if (peer.Hub == hubId) GoOffline(peer, now);
+        }
+    }
+
+    /// <summary>
+    /// A node's stream opened at a hub: it is online there (a stream it had elsewhere ends), and the stream starts with
+    /// the deltas after the agent's serial, or with a full map when those are gone.
+    /// </summary>
+    public Result<SessionStart> OpenSession(string hubId, NodeRecord node, byte[] endpoints, ulong lastSerial)
+    {
+        if (!_hubs.ContainsKey(hubId)) return new Problem(Failure.Aborted, "This replica is not attached to the mesh yet; try again.");
+        var peer = Upsert(node);
+        if (peer is null) return Problem.Unauthenticated("The node is not approved.");
+        if (peer.Hub is { } other && other != hubId && _hubs.TryGetValue(other, out var previous))
+        {
+            previous.Link.EndSession(node.Id, new Problem(Failure.Aborted, "Replaced by a newer stream of the same node."));
+        }
+        var wasOffline = peer.Hub is null;
+        peer.Hub = hubId;
+        peer.Endpoints = Endpoints.Parser.ParseFrom(endpoints);
+        if (wasOffline) _presence.NodeOnline(node.Id);
+        Changed(peer);
+        if (MissedDeltas(lastSerial) is { } missed) return new SessionStart(null, missed, _serial);
+        var (map, serial) = FullMap();
+        return new SessionStart(map, MissedDeltas(serial) ?? [], _serial);
+    }
+
+    public void UpdateEndpoints(long nodeId, string hubId, byte[] endpoints)
+    {
+        if (!_peers.TryGetValue(nodeId, out var peer) || peer.Hub != hubId) return;
+        peer.Endpoints = Endpoints.Parser.ParseFrom(endpoints);
+        Changed(peer);
+    }
+
+    /// <summary>The node's stream at this hub ended; a stream it opened elsewhere since is left alone.</summary>
+    public void CloseSession(long nodeId, string hubId, DateTime now)
+    {
+        if (_peers.TryGetValue(nodeId, out var peer) && peer.Hub == hubId) GoOffline(peer, now);
+    }
+
+    private void GoOffline(PeerState peer, DateTime now)
+    {
+        peer.Hub = null;
+        peer.Record = peer.Record with { LastSeen = now };
+        _presence.NodeOffline(peer.Record.Id, now);
+        Changed(peer);
+    }
+
+    /// <summary>Tells the peer (if it is online) that this node wants to connect now, with this node's current candidates.</summary>
+    public bool RequestConnection(long fromNodeId, long toNodeId)
+    {
+        if (!_peers.TryGetValue(fromNodeId, out var from) || from.Hub is null) return false;
+        if (!_peers.TryGetValue(toNodeId, out var to) || to.Hub is null || !_hubs.TryGetValue(to.Hub, out var hub)) return false;
+        var notice = new SyncResponse { Connect = new ConnectNotice { PeerKey = ByteString.CopyFrom(from.Record.NodeKey), Endpoints = from.Endpoints } };
+        hub.Link.Connect(toNodeId, notice.ToByteArray());
+        return true;
+    }
+
+    /// <summary>The registry changed a node: approved nodes are peers, others leave the map.</summary>
+    public void NodeUpdated(NodeRecord record)
+    {
+        if (record.State != NodeState.Approved)
+        {
+            NodeDeleted(record.Id);
+            return;
+        }
+        if (_peers.TryGetValue(record.Id, out var peer)) peer.Record = record;
+        else _peers[record.Id] = peer = new PeerState(record);
+        Changed(peer);
+    }
+
+    public void NodeDeleted(long nodeId)
+    {
+        if (!_peers.Remove(nodeId)) return;
+        _pendingChanged.Remove(nodeId);
+        _pendingRemoved.Add((ulong)nodeId);
+        SchedulePublish();
+    }
+
+    public void EndSession(long nodeId, Problem reason)
+    {
+        if (_peers.TryGetValue(nodeId, out var peer) && peer.Hub is { } hubId && _hubs.TryGetValue(hubId, out var hub)) hub.Link.EndSession(nodeId, reason);
+    }
+
+    /// <summary>Every peer's presence, for admins.</summary>
+    public List<NodePresence> Presence()
+    {
+        var list = new List<NodePresence>(_peers.Count);
+        foreach (var peer in _peers.Values) list.Add(new NodePresence(peer.Record.Id, peer.Hub is not null, peer.Endpoints.ToByteArray()));
+        return list;
+    }
+
+    /// <summary>The current full map for a hub that attaches (its relay serves exactly the peers in it).</summary>
+    public byte[] CurrentMap() => FullMap().Map;
+
+    private PeerState? Upsert(NodeRecord node)
+    {
+        if (node.State != NodeState.Approved) return null;
+        if (_peers.TryGetValue(node.Id, out var peer)) return peer;
+        _peers[node.Id] = peer = new PeerState(node);
+        return peer;
+    }
+
+    private void Changed(PeerState peer)
+    {
+        peer.Peer = null;
+        _pendingRemoved.Remove((ulong)peer.Record.Id);
+        _pendingChanged[peer.Record.Id] = peer;
+        SchedulePublish();
+    }
+
+    private void SchedulePublish()
+    {
+        if (_options.ChangeBatchWindow <= TimeSpan.Zero) Flush();
+        else _flush ??= _scheduler.Schedule(_options.ChangeBatchWindow, () =>
+        {
+            Flush();
+            return Task.CompletedTask;
+        });
+    }
+
+    /// <summary>Sends what changed since the last delta as one delta with the next serial, kept for resuming agents.</summary>
+    private void Flush()
+    {
+        _flush?.Dispose();
+        _flush = null;
+        if (_pendingChanged.Count == 0 && _pendingRemoved.Count == 0 && _pendingRelays.Count == 0 && _pendingRelaysRemoved.Count == 0) return;
+        var delta = new NetMapDelta();
+        foreach (var peer in _pendingChanged.Values) delta.PeersChanged.Add(PeerOf(peer));
+        delta.PeersRemoved.AddRange(_pendingRemoved);
+        delta.RelaysChanged.AddRange(_pendingRelays.Values);
+        delta.RelaysRemoved.AddRange(_pendingRelaysRemoved);
+        if (_pendingRelays.Count > 0 || _pendingRelaysRemoved.Count > 0) _fullMap = null;
+        _pendingChanged.Clear();
+        _pendingRemoved.Clear();
+        _pendingRelays.Clear();
+        _pendingRelaysRemoved.Clear();
+        delta.Serial = ++_serial;
+        var bytes = new SyncResponse { Delta = delta }.ToByteArray();
+        _history.Enqueue((delta.Serial, bytes));
+        while (_history.Count > _options.ChangeHistory) _history.Dequeue();
+        foreach (var hub in _hubs.Values) hub.Link.Publish(bytes);
+    }
+
+    /// <summary>The deltas after <paramref name="lastSerial"/>, or null when the agent is too far behind (or new) to resume.</summary>
+    private List<byte[]>? MissedDeltas(ulong lastSerial)
+    {
+        if (lastSerial == 0 || lastSerial > _serial) return null;
+        if (lastSerial < _serial && (_history.Count == 0 || _history.Peek().Serial > lastSerial + 1)) return null;
+        var missed = new List<byte[]>();
+        foreach (var (serial, delta) in _history)
+        {
+            if (serial > lastSerial) missed.Add(delta);
+        }
+        return missed;
+    }
+
+    /// <summary>
+    /// The full map (serialized) and its serial; the caller follows it with the deltas since. It is rebuilt only every
+    /// <see cref="FullMapRebuildChanges"/> changes, so a storm of agents connecting shares a few maps.
+    /// </summary>
+    private (byte[] Map, ulong Serial) FullMap()
+    {
+        if (_fullMap is { } cached && _serial - _fullMapSerial < FullMapRebuildChanges) return (cached, _fullMapSerial);
+        var map = new NetMap { Serial = _serial };
+        foreach (var peer in _peers.Values) map.Peers.Add(PeerOf(peer));
+        foreach (var hub in _hubs.Values)
+        {
+            if (hub.Relay is { } relay) map.Relays.Add(relay);
+        }
+        (_fullMap, _fullMapSerial) = (new SyncResponse { Full = map }.ToByteArray(), _serial);
+        return (_fullMap, _fullMapSerial);
+    }
+
+    /// <summary>The node as peers see it; built once per change and shared, never modified after.</summary>
+    private static Peer PeerOf(PeerState state)
+    {
+        if (state.Peer is { } cached) return cached;
+        var record = state.Record;
+        var peer = new Peer
+        {
+            NodeId = (ulong)record.Id,
+            NodeKey = ByteString.CopyFrom(record.NodeKey),
+            Name = record.Name,
+            Addresses = { record.Ipv4 + "/32", record.Ipv6 + "/128" },
+            AllowedIps = { record.Ipv4 + "/32", record.Ipv6 + "/128" },
+            Endpoints = state.Endpoints,
+            Online = state.Hub is not null,
+            Tags = { record.Tags },
+        };
+        if (record.LastSeen is { } seen) peer.LastSeen = Timestamp.FromDateTime(seen);
+        state.Peer = peer;
+        return peer;
+    }
+
+    private sealed class PeerState(NodeRecord record)
+    {
+        public NodeRecord Record { get; set; } = record;
+        public Endpoints Endpoints { get; set; } = new();
+        public string? Hub { get; set; }
+        public Peer? Peer { get; set; }
+    }
+
+    private sealed class HubState(IHubLink link)
+    {
+        public IHubLink Link { get; set; } = link;
+        public Relay? Relay { get; set; }
+    }
+}

@@ -1,0 +1,240 @@
+using Google.Protobuf;
+using Mesh.Control;
+using Mesh.Coordinator.Control;
+using Mesh.Coordinator.Store;
+using Mesh.Protos.V1;
+using Mesh.Transport;
+using Mesh.WireGuard.Keys;
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.Coordinator.Sync;
+
+/// <summary>What a hub needs of the mesh: the registry to check tokens, the publisher for streams (grains in a silo, direct in the NAT lab).</summary>
+public interface IMeshPort
+{
+    Task<Result<NodeRecord>> AuthenticateAsync(string sessionToken);
+
+    /// <summary>Attaches (again) with the hub's relay and open streams; returns the current full map (serialized).</summary>
+    Task<byte[]> AttachAsync(string hubId, IHubLink link, Relay? relay, IReadOnlyList<OpenStream> streams);
+
+    Task<Result<SessionStart>> OpenSessionAsync(string hubId, NodeRecord node, byte[] endpoints, ulong lastSerial);
+
+    void UpdateEndpoints(long nodeId, string hubId, byte[] endpoints);
+
+    void CloseSession(long nodeId, string hubId, DateTime now);
+
+    Task<bool> RequestConnectionAsync(long fromNodeId, long toNodeId);
+}
+
+/// <summary>
+/// The sync streams connected to this replica: it opens them through the registry and the publisher, hands every
+/// delta the publisher sends to all of them as one message (serialized once, by the publisher), delivers connect
+/// notices and ends streams it is told to. It keeps the peers' keys from the maps it sees, which is what this
+/// replica's relay serves. Thread-safe.
+/// </summary>
+public sealed class SyncHub(string hubId, IMeshPort mesh, Relay? relay, TimeProvider time, ILogger logger) : IHubLink
+{
+    private readonly object _lock = new();
+    private readonly Dictionary<long, SyncSession> _sessions = new();
+    private readonly Dictionary<PublicKey, long> _peersByKey = new();
+    private readonly Dictionary<long, PublicKey> _peersById = new();
+    private readonly Dictionary<string, SyncResponse> _fullMaps = new(StringComparer.Ordinal);
+    private byte[]? _fullMapSource;
+    private ulong _serial;
+
+    public string HubId { get; } = hubId;
+
+    public int Count
+    {
+        get
+        {
+            lock (_lock) return _sessions.Count;
+        }
+    }
+
+    /// <summary>Tells the publisher this hub is here (again), with its relay and open streams, and takes the current map.</summary>
+    public async Task AttachAsync()
+    {
+        List<OpenStream> streams;
+        lock (_lock) streams = _sessions.Values.Select(s => new OpenStream(s.Node, s.Endpoints)).ToList();
+        var map = await mesh.AttachAsync(HubId, this, relay, streams).ConfigureAwait(false);
+        var full = SyncResponse.Parser.ParseFrom(map);
+        lock (_lock)
+        {
+            _peersByKey.Clear();
+            _peersById.Clear();
+            foreach (var peer in full.Full.Peers) AddPeer(peer);
+            _serial = Math.Max(_serial, full.Full.Serial);
+        }
+    }
+
+    /// <summary>Whether the key belongs to a peer of the mesh: this replica's relay serves only those.</summary>
+    public bool IsMember(PublicKey key)
+    {
+        lock (_lock) return _peersByKey.ContainsKey(key);
+    }
+
+    /// <summary>Opens an agent's stream: authenticates its token, and queues a full map (or the deltas it missed).</summary>
+    public async Task<Result<SyncSession>> OpenAsync(string sessionToken, SyncHello hello, IReadOnlyList<string> stunServers)
+    {
+        var node = await mesh.AuthenticateAsync(sessionToken).ConfigureAwait(false);
+        if (!node.Ok) return node.Problem!;
+        var endpoints = (hello.Endpoints ?? new Endpoints()).ToByteArray();
+        var session = new SyncSession(node.Value!, stunServers) { Endpoints = endpoints };
+        SyncSession? replaced;
+        lock (_lock)
+        {
+            _sessions.Remove(session.NodeId, out replaced);
+            _sessions[session.NodeId] = session;
+        }
+        replaced?.Close(new Problem(Failure.Aborted, "Replaced by a newer stream of the same node."));
+        var start = await mesh.OpenSessionAsync(HubId, session.Node, endpoints, hello.LastSerial).ConfigureAwait(false);
+        if (!start.Ok)
+        {
+            Forget(session);
+            return start.Problem!;
+        }
+        if (start.Value!.FullMap is { } map) session.Enqueue(FullMap(map, stunServers));
+        foreach (var delta in start.Value.Deltas) session.Enqueue(Handle(delta));
+        lock (_lock)
+        {
+            foreach (var (serial, message) in session.Early!)
+            {
+                if (serial > start.Value.Serial) session.Enqueue(message);
+            }
+            session.Early = null;
+        }
+        return session;
+    }
+
+    public void UpdateEndpoints(SyncSession session, Endpoints endpoints)
+    {
+        if (!IsCurrent(session)) return;
+        session.Endpoints = endpoints.ToByteArray();
+        mesh.UpdateEndpoints(session.NodeId, HubId, session.Endpoints);
+    }
+
+    /// <summary>Asks the peer with this key, wherever its stream is, to probe the session's node now.</summary>
+    public async Task<bool> RequestConnectionAsync(SyncSession session, ByteString peerKey)
+    {
+        if (!IsCurrent(session) || peerKey.Length != Key32.Size) return false;
+        long target;
+        lock (_lock)
+        {
+            if (!_peersByKey.TryGetValue(new PublicKey(peerKey.Span), out target)) return false;
+        }
+        return await mesh.RequestConnectionAsync(session.NodeId, target).ConfigureAwait(false);
+    }
+
+    /// <summary>The agent's stream ended (it went away, or the coordinator ended it).</summary>
+    public void Close(SyncSession session)
+    {
+        session.Close(null);
+        if (Forget(session)) mesh.CloseSession(session.NodeId, HubId, time.GetUtcNow().UtcDateTime);
+    }
+
+    /// <summary>Ends every stream of this replica, as it stops.</summary>
+    public void CloseAll(Problem reason)
+    {
+        List<SyncSession> all;
+        lock (_lock)
+        {
+            all = _sessions.Values.ToList();
+            _sessions.Clear();
+        }
+        foreach (var session in all) session.Close(reason);
+    }
+
+    public void Publish(byte[] message)
+    {
+        var delta = SyncResponse.Parser.ParseFrom(message).Delta;
+        var handle = new SyncResponse();
+        ServiceDefinitions.Remember(handle, message);
+        List<SyncSession> sessions;
+        lock (_lock)
+        {
+            if (delta.Serial <= _serial) return;
+            _serial = delta.Serial;
+            foreach (var peer in delta.PeersChanged) AddPeer(peer);
+            foreach (var removed in delta.PeersRemoved)
+            {
+                if (_peersById.Remove((long)removed, out var key)) _peersByKey.Remove(key);
+            }
+            sessions = new List<SyncSession>(_sessions.Count);
+            foreach (var session in _sessions.Values)
+            {
+                if (session.Early is { } early) early.Add((delta.Serial, handle));
+                else sessions.Add(session);
+            }
+        }
+        foreach (var session in sessions) session.Enqueue(handle);
+    }
+
+    public void Connect(long nodeId, byte[] message)
+    {
+        SyncSession? session;
+        lock (_lock) _sessions.TryGetValue(nodeId, out session);
+        session?.Enqueue(SyncResponse.Parser.ParseFrom(message));
+    }
+
+    public void EndSession(long nodeId, Problem reason)
+    {
+        SyncSession? session;
+        lock (_lock) _sessions.Remove(nodeId, out session);
+        if (session is null) return;
+        logger.LogInformation("Ending the sync stream of {Name}: {Reason}", session.Node.Name, reason.Message);
+        session.Close(reason);
+    }
+
+    private bool IsCurrent(SyncSession session)
+    {
+        lock (_lock) return session.CloseReason is null && _sessions.TryGetValue(session.NodeId, out var current) && current == session;
+    }
+
+    private bool Forget(SyncSession session)
+    {
+        lock (_lock)
+        {
+            if (!_sessions.TryGetValue(session.NodeId, out var current) || current != session) return false;
+            _sessions.Remove(session.NodeId);
+            return true;
+        }
+    }
+
+    private void AddPeer(Peer peer)
+    {
+        if (peer.NodeKey.Length != Key32.Size) return;
+        var key = new PublicKey(peer.NodeKey.Span);
+        _peersByKey[key] = (long)peer.NodeId;
+        _peersById[(long)peer.NodeId] = key;
+    }
+
+    /// <summary>A delta as a handle that sends its bytes as they came: serialized once, by the publisher.</summary>
+    private static SyncResponse Handle(byte[] message)
+    {
+        var handle = new SyncResponse();
+        ServiceDefinitions.Remember(handle, message);
+        return handle;
+    }
+
+    /// <summary>
+    /// The full map with the STUN servers of the address the agent reached: the publisher's bytes with the servers
+    /// appended (protobuf merges a message's fields across its bytes), one handle per map and address, shared.
+    /// </summary>
+    private SyncResponse FullMap(byte[] map, IReadOnlyList<string> stunServers)
+    {
+        var key = string.Join(",", stunServers);
+        lock (_lock)
+        {
+            if (!ReferenceEquals(map, _fullMapSource) && (_fullMapSource is null || !map.AsSpan().SequenceEqual(_fullMapSource)))
+            {
+                _fullMaps.Clear();
+                _fullMapSource = map;
+            }
+            if (_fullMaps.TryGetValue(key, out var cached)) return cached;
+            var handle = Handle(FullMapBytes.WithStunServers(map, stunServers));
+            _fullMaps[key] = handle;
+            return handle;
+        }
+    }
+}
