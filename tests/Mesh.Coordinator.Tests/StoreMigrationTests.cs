@@ -1,0 +1,62 @@
+using Mesh.Coordinator.Hosting;
+using Mesh.Protos.V1;
+
+namespace Mesh.Coordinator.Tests;
+
+/// <summary>
+/// A data directory written by the release before the schema was versioned (Fixtures/coordinator-v1.db, made by
+/// that release's coordinator: three nodes, three pre-auth keys, an API key) is served as it is.
+/// </summary>
+public sealed class StoreMigrationTests
+{
+    private const string CoordinatorKey = "r11yz2uFeZLt7AE6Axw1XtMDwqxW+Ro8SEHHOUzMe0E=";
+    private const string ApiSecret = "mak_f3dd79355326_KoLrtr4htpqp-kJqAmXyH0Nof_epDzlb3zeNn9uAGt4";
+    private const string ReusableSecret = "mpk_ef2a37cec02d_3h8R3Fp_oM4Ak8e3DnT4mrGoc7XLz7WTVSO2GqbShz0";
+    private const string AlphaSession = "mst_8d0525c51f31_G00PX77B4B5gchwc-4mBuCHc6ObdsCtPr-qygGpW7K4";
+
+    [Fact]
+    public async Task AFirstReleaseDataDirectoryKeepsNodesKeysAndTheCoordinatorKey()
+    {
+        var dataDir = Path.Combine(Path.GetTempPath(), $"mesh-migrate-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dataDir);
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "coordinator-v1.db"), Path.Combine(dataDir, "coordinator.db"));
+        File.WriteAllText(Path.Combine(dataDir, CoordinatorOptions.AdminKeyFile), ApiSecret + "\n");
+        await using var rig = await CoordinatorRig.StartAsync(dataDir: dataDir);
+
+        var challenge = await rig.NewClient().GetChallengeAsync(new GetChallengeRequest());
+        Assert.Equal(CoordinatorKey, Convert.ToBase64String(challenge.CoordinatorKey.Span));
+
+        var nodes = (await rig.Admin.ListNodesAsync(new ListNodesRequest())).Nodes;
+        Assert.Equal(
+            [
+                "1 alpha 100.64.0.1,fd34:2dd8:b8fc::1 Approved home,lab s3ZS20p9eu4RM6XVrfM3IoXaEFvwoCMDg+qsjAWEU2w=",
+                "2 bravo 100.64.0.2,fd34:2dd8:b8fc::2 Approved  E39THVsvZhgeSbTe5UvPUelWdHCngmat9lbmamoLdXA=",
+                "3 gamma 100.64.0.3,fd34:2dd8:b8fc::3 Pending  KIO0LNs+IB6ywzEwDg+FhiENf/RSHepkIXHJBXKM/SE=",
+            ],
+            nodes.Select(n => $"{n.Id} {n.Name} {string.Join(',', n.Addresses)} {n.State} {string.Join(',', n.Tags)} {Convert.ToBase64String(n.NodeKey.Span)}"));
+
+        var preAuth = (await rig.Admin.ListPreAuthKeysAsync(new ListPreAuthKeysRequest())).Keys;
+        Assert.Equal(
+            [
+                "ef2a37cec02d reusable=True ephemeral=False used=False revoked=False tags=home,lab",
+                "1a53a6aefba9 reusable=False ephemeral=False used=True revoked=False tags=",
+                "060bd84b92f6 reusable=True ephemeral=True used=False revoked=True tags=ci",
+            ],
+            preAuth.Select(k => $"{k.Id} reusable={k.Reusable} ephemeral={k.Ephemeral} used={k.Used} revoked={k.Revoked} tags={string.Join(',', k.Tags)}"));
+        Assert.Equal(["f3dd79355326 revoked=False"], (await rig.Admin.ListApiKeysAsync(new ListApiKeysRequest())).Keys.Select(k => $"{k.Id} revoked={k.Revoked}"));
+
+        // The node's session token still opens its stream, whose map holds the approved nodes (the pending one is not) at their old addresses.
+        using (var sync = rig.NewClient(AlphaSession).Sync())
+        {
+            await sync.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello { Endpoints = TestAgent.Candidates("192.0.2.10:41641") } });
+            Assert.True(await sync.ResponseStream.MoveNext(CancellationToken.None));
+            var map = sync.ResponseStream.Current.Full;
+            Assert.Equal(["alpha 100.64.0.1/32", "bravo 100.64.0.2/32"], map.Peers.OrderBy(p => p.Name).Select(p => $"{p.Name} {p.AllowedIps[0]}"));
+        }
+
+        // The old reusable key still registers nodes, and the next address follows the old ones.
+        var delta = await rig.JoinAsync("delta", ReusableSecret);
+        Assert.Equal("100.64.0.4/32", delta.Registration.Addresses[0]);
+        Assert.Equal(["home", "lab"], (await rig.Admin.GetNodeAsync(new NodeRef { Node = "delta" })).Tags);
+    }
+}
