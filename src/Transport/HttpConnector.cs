@@ -9,14 +9,19 @@ namespace Mesh.Transport;
 /// <summary>
 /// Opens the TCP connections HTTP clients (gRPC channels, relay WebSockets) run on: straight to the host, or
 /// through an HTTP proxy with CONNECT, because networks that block UDP often allow TCP only through a proxy.
-/// TLS and HTTP/2 run inside the tunnel, so h2c works through a proxy as well as TLS does.
+/// TLS and HTTP/2 run inside the tunnel, so h2c works through a proxy as well as TLS does. A connector pinned to
+/// an address connects there instead of looking the host up (one replica of several behind one name), while
+/// TLS still checks the certificate against the host name.
 /// </summary>
-public sealed class HttpConnector(ProxySettings? proxy, X509Certificate2? trustedCa = null)
+public sealed class HttpConnector(ProxySettings? proxy, X509Certificate2? trustedCa = null, IPAddress? pinnedAddress = null)
 {
     private const int MaxProxyResponse = 8192;
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
 
     public ProxySettings? Proxy { get; } = proxy;
+
+    /// <summary>This connector, connecting to <paramref name="address"/> whatever host a URL names.</summary>
+    public HttpConnector PinnedTo(IPAddress address) => new(Proxy, trustedCa, address);
 
     /// <summary>A connector for the proxy the environment names (if any), trusting the system's CAs or the one given.</summary>
     public static HttpConnector FromEnvironment(X509Certificate2? trustedCa = null) => new(ProxySettings.FromEnvironment(), trustedCa);
@@ -42,11 +47,12 @@ public sealed class HttpConnector(ProxySettings? proxy, X509Certificate2? truste
     public async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
     {
         var target = context.DnsEndPoint;
-        if (Proxy is null || !Proxy.Applies(target.Host)) return await OpenAsync(target.Host, target.Port, cancellationToken).ConfigureAwait(false);
+        var host = pinnedAddress?.ToString() ?? target.Host;
+        if (Proxy is null || !Proxy.Applies(target.Host)) return await OpenAsync(host, target.Port, cancellationToken).ConfigureAwait(false);
         var stream = await OpenAsync(Proxy.Proxy.Host, Proxy.Proxy.Port, cancellationToken).ConfigureAwait(false);
         try
         {
-            await TunnelAsync(stream, Authority(target.Host, target.Port), cancellationToken).ConfigureAwait(false);
+            await TunnelAsync(stream, Authority(host, target.Port), cancellationToken).ConfigureAwait(false);
             return stream;
         }
         catch

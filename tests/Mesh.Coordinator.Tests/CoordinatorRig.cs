@@ -24,15 +24,37 @@ public sealed class CoordinatorRig : IAsyncDisposable
     public Admin.AdminClient Admin { get; private set; } = null!;
     public Uri Address => Host.GrpcAddress;
 
-    /// <summary>With <paramref name="tls"/>, the coordinator serves TLS with that certificate (the admin client trusts it).</summary>
-    public static async Task<CoordinatorRig> StartAsync(MeshOptions? mesh = null, string? dataDir = null, X509Certificate2? tls = null)
+    /// <summary>
+    /// With <paramref name="tls"/>, the coordinator serves TLS with that certificate (the admin client trusts it).
+    /// With <paramref name="postgres"/>, it is a replica of a cluster on that database, on free silo ports of
+    /// loopback; <paramref name="adminKey"/> is then the key another replica wrote.
+    /// </summary>
+    public static async Task<CoordinatorRig> StartAsync(MeshOptions? mesh = null, string? dataDir = null, X509Certificate2? tls = null, string? postgres = null, string? adminKey = null)
     {
-        var rig = new CoordinatorRig(dataDir ?? Path.Combine(Path.GetTempPath(), $"mesh-coord-{Guid.NewGuid():N}")) { Certificate = tls };
+        var rig = new CoordinatorRig(dataDir ?? Path.Combine(Path.GetTempPath(), $"mesh-coord-{Guid.NewGuid():N}"))
+        {
+            Certificate = tls,
+            Postgres = postgres,
+            AdminKey = adminKey,
+            SiloPort = postgres is null ? null : FreePort(),
+            GatewayPort = postgres is null ? null : FreePort(),
+        };
         await rig.StartHostAsync(mesh);
         return rig;
     }
 
     public X509Certificate2? Certificate { get; private init; }
+    public string? Postgres { get; private init; }
+    public string? AdminKey { get; private set; }
+    private int? SiloPort { get; init; }
+    private int? GatewayPort { get; init; }
+
+    private static int FreePort()
+    {
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)socket.LocalEndPoint!).Port;
+    }
 
     /// <summary>A connector that trusts the rig's certificate, if it has one.</summary>
     public HttpConnector Connector(ProxySettings? proxy = null) => new(proxy, Certificate);
@@ -97,8 +119,13 @@ public sealed class CoordinatorRig : IAsyncDisposable
             TlsCertFile = certFile,
             TlsKeyFile = keyFile,
             Mesh = mesh ?? new MeshOptions(),
+            Postgres = Postgres,
+            SiloPort = SiloPort,
+            GatewayPort = GatewayPort,
+            AdvertiseAddress = Postgres is null ? null : IPAddress.Loopback,
         });
-        Admin = AdminWithKey(File.ReadAllText(Path.Combine(DataDir, CoordinatorOptions.AdminKeyFile)).Trim());
+        AdminKey ??= File.ReadAllText(Path.Combine(DataDir, CoordinatorOptions.AdminKeyFile)).Trim();
+        Admin = AdminWithKey(AdminKey);
     }
 }
 
@@ -220,6 +247,18 @@ internal static class Eventually
         {
             if (watch.Elapsed > timeout) Assert.Fail($"{what}: not within {timeout.TotalSeconds} s");
             await Task.Delay(10);
+        }
+        return watch.Elapsed;
+    }
+
+    /// <summary>Polls an asynchronous condition (a call that may fail for a while) until it holds, or fails after the timeout.</summary>
+    public static async Task<TimeSpan> HoldsAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (watch.Elapsed > timeout) Assert.Fail($"{what}: not within {timeout.TotalSeconds} s");
+            await Task.Delay(100);
         }
         return watch.Elapsed;
     }

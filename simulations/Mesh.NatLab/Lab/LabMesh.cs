@@ -3,6 +3,7 @@ using Mesh.Coordinator.Store;
 using Mesh.Coordinator.Sync;
 using Mesh.NatLab.Sim;
 using Mesh.Protos.V1;
+using Mesh.WireGuard.Keys;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Mesh.NatLab.Lab;
@@ -36,7 +37,7 @@ public sealed class LabMesh : IKeyService, INetmapSink, IPresenceSink, IMeshPort
         mesh.Keys = Completed(KeyRing.LoadAsync(store));
         mesh._registry = Completed(NodeRegistry.LoadAsync(store, options, mesh.Identity, mesh, mesh, work, time, NullLogger.Instance));
         mesh._publisher = new NetmapPublisher(options, mesh._registry.List(), mesh, work, time);
-        mesh.Hub = new SyncHub("lab", mesh, relayOf(mesh.Identity), time, NullLogger.Instance);
+        mesh.Hub = new SyncHub("lab", mesh, time, NullLogger.Instance) { Relay = relayOf(mesh.Identity) };
         Completed(mesh.Hub.AttachAsync());
         return mesh;
     }
@@ -80,7 +81,7 @@ public sealed class LabMesh : IKeyService, INetmapSink, IPresenceSink, IMeshPort
 
     void IMeshPort.CloseSession(long nodeId, string hubId, DateTime now) => _publisher.CloseSession(nodeId, hubId, now);
 
-    Task<bool> IMeshPort.RequestConnectionAsync(long fromNodeId, long toNodeId) => Task.FromResult(_publisher.RequestConnection(fromNodeId, toNodeId));
+    Task<bool> IMeshPort.RequestConnectionAsync(long fromNodeId, byte[] peerKey) => Task.FromResult(_publisher.RequestConnection(fromNodeId, new PublicKey(peerKey)));
 
     /// <summary>Domain timers (ephemeral removal, the publisher's batch window) as scheduler events.</summary>
     private sealed class LabWorkScheduler(Scheduler scheduler) : IWorkScheduler

@@ -71,8 +71,27 @@ public static class CoordinatorCli
                 return default;
             },
         };
+        var postgres = new Option<string?>("--postgres")
+        {
+            Description = "Run as a replica of a cluster: an Npgsql connection string (\"Host=db;Database=mesh;Username=mesh;Password=...\") for the shared store and Orleans membership.",
+        };
+        var siloPort = new Option<int?>("--silo-port") { Description = $"TCP port the other replicas reach this one's silo at (default {CoordinatorOptions.DefaultSiloPort} with --postgres, else a free loopback port)." };
+        var gatewayPort = new Option<int?>("--gateway-port") { Description = $"TCP port of the silo's gateway (default {CoordinatorOptions.DefaultGatewayPort} with --postgres, else a free loopback port)." };
+        var advertise = new Option<IPAddress?>("--advertise-address")
+        {
+            Description = "IP address the other replicas reach this one at (default: this host's address).",
+            CustomParser = result =>
+            {
+                if (IPAddress.TryParse(result.Tokens.Single().Value, out var address)) return address;
+                result.AddError($"--advertise-address: \"{result.Tokens.Single().Value}\" is not an IP address.");
+                return null;
+            },
+        };
 
-        var serve = new Command("serve", "Run the coordinator.") { listen, dataDir, tlsCert, tlsKey, stunPort, relayPort, noRelay, publicHost, ipv4Prefix, ephemeralTimeout, verbose };
+        var serve = new Command("serve", "Run the coordinator.")
+        {
+            listen, dataDir, tlsCert, tlsKey, stunPort, relayPort, noRelay, publicHost, ipv4Prefix, ephemeralTimeout, postgres, siloPort, gatewayPort, advertise, verbose,
+        };
         serve.SetAction(async (parse, cancellationToken) =>
         {
             var options = new CoordinatorOptions
@@ -85,6 +104,10 @@ public static class CoordinatorCli
                 RelayPort = parse.GetValue(noRelay) ? -1 : parse.GetValue(relayPort),
                 PublicHost = parse.GetValue(publicHost),
                 Mesh = new Control.MeshOptions { Ipv4Prefix = parse.GetValue(ipv4Prefix), EphemeralTimeout = parse.GetValue(ephemeralTimeout) },
+                Postgres = parse.GetValue(postgres),
+                SiloPort = parse.GetValue(siloPort),
+                GatewayPort = parse.GetValue(gatewayPort),
+                AdvertiseAddress = parse.GetValue(advertise),
             };
             if (options.Validate() is { } problem)
             {
@@ -107,6 +130,11 @@ public static class CoordinatorCli
             {
                 Console.Error.WriteLine($"mesh-coordinator: {ex.Message}");
                 return 2;
+            }
+            catch (Store.StoreUnavailableException ex)
+            {
+                Console.Error.WriteLine($"mesh-coordinator: cannot open the store: {ex.Message}");
+                return 1;
             }
         });
         return serve;

@@ -41,7 +41,7 @@ internal sealed class ClusterMeshPort(IGrainFactory grains) : IMeshPort
 
     public void CloseSession(long nodeId, string hubId, DateTime now) => Publisher.CloseSession(nodeId, hubId, now);
 
-    public Task<bool> RequestConnectionAsync(long fromNodeId, long toNodeId) => Publisher.RequestConnection(fromNodeId, toNodeId);
+    public Task<bool> RequestConnectionAsync(long fromNodeId, byte[] peerKey) => Publisher.RequestConnection(fromNodeId, peerKey);
 
     private sealed class HubObserver(IHubLink link) : IHubObserver
     {

@@ -74,7 +74,7 @@ public interface IPublisherGrain : IGrainWithIntegerKey
     [OneWay]
     Task CloseSession(long nodeId, string hubId, DateTime at);
 
-    Task<bool> RequestConnection(long fromNodeId, long toNodeId);
+    Task<bool> RequestConnection(long fromNodeId, byte[] peerKey);
 
     [OneWay]
     Task NodeUpdated(NodeRecord record);

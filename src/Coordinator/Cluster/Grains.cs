@@ -1,6 +1,7 @@
 using Mesh.Coordinator.Control;
 using Mesh.Coordinator.Store;
 using Mesh.Protos.V1;
+using Mesh.WireGuard.Keys;
 using Microsoft.Extensions.Logging;
 using Orleans.Runtime;
 
@@ -145,7 +146,7 @@ internal sealed class PublisherGrain(ICoordinatorStore store, MeshOptions option
         return Task.CompletedTask;
     }
 
-    public Task<bool> RequestConnection(long fromNodeId, long toNodeId) => Task.FromResult(_publisher.RequestConnection(fromNodeId, toNodeId));
+    public Task<bool> RequestConnection(long fromNodeId, byte[] peerKey) => Task.FromResult(_publisher.RequestConnection(fromNodeId, new PublicKey(peerKey)));
 
     public Task NodeUpdated(NodeRecord record)
     {

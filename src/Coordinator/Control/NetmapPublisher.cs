@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Mesh.Coordinator.Store;
 using Mesh.Protos.V1;
+using Mesh.WireGuard.Keys;
 
 namespace Mesh.Coordinator.Control;
 
@@ -46,6 +47,7 @@ public sealed class NetmapPublisher
     private readonly IPresenceSink _presence;
     private readonly IWorkScheduler _scheduler;
     private readonly Dictionary<long, PeerState> _peers = new();
+    private readonly Dictionary<PublicKey, long> _peerIdsByKey = new();
     private readonly Dictionary<string, HubState> _hubs = new(StringComparer.Ordinal);
     private readonly Queue<(ulong Serial, byte[] Delta)> _history = new();
     private readonly Dictionary<long, PeerState> _pendingChanged = new();
@@ -65,7 +67,7 @@ public sealed class NetmapPublisher
         _scheduler = scheduler;
         foreach (var node in nodes)
         {
-            if (node.State == NodeState.Approved) _peers[node.Id] = new PeerState(node);
+            if (node.State == NodeState.Approved) Track(new PeerState(node));
         }
         // Serials continue above any earlier run's: a reconnecting agent's old serial can't match a new change.
         _serial = (ulong)time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
@@ -163,9 +165,10 @@ public sealed class NetmapPublisher
     }
 
     /// <summary>Tells the peer (if it is online) that this node wants to connect now, with this node's current candidates.</summary>
-    public bool RequestConnection(long fromNodeId, long toNodeId)
+    public bool RequestConnection(long fromNodeId, PublicKey peerKey)
     {
         if (!_peers.TryGetValue(fromNodeId, out var from) || from.Hub is null) return false;
+        if (!_peerIdsByKey.TryGetValue(peerKey, out var toNodeId)) return false;
         if (!_peers.TryGetValue(toNodeId, out var to) || to.Hub is null || !_hubs.TryGetValue(to.Hub, out var hub)) return false;
         var notice = new SyncResponse { Connect = new ConnectNotice { PeerKey = ByteString.CopyFrom(from.Record.NodeKey), Endpoints = from.Endpoints } };
         hub.Link.Connect(toNodeId, notice.ToByteArray());
@@ -181,13 +184,14 @@ public sealed class NetmapPublisher
             return;
         }
         if (_peers.TryGetValue(record.Id, out var peer)) peer.Record = record;
-        else _peers[record.Id] = peer = new PeerState(record);
+        else Track(peer = new PeerState(record));
         Changed(peer);
     }
 
     public void NodeDeleted(long nodeId)
     {
-        if (!_peers.Remove(nodeId)) return;
+        if (!_peers.Remove(nodeId, out var peer)) return;
+        _peerIdsByKey.Remove(new PublicKey(peer.Record.NodeKey));
         _pendingChanged.Remove(nodeId);
         _pendingRemoved.Add((ulong)nodeId);
         SchedulePublish();
@@ -213,8 +217,15 @@ public sealed class NetmapPublisher
     {
         if (node.State != NodeState.Approved) return null;
         if (_peers.TryGetValue(node.Id, out var peer)) return peer;
-        _peers[node.Id] = peer = new PeerState(node);
+        Track(peer = new PeerState(node));
         return peer;
+    }
+
+    /// <summary>A node's key never changes (a new key registers a new node), so the key index is kept only here and on delete.</summary>
+    private void Track(PeerState peer)
+    {
+        _peers[peer.Record.Id] = peer;
+        _peerIdsByKey[new PublicKey(peer.Record.NodeKey)] = peer.Record.Id;
     }
 
     private void Changed(PeerState peer)

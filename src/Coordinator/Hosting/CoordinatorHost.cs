@@ -79,7 +79,9 @@ public sealed class CoordinatorHost : IAsyncDisposable
         File.SetUnixFileMode(options.DataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
 
         var certificate = options.TlsCertFile is null ? null : LoadCertificate(options.TlsCertFile, options.TlsKeyFile!);
-        ICoordinatorStore store = SqliteStore.Open(Path.Combine(options.DataDir, CoordinatorOptions.DatabaseFile));
+        ICoordinatorStore store = options.Postgres is { } postgres
+            ? await PostgresStore.OpenAsync(postgres)
+            : SqliteStore.Open(Path.Combine(options.DataDir, CoordinatorOptions.DatabaseFile));
         try
         {
             return await StartAsync(options, certificate, store, configureLogging, cancellationToken);
@@ -147,7 +149,6 @@ public sealed class CoordinatorHost : IAsyncDisposable
         }
         SyncHub? hub = null;
         RelayHost? relay = null;
-        Relay? announced = null;
         if (options.RelayPort >= 0)
         {
             try
@@ -159,24 +160,16 @@ public sealed class CoordinatorHost : IAsyncDisposable
                 stun.Dispose();
                 throw new IOException($"cannot listen for the relay on UDP {options.RelayPort}: {ex.Message}", ex);
             }
-            // "*" stands for the host each agent reached the coordinator at, as for the STUN servers.
-            announced = new Relay
-            {
-                Id = "coordinator",
-                UdpAddress = $"{options.PublicHost ?? "*"}:{relay.Port}",
-                TcpUrl = RelayPath,
-                NodeKey = ByteString.CopyFrom(identity.Key.PublicKey.Span),
-            };
         }
-        hub = new SyncHub(hubId, new ClusterMeshPort(grains), announced, TimeProvider.System, loggers.CreateLogger("sync"));
+        hub = new SyncHub(hubId, new ClusterMeshPort(grains), TimeProvider.System, loggers.CreateLogger("sync"));
         var stunPort = stun.Ports[0];
         var stunHost = options.PublicHost ?? (options.Listen.Address.Equals(IPAddress.Any) || options.Listen.Address.Equals(IPAddress.IPv6Any) ? "*" : options.Listen.Address.ToString());
         IReadOnlyList<string> publicStun = [$"{stunHost}:{stunPort}", $"{stunHost}:{stun.Ports[1]}"];
-        IReadOnlyList<Relay> relays = announced is null ? [] : [announced];
+        IReadOnlyList<Relay> relays = [];
 
         app.MapGrpcService(new CoordinatorService(grains, hub, stunPort, options.PublicHost).Bind());
         app.MapGrpcService(ServiceDefinitions.Bind(binder => Protos.V1.Admin.BindService(binder,
-            new AdminService(grains, DateTimeOffset.UtcNow, () => publicStun, () => relays))));
+            new AdminService(grains, DateTimeOffset.UtcNow, () => publicStun, () => hub.Relay is { } own ? [own] : []))));
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         if (relay is not null)
@@ -200,6 +193,8 @@ public sealed class CoordinatorHost : IAsyncDisposable
         try
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
+            var bound = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+            if (relay is not null) hub.Relay = AnnouncedRelay(options, identity, relay.Port, bound.Port, certificate is not null, app.Services.GetRequiredService<ILocalSiloDetails>().SiloAddress.Endpoint.Address);
             await hub.AttachAsync().ConfigureAwait(false);
             var adminKey = (await grains.GetGrain<IKeyRingGrain>(0).BootstrapApiKey()).OrThrow();
             if (adminKey is not null) WritePrivateFile(Path.Combine(options.DataDir, CoordinatorOptions.AdminKeyFile), adminKey + "\n");
@@ -213,13 +208,34 @@ public sealed class CoordinatorHost : IAsyncDisposable
         }
         readiness.Ready();
 
-        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        var address = new Uri(certificate is null ? bound : bound.Replace("http://", "https://", StringComparison.Ordinal));
+        var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()
+            .Replace("http://", certificate is null ? "http://" : "https://", StringComparison.Ordinal));
         File.WriteAllText(Path.Combine(options.DataDir, CoordinatorOptions.ServerUrlFile), LocalUrl(address) + "\n");
         app.Logger.LogInformation("Coordinator serving gRPC on {Address} ({Transport}), STUN on UDP {Stun1} and {Stun2}, data in {DataDir}",
             address, certificate is null ? "h2c" : "TLS", stun.Ports[0], stun.Ports[1], options.DataDir);
         if (relay is not null) app.Logger.LogInformation("Relay on UDP {Port} and WebSocket {Path}", relay.Port, RelayPath);
         return new CoordinatorHost(app, address, store, identity, hub, stun, relay, stopping, KeepAttachedAsync(hub, app.Logger, stopping.Token));
+    }
+
+    /// <summary>
+    /// This replica's relay as the netmap names it. Embedded, it is "coordinator" at "*" (the host each agent reached
+    /// the coordinator at) with the WebSocket path relative to that. A replica's relay must be reachable by agents
+    /// of every replica, so it gets its own id and absolute addresses: its public address, else the address the
+    /// other replicas reach it at.
+    /// </summary>
+    private static Relay AnnouncedRelay(CoordinatorOptions options, CoordinatorIdentity identity, int udpPort, int grpcPort, bool tls, IPAddress siloAddress)
+    {
+        var key = ByteString.CopyFrom(identity.Key.PublicKey.Span);
+        if (!options.Clustered) return new Relay { Id = "coordinator", UdpAddress = $"{options.PublicHost ?? "*"}:{udpPort}", TcpUrl = RelayPath, NodeKey = key };
+        var host = options.PublicHost ?? siloAddress.ToString();
+        var urlHost = IPAddress.TryParse(host, out var ip) && ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{host}]" : host;
+        return new Relay
+        {
+            Id = $"coordinator-{urlHost}:{udpPort}",
+            UdpAddress = $"{urlHost}:{udpPort}",
+            TcpUrl = $"{(tls ? "https" : "http")}://{urlHost}:{grpcPort}{RelayPath}",
+            NodeKey = key,
+        };
     }
 
     /// <summary>

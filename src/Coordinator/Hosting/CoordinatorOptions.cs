@@ -23,11 +23,22 @@ public sealed record CoordinatorOptions
 
     public Control.MeshOptions Mesh { get; init; } = new();
 
-    /// <summary>The silo's port for other replicas; 0 picks a free loopback port (embedded).</summary>
-    public int SiloPort { get; init; }
+    /// <summary>Cluster mode: an Npgsql connection string for the store and Orleans membership; null runs embedded on SQLite.</summary>
+    public string? Postgres { get; init; }
 
-    /// <summary>The silo's gateway port; 0 picks a free loopback port (embedded).</summary>
-    public int GatewayPort { get; init; }
+    /// <summary>The silo's port for the other replicas; null: <see cref="DefaultSiloPort"/> in a cluster, a free loopback port embedded.</summary>
+    public int? SiloPort { get; init; }
+
+    /// <summary>The silo's gateway port; null: <see cref="DefaultGatewayPort"/> in a cluster, a free loopback port embedded.</summary>
+    public int? GatewayPort { get; init; }
+
+    /// <summary>The address the other replicas reach this one at (cluster mode); null lets Orleans pick this host's address.</summary>
+    public IPAddress? AdvertiseAddress { get; init; }
+
+    public bool Clustered => Postgres is not null;
+
+    public const int DefaultSiloPort = 11111;
+    public const int DefaultGatewayPort = 30000;
 
     public const int DefaultStunPort = 3478;
     public const int DefaultRelayPort = 3480;
@@ -47,6 +58,11 @@ public sealed record CoordinatorOptions
         if (TlsKeyFile is not null && !File.Exists(TlsKeyFile)) return $"--tls-key: no such file \"{TlsKeyFile}\".";
         if (StunPort is < 0 or > 65534) return $"--stun-port: {StunPort} is not a port from 1 to 65534 (the next port up is the second STUN port).";
         if (RelayPort is < -1 or > 65535) return $"--relay-port: {RelayPort} is not a port from 1 to 65535.";
+        if (SiloPort is < 0 or > 65535) return $"--silo-port: {SiloPort} is not a port from 1 to 65535.";
+        if (GatewayPort is < 0 or > 65535) return $"--gateway-port: {GatewayPort} is not a port from 1 to 65535.";
+        if (SiloPort is > 0 && SiloPort == GatewayPort) return $"--silo-port and --gateway-port: both are {SiloPort}; they need a port each.";
+        if (Postgres is { Length: 0 }) return "--postgres: the connection string is empty.";
+        if (AdvertiseAddress is not null && !Clustered) return "--advertise-address: only replicas of a cluster (--postgres) are reached by others.";
         return null;
     }
 }

@@ -23,7 +23,7 @@ public interface IMeshPort
 
     void CloseSession(long nodeId, string hubId, DateTime now);
 
-    Task<bool> RequestConnectionAsync(long fromNodeId, long toNodeId);
+    Task<bool> RequestConnectionAsync(long fromNodeId, byte[] peerKey);
 }
 
 /// <summary>
@@ -32,7 +32,7 @@ public interface IMeshPort
 /// notices and ends streams it is told to. It keeps the peers' keys from the maps it sees, which is what this
 /// replica's relay serves. Thread-safe.
 /// </summary>
-public sealed class SyncHub(string hubId, IMeshPort mesh, Relay? relay, TimeProvider time, ILogger logger) : IHubLink
+public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILogger logger) : IHubLink
 {
     private readonly object _lock = new();
     private readonly Dictionary<long, SyncSession> _sessions = new();
@@ -43,6 +43,9 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, Relay? relay, TimeProv
     private ulong _serial;
 
     public string HubId { get; } = hubId;
+
+    /// <summary>This replica's relay as agents are told of it, or null; set before the first attach (its address may be known only once the host listens).</summary>
+    public Relay? Relay { get; set; }
 
     public int Count
     {
@@ -57,7 +60,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, Relay? relay, TimeProv
     {
         List<OpenStream> streams;
         lock (_lock) streams = _sessions.Values.Select(s => new OpenStream(s.Node, s.Endpoints)).ToList();
-        var map = await mesh.AttachAsync(HubId, this, relay, streams).ConfigureAwait(false);
+        var map = await mesh.AttachAsync(HubId, this, Relay, streams).ConfigureAwait(false);
         var full = SyncResponse.Parser.ParseFrom(map);
         lock (_lock)
         {
@@ -118,12 +121,8 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, Relay? relay, TimeProv
     public async Task<bool> RequestConnectionAsync(SyncSession session, ByteString peerKey)
     {
         if (!IsCurrent(session) || peerKey.Length != Key32.Size) return false;
-        long target;
-        lock (_lock)
-        {
-            if (!_peersByKey.TryGetValue(new PublicKey(peerKey.Span), out target)) return false;
-        }
-        return await mesh.RequestConnectionAsync(session.NodeId, target).ConfigureAwait(false);
+        // The publisher resolves the key: this replica may not have seen the peer's delta yet.
+        return await mesh.RequestConnectionAsync(session.NodeId, peerKey.ToByteArray()).ConfigureAwait(false);
     }
 
     /// <summary>The agent's stream ended (it went away, or the coordinator ended it).</summary>

@@ -25,7 +25,11 @@ internal static class MeshCommands
 
     private static Command Up(Option<string> stateDir)
     {
-        var coordinator = new Option<string>("--coordinator") { Description = "The coordinator's URL, e.g. http://coord.example.net:8443.", Required = true };
+        var coordinator = new Option<string>("--coordinator")
+        {
+            Description = "The coordinator's URL, e.g. http://coord.example.net:8443; for a cluster, its replicas' URLs separated by commas (a name with several addresses counts as several).",
+            Required = true,
+        };
         var authKey = new Option<string>("--auth-key") { Description = "A pre-auth key from `mesh-coordinator keys create` (without one the node waits for approval).", DefaultValueFactory = _ => Environment.GetEnvironmentVariable("MESH_AUTH_KEY") ?? "" };
         var interfaceName = new Option<string>("--interface") { Description = "Name of the TUN interface.", DefaultValueFactory = _ => "mesh0" };
         var port = new Option<int>("--port") { Description = "UDP port for WireGuard, STUN and probes (0: any).", DefaultValueFactory = _ => AgentOptions.DefaultListenPort };
@@ -41,15 +45,24 @@ internal static class MeshCommands
         };
         up.SetAction(async (parse, cancellationToken) =>
         {
-            var text = parse.GetValue(coordinator)!;
-            if (!Uri.TryCreate(text, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+            var urls = new List<Uri>();
+            foreach (var text in parse.GetValue(coordinator)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
             {
-                Console.Error.WriteLine($"mesh-agent: --coordinator: \"{text}\" is not an http:// or https:// URL.");
+                if (!Uri.TryCreate(text, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+                {
+                    Console.Error.WriteLine($"mesh-agent: --coordinator: \"{text}\" is not an http:// or https:// URL.");
+                    return 2;
+                }
+                urls.Add(url);
+            }
+            if (urls.Count == 0)
+            {
+                Console.Error.WriteLine("mesh-agent: --coordinator: give the coordinator's URL.");
                 return 2;
             }
             var options = new AgentOptions
             {
-                Coordinator = url,
+                Coordinators = urls,
                 AuthKey = parse.GetValue(authKey)!,
                 StateDir = Path.GetFullPath(parse.GetValue(stateDir)!),
                 InterfaceName = parse.GetValue(interfaceName)!,

@@ -5,10 +5,11 @@ using Mesh.WireGuard.Core;
 namespace Mesh.Agent.Daemon;
 
 /// <summary>
-/// Turns the netmap's "host:port" (STUN servers, relays) into endpoints. "*" is the host the agent reached
-/// the coordinator at, which a coordinator without --public-address announces. Names are looked up once.
+/// Turns the netmap's "host:port" (STUN servers, relays) into endpoints. "*" is the host of the coordinator
+/// replica the agent holds its stream with, which a coordinator without --public-address announces. Names are
+/// looked up once.
 /// </summary>
-public sealed class AddressResolver(Uri coordinator)
+public sealed class AddressResolver(Func<Uri> coordinator)
 {
     private readonly Dictionary<string, NetEndpoint?> _cache = new();
 
@@ -18,7 +19,7 @@ public sealed class AddressResolver(Uri coordinator)
         {
             if (_cache.TryGetValue(hostAndPort, out var known)) return known;
             var resolved = Lookup(hostAndPort);
-            if (resolved is not null) _cache[hostAndPort] = resolved;
+            if (resolved is not null && !hostAndPort.StartsWith("*:", StringComparison.Ordinal)) _cache[hostAndPort] = resolved;
             return resolved;
         }
     }
@@ -28,7 +29,7 @@ public sealed class AddressResolver(Uri coordinator)
         var colon = text.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), out var port) || port is <= 0 or > 65535) return null;
         var host = text[..colon].Trim('[', ']');
-        if (host == "*") host = coordinator.Host.Trim('[', ']');
+        if (host == "*") host = coordinator().Host.Trim('[', ']');
         if (IPAddress.TryParse(host, out var address)) return new NetEndpoint(address, port);
         try
         {

@@ -45,12 +45,13 @@ public sealed class AgentDaemon : IAsyncDisposable
         _logger = loggers.CreateLogger("mesh-agent");
         _host = host;
         host.Device.SetPrivateKey(key);
-        var resolver = new AddressResolver(options.Coordinator);
         _io = new MeshIo(host, RelayStreamUrl, connector, loggers.CreateLogger("paths"));
         var engine = new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, _io);
         _io.Engine = engine;
-        Node = new MeshNode(host.Device, engine, resolver.Resolve);
+        AddressResolver? resolver = null;
+        Node = new MeshNode(host.Device, engine, hostAndPort => resolver!.Resolve(hostAndPort));
         Control = new ControlClient(options, key, Node, connector, loggers.CreateLogger("control"));
+        resolver = new AddressResolver(() => Control.Coordinator);
         _io.EndpointsChanged = Control.PublishEndpoints;
         _io.ConnectRequested = Control.RequestConnect;
         host.Router = _io;
@@ -215,7 +216,7 @@ public sealed class AgentDaemon : IAsyncDisposable
         string? url;
         lock (Node.View) url = Node.View.Relays.FirstOrDefault(r => r.Id == relayId)?.TcpUrl;
         if (string.IsNullOrEmpty(url)) return null;
-        var absolute = new Uri(Options.Coordinator, url);
+        var absolute = new Uri(Control.Coordinator, url);
         var builder = new UriBuilder(absolute) { Scheme = absolute.Scheme == "https" ? "wss" : "ws" };
         return builder.Uri;
     }

@@ -1,6 +1,6 @@
 namespace Mesh.Agent.Daemon;
 
-/// <summary>What `mesh-agent up` runs with. Only the coordinator URL is needed; everything else has a default.</summary>
+/// <summary>What `mesh-agent up` runs with. Only the coordinator's URL (or its replicas' URLs) is needed; everything else has a default.</summary>
 public sealed record AgentOptions
 {
     public const string KeyFile = "node.key";
@@ -10,7 +10,8 @@ public sealed record AgentOptions
     public const int DefaultListenPort = 41641;
     public const int DefaultRelayPort = 3480;
 
-    public required Uri Coordinator { get; init; }
+    /// <summary>The coordinator's replicas (one URL for a single coordinator); the agent holds its stream with one at a time.</summary>
+    public required IReadOnlyList<Uri> Coordinators { get; init; }
     public string AuthKey { get; init; } = "";
     public string StateDir { get; init; } = DefaultStateDir();
     public string InterfaceName { get; init; } = "mesh0";

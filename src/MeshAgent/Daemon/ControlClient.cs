@@ -14,9 +14,10 @@ using Polly.Retry;
 namespace Mesh.Agent.Daemon;
 
 /// <summary>
-/// The agent's side of the control plane: registers the node key, keeps one sync stream open, applies what
-/// arrives to the mesh node, and sends endpoint changes and connect requests up. Reconnects with
-/// exponential backoff and jitter whenever the stream breaks; the data plane never waits on it.
+/// The agent's side of the control plane: registers the node key, keeps one sync stream open with one of the
+/// coordinator's replicas, applies what arrives to the mesh node, and sends endpoint changes and connect requests
+/// up. Whenever the stream breaks it moves on to the next replica, with exponential backoff and jitter, and
+/// resumes from its serial; the data plane never waits on it.
 /// </summary>
 public sealed class ControlClient : IDisposable
 {
@@ -31,7 +32,9 @@ public sealed class ControlClient : IDisposable
     private readonly MeshNode _node;
     private readonly ILogger _logger;
     private readonly HttpConnector _connector;
-    private GrpcChannel _channel;
+    private readonly CoordinatorTargets _targets;
+    private readonly Dictionary<CoordinatorTarget, GrpcChannel> _channels = new();
+    private int _channelGeneration;
     private CancellationTokenSource? _session;
     private readonly ResiliencePipeline _reconnect;
     private Channel<SyncRequest> _outbound = NewOutbound();
@@ -45,7 +48,7 @@ public sealed class ControlClient : IDisposable
         _key = key;
         _node = node;
         _logger = logger;
-        _channel = NewChannel();
+        _targets = new CoordinatorTargets(options.Coordinators, BitConverter.ToInt32(key.PublicKey.Span));
         _reconnect = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
         {
             ShouldHandle = new PredicateBuilder().Handle<Exception>(ex => ex is not OperationCanceledException),
@@ -56,7 +59,7 @@ public sealed class ControlClient : IDisposable
             MaxDelay = TimeSpan.FromSeconds(10),
             OnRetry = args =>
             {
-                _logger.LogWarning("Coordinator {Url}: {Message}; retrying in {Delay:0.0}s", _options.Coordinator, args.Outcome.Exception?.Message, args.RetryDelay.TotalSeconds);
+                _logger.LogWarning("Coordinator {Target}: {Message}; trying the next in {Delay:0.0}s", _targets.Current, args.Outcome.Exception?.Message, args.RetryDelay.TotalSeconds);
                 return ValueTask.CompletedTask;
             },
         }).Build();
@@ -64,6 +67,9 @@ public sealed class ControlClient : IDisposable
 
     public RegisterResponse? Self { get; private set; }
     public bool Connected { get; private set; }
+
+    /// <summary>The replica the stream is held with (or was last tried).</summary>
+    public Uri Coordinator => _targets.Current.Url;
 
     /// <summary>Raised once the node is registered and approved, with its name and mesh addresses.</summary>
     public event Action<RegisterResponse>? Registered;
@@ -85,14 +91,30 @@ public sealed class ControlClient : IDisposable
     {
         lock (_outbound)
         {
-            var old = _channel;
-            _channel = NewChannel();
+            _channelGeneration++;
             _session?.Cancel();
-            old.Dispose();
+            DisposeChannels();
         }
     }
 
-    private GrpcChannel NewChannel() => GrpcChannels.ForAddress(_options.Coordinator, _connector, KeepAlive, MaxNetmapMessage);
+    private (GrpcChannel Channel, int Generation) ChannelFor(CoordinatorTarget target)
+    {
+        lock (_outbound)
+        {
+            if (!_channels.TryGetValue(target, out var channel))
+            {
+                var connector = target.Address is { } address ? _connector.PinnedTo(address) : _connector;
+                _channels[target] = channel = GrpcChannels.ForAddress(target.Url, connector, KeepAlive, MaxNetmapMessage);
+            }
+            return (channel, _channelGeneration);
+        }
+    }
+
+    private void DisposeChannels()
+    {
+        foreach (var channel in _channels.Values) channel.Dispose();
+        _channels.Clear();
+    }
 
     public void RequestConnect(PublicKey peer) => _outbound.Writer.TryWrite(new SyncRequest { Connect = new ConnectRequest { PeerKey = ByteString.CopyFrom(peer.Span) } });
 
@@ -103,8 +125,8 @@ public sealed class ControlClient : IDisposable
         {
             try
             {
-                var (call, channel) = await _reconnect.ExecuteAsync(OpenAsync, cancellationToken).ConfigureAwait(false);
-                await HoldAsync(call, channel, cancellationToken).ConfigureAwait(false);
+                var (call, generation) = await _reconnect.ExecuteAsync(OpenAsync, cancellationToken).ConfigureAwait(false);
+                await HoldAsync(call, generation, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception) when (cancellationToken.IsCancellationRequested)
             {
@@ -117,13 +139,13 @@ public sealed class ControlClient : IDisposable
             catch (RpcException ex)
             {
                 if (ex.StatusCode == StatusCode.Unauthenticated) _token = null;
-                _logger.LogWarning("Sync stream with {Url} ended: {Status}", _options.Coordinator, ex.Status.Detail);
+                _logger.LogWarning("Sync stream with {Target} ended: {Status}", _targets.Current, ex.Status.Detail);
             }
             catch (Exception ex)
             {
                 // Whatever ends a stream (a channel disposed under it after a network change, say) must not end
                 // the loop that reconnects: the agent would stay cut off from the coordinator for good.
-                _logger.LogWarning("Sync stream with {Url} ended: {Error}", _options.Coordinator, ex.Message);
+                _logger.LogWarning("Sync stream with {Target} ended: {Error}", _targets.Current, ex.Message);
             }
             finally
             {
@@ -133,10 +155,10 @@ public sealed class ControlClient : IDisposable
         }
     }
 
-    private async ValueTask<(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> Call, GrpcChannel Channel)> OpenAsync(CancellationToken cancellationToken)
+    private async ValueTask<(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> Call, int Generation)> OpenAsync(CancellationToken cancellationToken)
     {
-        GrpcChannel channel;
-        lock (_outbound) channel = _channel;
+        var target = await _targets.NextAsync(cancellationToken).ConfigureAwait(false);
+        var (channel, generation) = ChannelFor(target);
         var invoker = channel.CreateCallInvoker();
         if (_token is null)
         {
@@ -170,20 +192,20 @@ public sealed class ControlClient : IDisposable
             throw;
         }
         _node.Apply(call.ResponseStream.Current);
-        return (call, channel);
+        return (call, generation);
     }
 
-    private async Task HoldAsync(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> call, GrpcChannel channel, CancellationToken cancellationToken)
+    private async Task HoldAsync(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> call, int generation, CancellationToken cancellationToken)
     {
         using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         lock (_outbound)
         {
             // The network changed while this stream was opening: its connection is as stale as the channel.
-            if (!ReferenceEquals(channel, _channel)) session.Cancel();
+            if (generation != _channelGeneration) session.Cancel();
             _session = session;
         }
         Connected = true;
-        _logger.LogInformation("Connected to the coordinator at {Url}", _options.Coordinator);
+        _logger.LogInformation("Connected to the coordinator at {Target}", _targets.Current);
         var writing = WriteAsync(call.RequestStream, _outbound.Reader, session.Token);
         try
         {
@@ -212,5 +234,8 @@ public sealed class ControlClient : IDisposable
 
     private static Channel<SyncRequest> NewOutbound() => Channel.CreateBounded<SyncRequest>(new BoundedChannelOptions(256) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
 
-    public void Dispose() => _channel.Dispose();
+    public void Dispose()
+    {
+        lock (_outbound) DisposeChannels();
+    }
 }

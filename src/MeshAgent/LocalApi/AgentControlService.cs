@@ -21,7 +21,7 @@ public sealed class AgentControlService(AgentDaemon agent) : AgentControl.AgentC
             NodeKey = engine.PublicKey.ToBase64(),
             InterfaceName = agent.Options.InterfaceName,
             CoordinatorConnected = agent.Control.Connected,
-            Coordinator = agent.Options.Coordinator.ToString(),
+            Coordinator = agent.Control.Coordinator.ToString(),
             HomeRelay = engine.HomeRelay ?? "",
             DroppedProbes = (ulong)(engine.ProbesRejected(Traversal.Probes.ProbeResult.BadMac) + engine.ProbesRejected(Traversal.Probes.ProbeResult.Replayed)
                 + engine.ProbesRejected(Traversal.Probes.ProbeResult.UnknownSender) + engine.ProbesRejected(Traversal.Probes.ProbeResult.Malformed)),
