@@ -6,47 +6,61 @@ using Grpc.Core;
 using Mesh.Control;
 using Mesh.Protos.V1;
 using Grpc.Net.Client;
+using Mesh.Tests.Shared;
 using Mesh.Transport;
 using Mesh.WireGuard.Keys;
 
-// N simulated agents with real sync streams on loopback against a coordinator in its own process:
-// time to register and receive the map, coordinator memory per connected agent, time for one agent's
-// endpoint change to reach all its peers, and coordinator CPU per change (run for two sizes to compare).
-var sizes = (args.Length > 0 ? args[0] : "2000,10000").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-var changes = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 40;
+// N simulated agents with real sync streams on loopback against coordinator processes: time to register and
+// receive the map, coordinator memory per connected agent, time for one agent's endpoint change to reach all
+// its peers, and coordinator CPU per change. Each size runs embedded (one process on SQLite) and, with
+// --replicas R, again on R replicas over a PostgreSQL of its own, the agents spread across them, so a change
+// sent to one replica is counted as it arrives through all of them.
+var positional = new List<string>();
+var replicas = 1;
+for (var i = 0; i < args.Length; i++)
+{
+    if (args[i] == "--replicas" && i + 1 < args.Length) replicas = int.Parse(args[++i], CultureInfo.InvariantCulture);
+    else positional.Add(args[i]);
+}
+var sizes = (positional.Count > 0 ? positional[0] : "2000,10000").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+var changes = positional.Count > 1 ? int.Parse(positional[1], CultureInfo.InvariantCulture) : 40;
 // bench/Mesh.Coordinator.Bench/bin/<configuration>/net10.0 -> src/Coordinator/bin/<configuration>/net10.0
 var binaries = new DirectoryInfo(AppContext.BaseDirectory);
 var coordinatorDll = Path.Combine(binaries.Parent!.Parent!.Parent!.Parent!.Parent!.FullName, "src", "Coordinator", "bin", binaries.Parent.Name, "net10.0", "mesh-coordinator.dll");
 
-var results = new List<(int N, double CpuMsPerChange)>();
-foreach (var n in sizes) results.Add(await RunAsync(n));
-if (results.Count > 1)
+var results = new List<Figures>();
+foreach (var n in sizes)
 {
-    var (n0, c0) = results[0];
-    var (n1, c1) = results[^1];
-    Console.WriteLine($"\nper-change coordinator CPU grew {c1 / c0:F1}x for {(double)n1 / n0:F1}x the agents (linear in the peers told; N squared would be {Math.Pow((double)n1 / n0, 2):F0}x)");
+    var embedded = await RunAsync(n, 1);
+    results.Add(embedded);
+    if (replicas <= 1) continue;
+    var cluster = await RunAsync(n, replicas);
+    Console.WriteLine($"\n  {replicas} replicas against embedded at N = {n}: map for all {cluster.MappedSeconds / embedded.MappedSeconds:F2}x the time, " +
+        $"p99 {cluster.P99Ms:F1} ms against {embedded.P99Ms:F1} ms ({cluster.P99Ms / embedded.P99Ms:F2}x), " +
+        $"memory per stream {cluster.KiBPerStream:F1} against {embedded.KiBPerStream:F1} KiB (summed over the replicas)");
+}
+if (sizes.Length > 1)
+{
+    var first = results[0];
+    var last = results[^1];
+    Console.WriteLine($"\nper-change coordinator CPU grew {last.CpuMsPerChange / first.CpuMsPerChange:F1}x for {(double)last.N / first.N:F1}x the agents (linear in the peers told; N squared would be {Math.Pow((double)last.N / first.N, 2):F0}x)");
 }
 return 0;
 
-async Task<(int, double)> RunAsync(int n)
+async Task<Figures> RunAsync(int n, int replicaCount)
 {
-    var dataDir = Path.Combine(Path.GetTempPath(), $"mesh-bench-{Guid.NewGuid():N}");
-    var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-    foreach (var arg in new[] { coordinatorDll, "serve", "--listen", "127.0.0.1:0", "--stun-port", "0", "--data-dir", dataDir }) info.ArgumentList.Add(arg);
-    info.Environment["DOTNET_gcServer"] = "0";
-    using var coordinator = Process.Start(info)!;
-    _ = coordinator.StandardOutput.ReadToEndAsync();
-    _ = coordinator.StandardError.ReadToEndAsync();
+    using var postgres = replicaCount > 1 ? PostgresServer.Start() : null;
+    var processes = new List<(Process Process, string DataDir)>();
     try
     {
-        var urlFile = Path.Combine(dataDir, "server.url");
-        while (!File.Exists(urlFile)) await Task.Delay(50);
-        var url = File.ReadAllText(urlFile).Trim();
-        var adminKey = File.ReadAllText(Path.Combine(dataDir, "admin.key")).Trim();
-        var channels = Enumerable.Range(0, Math.Max(1, n / 200)).Select(_ => GrpcChannels.ForAddress(new Uri(url), new HttpConnector(null), Timeout.InfiniteTimeSpan)).ToArray();
+        for (var r = 0; r < replicaCount; r++) processes.Add(await StartCoordinatorAsync(postgres, r));
+        var urls = processes.Select(p => File.ReadAllText(Path.Combine(p.DataDir, "server.url")).Trim()).ToArray();
+        var adminKey = File.ReadAllText(Path.Combine(processes[0].DataDir, "admin.key")).Trim();
+        // One HTTP/2 connection per 200 streams, spread over the replicas.
+        var channels = Enumerable.Range(0, Math.Max(replicaCount, n / 200)).Select(c => GrpcChannels.ForAddress(new Uri(urls[c % replicaCount]), new HttpConnector(null), Timeout.InfiniteTimeSpan)).ToArray();
         var admin = new Admin.AdminClient(channels[0].CreateCallInvoker().WithBearerToken(adminKey));
         var authKey = (await admin.CreatePreAuthKeyAsync(new CreatePreAuthKeyRequest { Reusable = true })).Secret;
-        var baseline = Rss(coordinator.Id);
+        var baseline = Rss(processes);
 
         var clock = Stopwatch.StartNew();
         var agents = new Agent[n];
@@ -58,7 +72,7 @@ async Task<(int, double)> RunAsync(int n)
             agents[i] = new Agent(i, registration, channels[i % channels.Length]);
         });
         var registered = clock.Elapsed;
-        var registeredRss = Rss(coordinator.Id);
+        var registeredRss = Rss(processes);
 
         // Agents come online in waves, as after a coordinator restart, each wave waiting for its maps.
         foreach (var wave in agents.Chunk(1000))
@@ -69,9 +83,9 @@ async Task<(int, double)> RunAsync(int n)
         var mapped = clock.Elapsed;
         // Let the wave of "came online" changes drain before measuring single changes.
         await WaitQuietAsync(agents);
-        var connectedRss = Rss(coordinator.Id);
+        var connectedRss = Rss(processes);
 
-        var cpuBefore = CpuTime(coordinator.Id);
+        var cpuBefore = CpuTime(processes);
         var toAll = new List<double>();
         var each = new List<double>();
         for (var c = 0; c < changes; c++)
@@ -85,26 +99,56 @@ async Task<(int, double)> RunAsync(int n)
             toAll.Add(Stopwatch.GetElapsedTime(sent, arrivals.Max()).TotalMilliseconds);
             each.AddRange(arrivals.Select(t => Stopwatch.GetElapsedTime(sent, t).TotalMilliseconds));
         }
-        var cpuPerChange = (CpuTime(coordinator.Id) - cpuBefore).TotalMilliseconds / changes;
+        var cpuPerChange = (CpuTime(processes) - cpuBefore).TotalMilliseconds / changes;
+        var figures = new Figures(n, mapped.TotalSeconds, Percentile(toAll, 99), (connectedRss - registeredRss) / 1024.0 / n, cpuPerChange);
 
-        Console.WriteLine($"\nN = {n} agents, {channels.Length} HTTP/2 connections, {Environment.ProcessorCount} cores");
+        var mode = replicaCount == 1 ? "embedded (SQLite)" : $"{replicaCount} replicas over PostgreSQL";
+        Console.WriteLine($"\nN = {n} agents, {mode}, {channels.Length} HTTP/2 connections, {Environment.ProcessorCount} cores");
         Console.WriteLine($"  register all                       {registered.TotalSeconds,8:F1} s   ({n / registered.TotalSeconds:N0}/s)");
         Console.WriteLine($"  all streams open with their map    {mapped.TotalSeconds,8:F1} s   (after start)");
-        Console.WriteLine($"  coordinator memory per stream      {(connectedRss - registeredRss) / 1024.0 / n,8:F1} KiB (RSS {connectedRss / 1048576} MiB; {(registeredRss - baseline) / 1024.0 / n:F1} KiB per registered node)");
+        Console.WriteLine($"  coordinator memory per stream      {figures.KiBPerStream,8:F1} KiB (RSS {connectedRss / 1048576} MiB; {(registeredRss - baseline) / 1024.0 / n:F1} KiB per registered node)");
         Console.WriteLine($"  change to all {n - 1} peers, p50     {Percentile(toAll, 50),8:F1} ms");
-        Console.WriteLine($"  change to all {n - 1} peers, p99     {Percentile(toAll, 99),8:F1} ms");
+        Console.WriteLine($"  change to all {n - 1} peers, p99     {figures.P99Ms,8:F1} ms");
         Console.WriteLine($"  change to one peer, p50 / p99      {Percentile(each, 50),8:F1} / {Percentile(each, 99):F1} ms");
         Console.WriteLine($"  coordinator CPU per change         {cpuPerChange,8:F2} ms");
         foreach (var agent in agents) agent.Dispose();
         foreach (var channel in channels) channel.Dispose();
-        return (n, cpuPerChange);
+        return figures;
     }
     finally
     {
-        coordinator.Kill(entireProcessTree: true);
-        await coordinator.WaitForExitAsync();
-        Directory.Delete(dataDir, recursive: true);
+        foreach (var (process, dataDir) in processes)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+            process.Dispose();
+            Directory.Delete(dataDir, recursive: true);
+        }
     }
+}
+
+async Task<(Process, string)> StartCoordinatorAsync(PostgresServer? postgres, int replica)
+{
+    var dataDir = Path.Combine(Path.GetTempPath(), $"mesh-bench-{Guid.NewGuid():N}");
+    var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+    List<string> arguments = [coordinatorDll, "serve", "--listen", "127.0.0.1:0", "--stun-port", "0", "--relay-port", "0", "--data-dir", dataDir];
+    if (postgres is not null)
+    {
+        arguments.AddRange(["--postgres", postgres.ConnectionString, "--advertise-address", "127.0.0.1",
+            "--silo-port", $"{21111 + replica}", "--gateway-port", $"{31111 + replica}"]);
+    }
+    foreach (var arg in arguments) info.ArgumentList.Add(arg);
+    info.Environment["DOTNET_gcServer"] = "0";
+    var process = Process.Start(info)!;
+    _ = process.StandardOutput.ReadToEndAsync();
+    var errors = process.StandardError.ReadToEndAsync();
+    var urlFile = Path.Combine(dataDir, "server.url");
+    while (!File.Exists(urlFile))
+    {
+        if (process.HasExited) throw new InvalidOperationException($"coordinator {replica} exited: {await errors}");
+        await Task.Delay(50);
+    }
+    return (process, dataDir);
 }
 
 static async Task WaitQuietAsync(Agent[] agents)
@@ -125,21 +169,34 @@ static double Percentile(List<double> values, int percent)
     return sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(percent / 100.0 * sorted.Count) - 1)];
 }
 
-static long Rss(int pid)
+/// <summary>The coordinators' resident memory, summed.</summary>
+static long Rss(List<(Process Process, string DataDir)> processes)
 {
-    foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+    long total = 0;
+    foreach (var (process, _) in processes)
     {
-        if (line.StartsWith("VmRSS:", StringComparison.Ordinal)) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        foreach (var line in File.ReadLines($"/proc/{process.Id}/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal)) total += long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        }
     }
-    return 0;
+    return total;
 }
 
-static TimeSpan CpuTime(int pid)
+/// <summary>The coordinators' CPU time (user and system), summed.</summary>
+static TimeSpan CpuTime(List<(Process Process, string DataDir)> processes)
 {
-    var fields = File.ReadAllText($"/proc/{pid}/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-    var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+    long ticks = 0;
+    foreach (var (process, _) in processes)
+    {
+        var fields = File.ReadAllText($"/proc/{process.Id}/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        ticks += long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+    }
     return TimeSpan.FromSeconds(ticks / 100.0);
 }
+
+/// <summary>What one run measured, for the comparisons printed at the end.</summary>
+sealed record Figures(int N, double MappedSeconds, double P99Ms, double KiBPerStream, double CpuMsPerChange);
 
 /// <summary>One simulated agent: a registered node with a sync stream, noting when an expected change arrives.</summary>
 sealed class Agent(int index, RegisterResponse registration, GrpcChannel channel) : IDisposable

@@ -195,6 +195,60 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         Assert.True(c.Ping(cd));
     }
 
+    [Fact]
+    public void AKilledCoordinatorReplicaMovesItsAgentsAndTunnelsLoseNoPacket()
+    {
+        using var world = new MeshWorld(replicas: 3);
+        using var views = new Finally(() => WriteViews(world));
+        var a = world.AddAgent(world.AddSite("ha", Nat.PortKeeping, inputFirewall: true), "a");
+        var b = world.AddAgent(world.AddSite("hb", Nat.PortKeeping, inputFirewall: true), "b");
+        Connect(a, b);
+        var target = b.MeshAddress;
+        var killed = ReplicaOf(a);
+        output.WriteLine($"a holds its stream with replica {killed}, b with replica {ReplicaOf(b)}");
+
+        // 150 pings 100 ms apart run across the kill; every one must come back.
+        var ping = world.Lab.Start(a.Namespace, null, "ping", "-q", "-i", "0.1", "-c", "150", "-W", "1", target);
+        Thread.Sleep(3000);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        world.KillCoordinator(killed);
+        Wait.Until(() => a.Connected && ReplicaOf(a) != killed, TimeSpan.FromSeconds(5), "a holds its stream with another replica within 5 s of the kill", TimeSpan.FromMilliseconds(50));
+        output.WriteLine($"replica {killed} killed: a on replica {ReplicaOf(a)} after {clock.ElapsedMilliseconds} ms");
+        Assert.True(ping.WaitForExit(60_000));
+        var summary = ping.StandardOutput.ReadToEnd();
+        output.WriteLine(summary.Trim());
+        Assert.Contains("150 packets transmitted, 150 received", summary);
+
+        // The other replicas serve the admin CLI, with every node and key.
+        var others = Enumerable.Range(0, 3).Where(r => r != killed).ToList();
+        foreach (var replica in others)
+        {
+            var nodes = world.Admin(replica, "nodes", "list");
+            Assert.Contains(" a ", nodes);
+            Assert.Contains(" b ", nodes);
+            Assert.Single(world.Admin(replica, "keys", "list").Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1));
+        }
+        var created = world.Admin(others[0], "keys", "create").Trim();
+        Assert.StartsWith("mpk_", created);
+
+        // Restarted, the replica rejoins: it serves the same mesh, and a change made through it reaches the agents.
+        world.StartCoordinator(killed);
+        Assert.Contains(" a ", world.Admin(killed, "nodes", "list"));
+        world.Admin(killed, "nodes", "rename", "b", "bravo");
+        Wait.Until(() => a.Peer("bravo") is not null, TimeSpan.FromSeconds(15), "a rename through the restarted replica reaches a");
+        Assert.True(a.Ping(target));
+    }
+
+    private static int ReplicaOf(MeshAgentProcess agent)
+    {
+        var url = agent.Status().GetProperty("coordinator").GetString()!;
+        for (var i = 0; i < 3; i++)
+        {
+            if (url.StartsWith(MeshWorld.ReplicaUrl(i), StringComparison.Ordinal)) return i;
+        }
+        throw new InvalidOperationException($"{agent.Name}'s coordinator {url} is none of the replicas");
+    }
+
     private static TimeSpan? TryWait(Func<bool> condition, TimeSpan limit)
     {
         try

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Mesh.Tests.Shared;
 
 namespace Mesh.Integration.Tests;
 
@@ -14,57 +15,87 @@ public enum Nat
 }
 
 /// <summary>
-/// A small internet in network namespaces: an "internet" router holding the coordinator at 203.0.113.1,
-/// sites behind real iptables NATs (or public), and mesh agents running as processes in them.
+/// A small internet in network namespaces: an "internet" router holding the coordinator at 203.0.113.1 (with
+/// <c>replicas</c> above one, a cluster: replica i at 203.0.113.(i+1), all on a PostgreSQL of the test's own in
+/// the same namespace), sites behind real iptables NATs (or public), and mesh agents running as processes in them.
 /// </summary>
 public sealed class MeshWorld : IDisposable
 {
     public const string CoordinatorAddress = "203.0.113.1";
-    private readonly string _dataDir;
+    private readonly string[] _dataDirs;
+    private readonly Process?[] _coordinators;
     private readonly bool _coordinatorRelay;
+    private readonly PostgresServer? _postgres;
     private int _sites;
-    private Process? _coordinator;
 
-    public MeshWorld(bool coordinatorRelay = true)
+    public MeshWorld(bool coordinatorRelay = true, int replicas = 1)
     {
         _coordinatorRelay = coordinatorRelay;
-        _dataDir = Lab.TempPath("coordinator");
-        Directory.CreateDirectory(_dataDir);
+        _dataDirs = new string[replicas];
+        _coordinators = new Process?[replicas];
         try
         {
             Internet = Lab.Namespace("i");
             Lab.Exec(Internet, "sysctl", "-qw", "net.ipv4.ip_forward=1");
-            Lab.Exec(Internet, "ip", "addr", "add", CoordinatorAddress + "/32", "dev", "lo");
-            StartCoordinator();
-            AuthKey = Lab.Exec(Internet, "dotnet", Binaries.Coordinator, "keys", "create", "--reusable", "--data-dir", _dataDir).Trim();
+            if (replicas > 1) _postgres = PostgresServer.Start(Internet);
+            for (var i = 0; i < replicas; i++)
+            {
+                _dataDirs[i] = Lab.TempPath($"coordinator{i}");
+                Directory.CreateDirectory(_dataDirs[i]);
+                Lab.Exec(Internet, "ip", "addr", "add", ReplicaAddress(i) + "/32", "dev", "lo");
+                StartCoordinator(i);
+                // The first replica made the admin key; the others' admin CLIs use it as an operator would copy it.
+                if (i > 0) File.Copy(Path.Combine(_dataDirs[0], "admin.key"), Path.Combine(_dataDirs[i], "admin.key"));
+            }
+            AuthKey = Admin(0, "keys", "create", "--reusable").Trim();
         }
         catch
         {
-            Lab.Dispose();
+            Dispose();
             throw;
         }
     }
+
+    public static string ReplicaAddress(int replica) => $"203.0.113.{replica + 1}";
+
+    public static string ReplicaUrl(int replica) => $"http://{ReplicaAddress(replica)}:8443";
+
+    /// <summary>The agents' --coordinator: every replica's URL.</summary>
+    public string CoordinatorUrls => string.Join(',', Enumerable.Range(0, _coordinators.Length).Select(ReplicaUrl));
+
+    /// <summary>Runs the admin CLI against one replica (through its data directory's server.url and admin.key).</summary>
+    public string Admin(int replica, params string[] command) => Lab.Exec(Internet, ["dotnet", Binaries.Coordinator, .. command, "--data-dir", _dataDirs[replica]]);
 
     public NetworkLab Lab { get; } = new();
     public string Internet { get; }
     public string AuthKey { get; }
     public List<MeshAgentProcess> Agents { get; } = new();
 
-    public void StartCoordinator()
+    public void StartCoordinator(int replica = 0)
     {
-        var args = new List<string> { "dotnet", Binaries.Coordinator, "serve", "--listen", "0.0.0.0:8443", "--data-dir", _dataDir, "--public-address", CoordinatorAddress };
+        var dataDir = _dataDirs[replica];
+        var address = ReplicaAddress(replica);
+        List<string> args = _postgres is null
+            ? ["dotnet", Binaries.Coordinator, "serve", "--listen", "0.0.0.0:8443", "--data-dir", dataDir, "--public-address", address]
+            :
+            [
+                "dotnet", Binaries.Coordinator, "serve", "--listen", $"{address}:8443", "--data-dir", dataDir, "--public-address", address,
+                "--postgres", _postgres.ConnectionString, "--advertise-address", address,
+                "--silo-port", $"{11111 + replica}", "--gateway-port", $"{30000 + replica}",
+            ];
         if (!_coordinatorRelay) args.Add("--no-relay");
-        File.Delete(Path.Combine(_dataDir, "server.url"));
-        _coordinator = Lab.Start(Internet, null, [.. args]);
-        Wait.Until(() => File.Exists(Path.Combine(_dataDir, "server.url")) || _coordinator.HasExited, TimeSpan.FromSeconds(30), "the coordinator starts");
-        if (_coordinator.HasExited) throw new InvalidOperationException($"mesh-coordinator exited: {_coordinator.StandardError.ReadToEnd()}");
+        File.Delete(Path.Combine(dataDir, "server.url"));
+        var process = _coordinators[replica] = Lab.Start(Internet, null, [.. args]);
+        Wait.Until(() => File.Exists(Path.Combine(dataDir, "server.url")) || process.HasExited, TimeSpan.FromSeconds(60), $"coordinator {replica} starts");
+        if (process.HasExited) throw new InvalidOperationException($"mesh-coordinator {replica} exited: {process.StandardError.ReadToEnd()}");
     }
 
-    /// <summary>Kills the coordinator outright, as a crash or a power cut would.</summary>
-    public void KillCoordinator()
+    /// <summary>Kills a coordinator (replica) outright, as a crash or a power cut would.</summary>
+    public void KillCoordinator(int replica = 0)
     {
-        _coordinator!.Kill(entireProcessTree: true);
-        _coordinator.WaitForExit();
+        var process = _coordinators[replica]!;
+        process.Kill(entireProcessTree: true);
+        process.WaitForExit();
     }
 
     /// <summary>
@@ -142,7 +173,7 @@ public sealed class MeshWorld : IDisposable
         var stateDir = Lab.TempPath($"agent-{role}");
         string[] command =
         [
-            "dotnet", Binaries.Agent, "up", "--foreground", "--coordinator", $"http://{CoordinatorAddress}:8443", "--auth-key", AuthKey,
+            "dotnet", Binaries.Agent, "up", "--foreground", "--coordinator", CoordinatorUrls, "--auth-key", AuthKey,
             "--state-dir", stateDir, "--interface", Lab.InterfaceName(role), "--hostname", role, .. extra,
         ];
         var process = Lab.Start(ns, environment, command);
@@ -151,7 +182,11 @@ public sealed class MeshWorld : IDisposable
         return agent;
     }
 
-    public void Dispose() => Lab.Dispose();
+    public void Dispose()
+    {
+        Lab.Dispose();
+        _postgres?.Dispose();
+    }
 }
 
 public sealed class Site(string router, int index, string publicAddress, Nat nat)

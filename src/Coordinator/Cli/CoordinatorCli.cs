@@ -73,7 +73,8 @@ public static class CoordinatorCli
         };
         var postgres = new Option<string?>("--postgres")
         {
-            Description = "Run as a replica of a cluster: an Npgsql connection string (\"Host=db;Database=mesh;Username=mesh;Password=...\") for the shared store and Orleans membership.",
+            Description = "Run as a replica of a cluster: an Npgsql connection string (\"Host=db;Database=mesh;Username=mesh;Password=...\") for the shared store and Orleans membership (default: $MESH_POSTGRES, which keeps a password out of the process list).",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("MESH_POSTGRES") is { Length: > 0 } fromEnvironment ? fromEnvironment : null,
         };
         var siloPort = new Option<int?>("--silo-port") { Description = $"TCP port the other replicas reach this one's silo at (default {CoordinatorOptions.DefaultSiloPort} with --postgres, else a free loopback port)." };
         var gatewayPort = new Option<int?>("--gateway-port") { Description = $"TCP port of the silo's gateway (default {CoordinatorOptions.DefaultGatewayPort} with --postgres, else a free loopback port)." };
