@@ -21,6 +21,7 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         foreach (var agent in world.Agents)
         {
             output.WriteLine(agent.TryStatus(out var status) ? $"{agent.Name}: {status}" : $"{agent.Name}: no status");
+            output.WriteLine($"{agent.Name}'s last log lines:\n{agent.Log.Last(30)}");
         }
     }
 
@@ -237,6 +238,31 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         world.Admin(killed, "nodes", "rename", "b", "bravo");
         Wait.Until(() => a.Peer("bravo") is not null, TimeSpan.FromSeconds(15), "a rename through the restarted replica reaches a");
         Assert.True(a.Ping(target));
+    }
+
+    [Fact]
+    public void AgentsWhoseHomeRelaysAreOnDifferentReplicasReachEachOther()
+    {
+        using var world = new MeshWorld(replicas: 3);
+        using var views = new Finally(() => WriteViews(world));
+        // Randomizing NATs on both sides: no direct path, so the pair is relayed. Site ha cannot reach the first
+        // replica's relay, so a's home relay is another replica's while b's is the first replica's.
+        var homeA = world.AddSite("ha", Nat.Randomizing, inputFirewall: true);
+        world.Lab.Exec(homeA.Router, "iptables", "-A", "FORWARD", "-d", MeshWorld.ReplicaAddress(0), "-p", "udp", "--dport", "3480", "-j", "DROP");
+        var a = world.AddAgent(homeA, "a");
+        var b = world.AddAgent(world.AddSite("hb", Nat.Randomizing, inputFirewall: true), "b");
+        Connect(a, b, expectDirect: false);
+        Wait.Until(() => a.PathTo("b") == "relay" && b.PathTo("a") == "relay", TimeSpan.FromSeconds(30), "both ends are on a relay path");
+        var (relayA, relayB) = (a.Status().GetProperty("relay").GetString(), b.Status().GetProperty("relay").GetString());
+        output.WriteLine($"a's home relay {relayA}, b's {relayB}; a sends through {a.Peer("b")!.Value.GetProperty("relay")}, b through {b.Peer("a")!.Value.GetProperty("relay")}");
+        Assert.Equal($"coordinator-{MeshWorld.ReplicaAddress(0)}:3480", relayB);
+        Assert.NotEqual(relayB, relayA);
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.True(a.Ping(b.MeshAddress), "a reaches b");
+            Assert.True(b.Ping(a.MeshAddress), "b reaches a");
+        }
+        Transfer.AssertIntact(world.Lab, b.Namespace, b.MeshAddress, a.Namespace, 1_000_000);
     }
 
     private static int ReplicaOf(MeshAgentProcess agent)

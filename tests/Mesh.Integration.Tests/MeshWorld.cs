@@ -85,9 +85,14 @@ public sealed class MeshWorld : IDisposable
             ];
         if (!_coordinatorRelay) args.Add("--no-relay");
         File.Delete(Path.Combine(dataDir, "server.url"));
-        var process = _coordinators[replica] = Lab.Start(Internet, null, [.. args]);
+        var (process, log) = Lab.StartDaemon(Internet, null, [.. args]);
+        _coordinators[replica] = process;
         Wait.Until(() => File.Exists(Path.Combine(dataDir, "server.url")) || process.HasExited, TimeSpan.FromSeconds(60), $"coordinator {replica} starts");
-        if (process.HasExited) throw new InvalidOperationException($"mesh-coordinator {replica} exited: {process.StandardError.ReadToEnd()}");
+        if (process.HasExited)
+        {
+            process.WaitForExit();
+            throw new InvalidOperationException($"mesh-coordinator {replica} exited: {log}");
+        }
     }
 
     /// <summary>Kills a coordinator (replica) outright, as a crash or a power cut would.</summary>
@@ -176,8 +181,8 @@ public sealed class MeshWorld : IDisposable
             "dotnet", Binaries.Agent, "up", "--foreground", "--coordinator", CoordinatorUrls, "--auth-key", AuthKey,
             "--state-dir", stateDir, "--interface", Lab.InterfaceName(role), "--hostname", role, .. extra,
         ];
-        var process = Lab.Start(ns, environment, command);
-        var agent = new MeshAgentProcess(Lab, ns, role, stateDir, device, underlay, process);
+        var (process, log) = Lab.StartDaemon(ns, environment, command);
+        var agent = new MeshAgentProcess(Lab, ns, role, stateDir, device, underlay, process, log);
         Agents.Add(agent);
         return agent;
     }
@@ -199,8 +204,10 @@ public sealed class Site(string router, int index, string publicAddress, Nat nat
 }
 
 /// <summary>One `mesh-agent up --foreground` in a namespace, read through `mesh-agent status --json`.</summary>
-public sealed class MeshAgentProcess(NetworkLab lab, string ns, string name, string stateDir, string device, string underlay, Process process)
+public sealed class MeshAgentProcess(NetworkLab lab, string ns, string name, string stateDir, string device, string underlay, Process process, OutputTail log)
 {
+    public OutputTail Log { get; } = log;
+
     public string Namespace { get; } = ns;
     public string Name { get; } = name;
     public string StateDir { get; } = stateDir;
@@ -211,7 +218,7 @@ public sealed class MeshAgentProcess(NetworkLab lab, string ns, string name, str
     public JsonElement Status()
     {
         var (code, stdout, stderr) = NetworkLab.RunRaw("dotnet", [Binaries.Agent, "status", "--json", "--state-dir", StateDir], null);
-        if (code != 0) throw new InvalidOperationException($"status of {Name} failed: {stderr.Trim()}{(Process.HasExited ? " (agent exited: " + Process.StandardError.ReadToEnd() + ")" : "")}");
+        if (code != 0) throw new InvalidOperationException($"status of {Name} failed: {stderr.Trim()}{(Process.HasExited ? " (agent exited: " + Log.Last(20) + ")" : "")}");
         return JsonDocument.Parse(stdout).RootElement.Clone();
     }
 

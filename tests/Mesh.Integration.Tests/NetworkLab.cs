@@ -76,6 +76,21 @@ public sealed class NetworkLab : IDisposable
         return process;
     }
 
+    /// <summary>
+    /// Starts a daemon (an agent, a coordinator) in a namespace with its output drained into a tail of its last
+    /// lines: an undrained pipe fills and blocks the daemon's logging, and with it whatever thread logged.
+    /// </summary>
+    public (Process Process, OutputTail Output) StartDaemon(string ns, IDictionary<string, string>? environment, params string[] command)
+    {
+        var process = Start(ns, environment, command);
+        var tail = new OutputTail();
+        process.OutputDataReceived += (_, e) => tail.Add(e.Data);
+        process.ErrorDataReceived += (_, e) => tail.Add(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return (process, tail);
+    }
+
     public string WriteFile(string name, string content)
     {
         var path = Path.Combine(Path.GetTempPath(), $"mt{_id}-{name}");
@@ -146,4 +161,28 @@ public sealed class NetworkLab : IDisposable
             }
         }
     }
+}
+
+/// <summary>The last lines a process wrote (stdout and stderr together), for a failure's diagnosis.</summary>
+public sealed class OutputTail
+{
+    private const int Lines = 200;
+    private readonly Queue<string> _lines = new();
+
+    public void Add(string? line)
+    {
+        if (line is null) return;
+        lock (_lines)
+        {
+            _lines.Enqueue(line);
+            if (_lines.Count > Lines) _lines.Dequeue();
+        }
+    }
+
+    public string Last(int count)
+    {
+        lock (_lines) return string.Join('\n', _lines.Skip(Math.Max(0, _lines.Count - count)));
+    }
+
+    public override string ToString() => Last(Lines);
 }

@@ -68,7 +68,7 @@ public sealed class LabMesh : IKeyService, INetmapSink, IPresenceSink, IMeshPort
 
     Task<Result<NodeRecord>> IMeshPort.AuthenticateAsync(string sessionToken) => Task.FromResult(_registry.Authenticate(sessionToken));
 
-    Task<byte[]> IMeshPort.AttachAsync(string hubId, IHubLink link, Relay? relay, IReadOnlyList<OpenStream> streams)
+    Task<SessionStart> IMeshPort.AttachAsync(string hubId, IHubLink link, Relay? relay, IReadOnlyList<OpenStream> streams)
     {
         _publisher.AttachHub(hubId, link, relay, streams);
         return Task.FromResult(_publisher.CurrentMap());

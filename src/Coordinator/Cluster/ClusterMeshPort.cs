@@ -18,7 +18,7 @@ internal sealed class ClusterMeshPort(IGrainFactory grains) : IMeshPort
 
     public Task<Result<NodeRecord>> AuthenticateAsync(string sessionToken) => Registry.Authenticate(sessionToken);
 
-    public Task<byte[]> AttachAsync(string hubId, IHubLink link, Relay? relay, IReadOnlyList<OpenStream> streams)
+    public Task<SessionStart> AttachAsync(string hubId, IHubLink link, Relay? relay, IReadOnlyList<OpenStream> streams)
     {
         IHubObserver reference;
         lock (_lock)

@@ -63,8 +63,8 @@ public interface IKeyRingGrain : IGrainWithIntegerKey
 /// <summary>The netmap of the whole cluster (one activation, key 0): serials, the change log, presence, fan-out to every replica's hub.</summary>
 public interface IPublisherGrain : IGrainWithIntegerKey
 {
-    /// <summary>A hub attaches (every few seconds) with its relay (a serialized Relay, or null) and open streams; returns the full map.</summary>
-    Task<byte[]> Attach(string hubId, IHubObserver hub, byte[]? relay, List<OpenStream> streams);
+    /// <summary>A hub attaches (every few seconds) with its relay (a serialized Relay, or null) and open streams; returns the full map and the deltas since.</summary>
+    Task<SessionStart> Attach(string hubId, IHubObserver hub, byte[]? relay, List<OpenStream> streams);
 
     Task<Result<SessionStart>> OpenSession(string hubId, NodeRecord node, byte[] endpoints, ulong lastSerial);
 

@@ -124,7 +124,7 @@ internal sealed class PublisherGrain(ICoordinatorStore store, MeshOptions option
         logger.LogInformation("Netmap publisher active with {Count} nodes", nodes.Count);
     }
 
-    public Task<byte[]> Attach(string hubId, IHubObserver hub, byte[]? relay, List<OpenStream> streams)
+    public Task<SessionStart> Attach(string hubId, IHubObserver hub, byte[]? relay, List<OpenStream> streams)
     {
         _attached[hubId] = DateTime.UtcNow;
         _publisher.AttachHub(hubId, new ObserverLink(hub), relay is null ? null : Relay.Parser.ParseFrom(relay), streams);

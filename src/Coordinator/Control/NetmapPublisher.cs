@@ -211,7 +211,12 @@ public sealed class NetmapPublisher
     }
 
     /// <summary>The current full map for a hub that attaches (its relay serves exactly the peers in it).</summary>
-    public byte[] CurrentMap() => FullMap().Map;
+    /// <summary>The full map with the deltas since (the map is shared and may be a few changes old), as a hub takes it when it attaches.</summary>
+    public SessionStart CurrentMap()
+    {
+        var (map, serial) = FullMap();
+        return new SessionStart(map, MissedDeltas(serial) ?? [], _serial);
+    }
 
     private PeerState? Upsert(NodeRecord node)
     {

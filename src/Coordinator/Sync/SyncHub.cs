@@ -14,8 +14,8 @@ public interface IMeshPort
 {
     Task<Result<NodeRecord>> AuthenticateAsync(string sessionToken);
 
-    /// <summary>Attaches (again) with the hub's relay and open streams; returns the current full map (serialized).</summary>
-    Task<byte[]> AttachAsync(string hubId, IHubLink link, Relay? relay, IReadOnlyList<OpenStream> streams);
+    /// <summary>Attaches (again) with the hub's relay and open streams; returns the current full map and the deltas since.</summary>
+    Task<SessionStart> AttachAsync(string hubId, IHubLink link, Relay? relay, IReadOnlyList<OpenStream> streams);
 
     Task<Result<SessionStart>> OpenSessionAsync(string hubId, NodeRecord node, byte[] endpoints, ulong lastSerial);
 
@@ -60,14 +60,15 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     {
         List<OpenStream> streams;
         lock (_lock) streams = _sessions.Values.Select(s => new OpenStream(s.Node, s.Endpoints)).ToList();
-        var map = await mesh.AttachAsync(HubId, this, Relay, streams).ConfigureAwait(false);
-        var full = SyncResponse.Parser.ParseFrom(map);
+        var start = await mesh.AttachAsync(HubId, this, Relay, streams).ConfigureAwait(false);
+        var full = SyncResponse.Parser.ParseFrom(start.FullMap).Full;
         lock (_lock)
         {
             _peersByKey.Clear();
             _peersById.Clear();
-            foreach (var peer in full.Full.Peers) AddPeer(peer);
-            _serial = Math.Max(_serial, full.Full.Serial);
+            foreach (var peer in full.Peers) AddPeer(peer);
+            // The shared map may be a few changes old: the deltas since bring the peers up to date.
+            foreach (var delta in start.Deltas) ApplyPeers(SyncResponse.Parser.ParseFrom(delta).Delta);
         }
     }
 
@@ -154,11 +155,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         {
             if (delta.Serial <= _serial) return;
             _serial = delta.Serial;
-            foreach (var peer in delta.PeersChanged) AddPeer(peer);
-            foreach (var removed in delta.PeersRemoved)
-            {
-                if (_peersById.Remove((long)removed, out var key)) _peersByKey.Remove(key);
-            }
+            ApplyPeers(delta);
             sessions = new List<SyncSession>(_sessions.Count);
             foreach (var session in _sessions.Values)
             {
@@ -197,6 +194,15 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             if (!_sessions.TryGetValue(session.NodeId, out var current) || current != session) return false;
             _sessions.Remove(session.NodeId);
             return true;
+        }
+    }
+
+    private void ApplyPeers(NetMapDelta delta)
+    {
+        foreach (var peer in delta.PeersChanged) AddPeer(peer);
+        foreach (var removed in delta.PeersRemoved)
+        {
+            if (_peersById.Remove((long)removed, out var key)) _peersByKey.Remove(key);
         }
     }
 
