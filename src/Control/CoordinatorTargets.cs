@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace Mesh.Agent.Daemon;
+namespace Mesh.Control;
 
 /// <summary>One coordinator replica to try: its URL, and the address to connect to when its name has several.</summary>
 public sealed record CoordinatorTarget(Uri Url, IPAddress? Address)
