@@ -70,6 +70,25 @@ public sealed class ClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnAgentThatMovesToAnotherReplicaResumesFromItsSerial()
+    {
+        var key = await _replicas[0].CreateKeyAsync(reusable: true);
+        await using var x = await _replicas[1].JoinAsync("x", key, TestAgent.Candidates("192.0.2.1:1000"));
+        await using var y = await _replicas[2].JoinAsync("y", key, TestAgent.Candidates("192.0.2.2:2000"));
+        await Eventually.HoldsAsync(() => x.Read(v => v.FindPeer(y.NodeKey)) is { Online: true }, Prompt, "x sees y");
+        var serial = x.Serial;
+        await x.DisconnectAsync();
+        await y.UpdateEndpointsAsync(TestAgent.Candidates("198.51.100.9:9999"));
+
+        await using var moved = x.MovedTo(_replicas[0]);
+        await moved.ConnectAsync(TestAgent.Candidates("192.0.2.1:1000"), serial);
+        await Eventually.HoldsAsync(() => moved.Read(v => v.FindPeer(y.NodeKey)?.Endpoints.Candidates.Single().Address) == "198.51.100.9:9999", Prompt,
+            "the change made while x was away reaches it on its new replica");
+        Assert.Equal(1, moved.Read(v => v.FullMapsReceived));
+        Assert.True(moved.Serial > serial);
+    }
+
+    [Fact]
     public async Task WritesFailWithUnavailableWhileTheDatabaseIsDownAndStreamsStayUp()
     {
         var key = await _replicas[0].CreateKeyAsync(reusable: true);

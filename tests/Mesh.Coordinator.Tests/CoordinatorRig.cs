@@ -137,7 +137,7 @@ public sealed class TestAgent(CoordinatorRig rig, string hostname) : IAsyncDispo
     private Task? _reader;
     private NetMapView _view = null!;
 
-    public PrivateKey Key { get; } = PrivateKey.Generate();
+    public PrivateKey Key { get; private init; } = PrivateKey.Generate();
     public ByteString NodeKey => ByteString.CopyFrom(Key.PublicKey.Span);
     public RegisterResponse Registration { get; private set; } = null!;
     public List<ConnectNotice> ConnectNotices { get; } = new();
@@ -204,6 +204,9 @@ public sealed class TestAgent(CoordinatorRig rig, string hostname) : IAsyncDispo
     }
 
     public ulong Serial => Read(v => v.Serial);
+
+    /// <summary>The same agent (its key, token and netmap) about to stream with another replica, as after a failover.</summary>
+    public TestAgent MovedTo(CoordinatorRig replica) => new(replica, hostname) { Registration = Registration, Key = Key, _view = _view };
 
     /// <summary>Another stream for the same node, as a restarted agent process would open.</summary>
     public TestAgent SecondStream() => new(rig, hostname) { Registration = Registration };
