@@ -5,7 +5,8 @@ namespace Mesh.Control;
 
 /// <summary>
 /// An agent's copy of its netmap: a full map replaces everything, a delta with a newer serial changes or
-/// removes peers. The entry with the agent's own key is itself. No I/O; not thread-safe.
+/// removes peers. The entry with the agent's own key is itself. Each apply says what it changed
+/// (<see cref="LastChange"/>), so a consumer touches only that. No I/O; not thread-safe.
 /// </summary>
 public sealed class NetMapView(ByteString selfKey)
 {
@@ -18,6 +19,9 @@ public sealed class NetMapView(ByteString selfKey)
     public IReadOnlyList<string> StunServers { get; private set; } = [];
     public int FullMapsReceived { get; private set; }
     public int DeltasApplied { get; private set; }
+
+    /// <summary>What the last successful <see cref="Apply"/> changed; reused, so valid until the next one.</summary>
+    public NetMapChange LastChange { get; } = new();
 
     /// <summary>Applies a full map or a delta; false for anything older than what is already applied.</summary>
     public bool Apply(SyncResponse message)
@@ -38,13 +42,21 @@ public sealed class NetMapView(ByteString selfKey)
 
     private void ApplyFull(NetMap map)
     {
+        var change = LastChange.Reset(full: true);
+        var before = new Dictionary<ulong, Peer>(_peers);
         _peers.Clear();
         Self = null;
         foreach (var peer in map.Peers)
         {
             if (peer.NodeKey.Equals(selfKey)) Self = peer;
-            else _peers[peer.NodeId] = peer;
+            else
+            {
+                _peers[peer.NodeId] = peer;
+                change.Upserted.Add(peer);
+                before.Remove(peer.NodeId);
+            }
         }
+        change.Removed.AddRange(before.Values);
         Relays = map.Relays.ToList();
         StunServers = map.StunServers.ToList();
         Serial = map.Serial;
@@ -54,20 +66,47 @@ public sealed class NetMapView(ByteString selfKey)
     private bool ApplyDelta(NetMapDelta delta)
     {
         if (delta.Serial <= Serial) return false;
+        var change = LastChange.Reset(full: false);
         Serial = delta.Serial;
         foreach (var peer in delta.PeersChanged)
         {
             if (peer.NodeKey.Equals(selfKey)) Self = peer;
-            else _peers[peer.NodeId] = peer;
+            else
+            {
+                _peers[peer.NodeId] = peer;
+                change.Upserted.Add(peer);
+            }
         }
-        foreach (var id in delta.PeersRemoved) _peers.Remove(id);
+        foreach (var id in delta.PeersRemoved)
+        {
+            if (_peers.Remove(id, out var removed)) change.Removed.Add(removed);
+        }
         if (delta.RelaysChanged.Count > 0 || delta.RelaysRemoved.Count > 0)
         {
+            change.RelaysChanged = true;
             var relays = Relays.Where(r => !delta.RelaysRemoved.Contains(r.Id) && delta.RelaysChanged.All(c => c.Id != r.Id)).ToList();
             relays.AddRange(delta.RelaysChanged);
             Relays = relays;
         }
         DeltasApplied++;
         return true;
+    }
+}
+
+/// <summary>What one netmap message changed: the peers added or changed, the peers removed, and whether the relays changed (a full map changes everything).</summary>
+public sealed class NetMapChange
+{
+    public bool Full { get; private set; }
+    public bool RelaysChanged { get; set; }
+    public List<Peer> Upserted { get; } = new();
+    public List<Peer> Removed { get; } = new();
+
+    internal NetMapChange Reset(bool full)
+    {
+        Full = full;
+        RelaysChanged = full;
+        Upserted.Clear();
+        Removed.Clear();
+        return this;
     }
 }

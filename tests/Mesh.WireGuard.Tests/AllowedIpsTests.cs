@@ -74,4 +74,64 @@ public sealed class AllowedIpsTests
         Assert.Null(table.Lookup(new byte[] { 192, 169, 4, 4 }));
         Assert.Null(table.Lookup(new byte[] { 1, 2, 3 }));
     }
+
+    [Fact]
+    public void SwappingAPeersSetKeepsWhatStaysAndDropsOnlyWhatGoes()
+    {
+        var table = new AllowedIps<P>();
+        table.Insert(IpPrefix.Parse("10.0.0.0/24"), A);
+        table.Insert(IpPrefix.Parse("10.0.1.0/24"), A);
+        table.Insert(IpPrefix.Parse("10.9.0.0/16"), B);
+        table.SetPeerPrefixes(A, [IpPrefix.Parse("10.0.1.0/24"), IpPrefix.Parse("fd00::/64"), IpPrefix.Parse("10.9.0.0/16")]);
+        Assert.Null(table.Lookup(IPAddress.Parse("10.0.0.1")));
+        Assert.Same(A, table.Lookup(IPAddress.Parse("10.0.1.1")));
+        Assert.Same(A, table.Lookup(IPAddress.Parse("fd00::1")));
+        // A prefix another peer had moves, and leaves that peer's list.
+        Assert.Same(A, table.Lookup(IPAddress.Parse("10.9.1.1")));
+        Assert.Empty(table.PrefixesOf(B));
+        Assert.Equal(["10.0.1.0/24", "10.9.0.0/16", "fd00::/64"], table.PrefixesOf(A).Select(p => p.ToString()));
+
+        table.SetPeerPrefixes(A, []);
+        Assert.Empty(table.PrefixesOf(A));
+        Assert.Null(table.Lookup(IPAddress.Parse("10.0.1.1")));
+    }
+
+    [Fact]
+    public void RemovingAPeerTakesOnlyItsOwnPrefixes()
+    {
+        var table = new AllowedIps<P>();
+        table.Insert(IpPrefix.Parse("10.0.0.0/8"), A);
+        table.Insert(IpPrefix.Parse("10.1.0.0/16"), B);
+        table.Insert(IpPrefix.Parse("10.1.0.0/16"), A);
+        table.RemovePeer(B);
+        Assert.Same(A, table.Lookup(IPAddress.Parse("10.1.2.3")));
+        table.RemovePeer(A);
+        Assert.Null(table.Lookup(IPAddress.Parse("10.1.2.3")));
+        Assert.Null(table.Lookup(IPAddress.Parse("10.2.0.1")));
+    }
+
+    [Fact]
+    public void ALookupDuringASwapAlwaysFindsTheAddressThatStays()
+    {
+        var table = new AllowedIps<P>();
+        var stays = IpPrefix.Parse("100.64.0.7/32");
+        table.SetPeerPrefixes(A, [stays]);
+        var misses = 0;
+        using var stop = new CancellationTokenSource();
+        var swapper = Task.Run(() =>
+        {
+            for (var i = 0; !stop.IsCancellationRequested; i++)
+            {
+                table.SetPeerPrefixes(A, [stays, IpPrefix.Parse($"10.{i % 200}.0.0/16")]);
+            }
+        });
+        var address = IPAddress.Parse("100.64.0.7");
+        for (var i = 0; i < 200_000; i++)
+        {
+            if (!ReferenceEquals(table.Lookup(address), A)) misses++;
+        }
+        stop.Cancel();
+        swapper.Wait();
+        Assert.Equal(0, misses);
+    }
 }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using Google.Protobuf;
 using Mesh.Control;
@@ -11,7 +12,9 @@ namespace Mesh.Traversal.Node;
 /// <summary>
 /// One mesh node without I/O: the netmap from the coordinator drives the WireGuard device's peers and the
 /// path engine's view of them. Every peer's WireGuard endpoint is its synthetic endpoint and never roams,
-/// so the engine alone decides where packets go. Production and the NAT lab both run this class.
+/// so the engine alone decides where packets go. A netmap message touches only the peers it changed. The
+/// node's own state has one lock (the view's), which the control thread (<see cref="Apply"/>) and the timer
+/// thread (<see cref="Tick"/>) both take. Production and the NAT lab both run this class.
 /// </summary>
 public sealed class MeshNode
 {
@@ -30,7 +33,8 @@ public sealed class MeshNode
         View = new NetMapView(ByteString.CopyFrom(engine.PublicKey.Span));
     }
 
-    private volatile HashSet<NodeKeyId> _members = new();
+    private volatile ConcurrentDictionary<NodeKeyId, byte> _members = new();
+    private List<Protos.V1.Relay> _relays = new();
 
     public Device Device { get; }
     public PathEngine Engine { get; }
@@ -48,20 +52,25 @@ public sealed class MeshNode
             case SyncResponse.KindOneofCase.Delta:
                 lock (View)
                 {
-                    if (View.Apply(message)) SyncPeers();
+                    if (View.Apply(message)) SyncPeers(View.LastChange);
                 }
                 break;
         }
     }
 
     /// <summary>Whether the key is this node or one of its peers: a relay run by this node serves only those. Thread-safe.</summary>
-    public bool IsMember(PublicKey key) => key.Equals(Engine.PublicKey) || _members.Contains(NodeKeyId.From(key));
+    public bool IsMember(PublicKey key) => key.Equals(Engine.PublicKey) || _members.ContainsKey(NodeKeyId.From(key));
 
     /// <summary>Runs the engine's and the device's timers, and keeps the NAT keepalive in step with what NAT discovery found.</summary>
     public void Tick()
     {
         Engine.Tick();
         Device.Tick();
+        lock (View) TickPeers();
+    }
+
+    private void TickPeers()
+    {
         foreach (var peer in Device.Peers)
         {
             var generation = Engine.RouteGeneration(peer.PublicKey);
@@ -82,20 +91,31 @@ public sealed class MeshNode
 
     private static bool IsLower(PublicKey a, PublicKey b) => a.Span.SequenceCompareTo(b.Span) < 0;
 
-    private void SyncPeers()
+    private void SyncPeers(NetMapChange change)
     {
-        var stun = View.StunServers;
-        Engine.SetStunServers(stun.Count > 0 ? _resolve(stun[0]) : null, stun.Count > 1 ? _resolve(stun[1]) : null);
-        Engine.SetRelays(Relays());
-        var current = new HashSet<PublicKey>();
-        var members = new HashSet<NodeKeyId>();
-        foreach (var entry in View.Peers.Values)
+        if (change.Full)
+        {
+            var stun = View.StunServers;
+            Engine.SetStunServers(stun.Count > 0 ? _resolve(stun[0]) : null, stun.Count > 1 ? _resolve(stun[1]) : null);
+        }
+        // A full map replaces the members at once (a relay run here never sees an empty set); a delta edits them.
+        var members = change.Full ? new ConcurrentDictionary<NodeKeyId, byte>() : _members;
+        foreach (var peer in change.Removed)
+        {
+            if (peer.NodeKey.Length != Key32.Size) continue;
+            var key = new PublicKey(peer.NodeKey.Span);
+            members.TryRemove(NodeKeyId.From(key), out _);
+            Device.RemovePeer(key);
+            Engine.RemovePeer(key);
+            _routeGenerations.Remove(key);
+            _expedite.Remove(key);
+        }
+        foreach (var entry in change.Upserted)
         {
             if (entry.NodeKey.Length != Key32.Size) continue;
             var key = new PublicKey(entry.NodeKey.Span);
             if (key.Equals(Engine.PublicKey)) continue;
-            current.Add(key);
-            members.Add(NodeKeyId.From(key));
+            members[NodeKeyId.From(key)] = 0;
             var synthetic = Engine.UpsertPeer(key, entry.Endpoints, entry.Online);
             var existed = Device.FindPeer(key) is not null;
             var peer = Device.GetOrAddPeer(key);
@@ -105,14 +125,46 @@ public sealed class MeshNode
             if (!existed && _keepalive > TimeSpan.Zero) Device.SetPersistentKeepalive(peer, _keepalive);
         }
         _members = members;
-        foreach (var peer in Device.Peers.ToList())
+        if (RelaysMayHaveChanged(change))
         {
-            if (current.Contains(peer.PublicKey)) continue;
-            Device.RemovePeer(peer.PublicKey);
-            Engine.RemovePeer(peer.PublicKey);
-            _routeGenerations.Remove(peer.PublicKey);
-            _expedite.Remove(peer.PublicKey);
+            var relays = Relays();
+            if (!SameRelays(relays, _relays)) Engine.SetRelays(relays);
+            _relays = relays;
         }
+    }
+
+    /// <summary>The coordinator's relays changed, or a changed or removed peer offers to relay or did.</summary>
+    private bool RelaysMayHaveChanged(NetMapChange change)
+    {
+        if (change.RelaysChanged) return true;
+        foreach (var peer in change.Upserted)
+        {
+            if (peer.Endpoints is { RelayAddress.Length: > 0 } || IsRelay(peer.Name)) return true;
+        }
+        foreach (var peer in change.Removed)
+        {
+            if (IsRelay(peer.Name)) return true;
+        }
+        return false;
+    }
+
+    private bool IsRelay(string id)
+    {
+        foreach (var relay in _relays)
+        {
+            if (relay.Id == id) return true;
+        }
+        return false;
+    }
+
+    private static bool SameRelays(List<Protos.V1.Relay> a, List<Protos.V1.Relay> b)
+    {
+        if (a.Count != b.Count) return false;
+        for (var i = 0; i < a.Count; i++)
+        {
+            if (!a[i].Equals(b[i])) return false;
+        }
+        return true;
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using Mesh.Traversal.Probes;
 using Mesh.Traversal.Relay;
@@ -35,8 +36,10 @@ public sealed partial class PathEngine
     private readonly Dictionary<NodeKeyId, PeerPaths> _peers = new();
     private readonly Dictionary<UInt128, PendingPing> _pending = new();
     private readonly Dictionary<UInt128, PingReply> _pingReplies = new();
-    private volatile Dictionary<NetEndpoint, PeerPaths> _bySynthetic = new();
-    private volatile Dictionary<NodeKeyId, PeerPaths> _byId = new();
+    // Read without the gate on the data path; written under it, one entry per peer added or removed (a snapshot
+    // rebuilt per change made a 10,000-peer map cost 10,000 rebuilds).
+    private readonly ConcurrentDictionary<NetEndpoint, PeerPaths> _bySynthetic = new();
+    private readonly ConcurrentDictionary<NodeKeyId, PeerPaths> _byId = new();
     private uint _nextSlot = 1;
     private TimeSpan _lastPendingSweep;
     private long _noRoute;
@@ -155,7 +158,8 @@ public sealed partial class PathEngine
             {
                 peer = new PeerPaths(key, SyntheticEndpoint(_nextSlot++));
                 _peers[id] = peer;
-                PublishPeerIndexes();
+                _bySynthetic[peer.Synthetic] = peer;
+                _byId[id] = peer;
             }
             var changed = ApplyEndpoints(peer, endpoints);
             var cameOnline = online && !peer.Online;
@@ -177,7 +181,8 @@ public sealed partial class PathEngine
             if (!_peers.Remove(NodeKeyId.From(key), out var peer)) return;
             if (peer.Birthday is not null) EndBirthday(peer, _clock.Now, keepSocket: -1);
             _probes.Forget(key);
-            PublishPeerIndexes();
+            _bySynthetic.TryRemove(peer.Synthetic, out _);
+            _byId.TryRemove(peer.Id, out _);
         }
     }
 
@@ -303,19 +308,6 @@ public sealed partial class PathEngine
         }
         foreach (var (address, kind) in fresh) peer.Candidates[address] = kind;
         return changed;
-    }
-
-    private void PublishPeerIndexes()
-    {
-        var bySynthetic = new Dictionary<NetEndpoint, PeerPaths>(_peers.Count);
-        var byId = new Dictionary<NodeKeyId, PeerPaths>(_peers.Count);
-        foreach (var peer in _peers.Values)
-        {
-            bySynthetic[peer.Synthetic] = peer;
-            byId[peer.Id] = peer;
-        }
-        _bySynthetic = bySynthetic;
-        _byId = byId;
     }
 
     /// <summary>An address in 100::/64 (RFC 6666, discard-only) that names a peer and can never be a real destination.</summary>

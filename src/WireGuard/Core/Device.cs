@@ -153,10 +153,11 @@ public sealed partial class Device : IDisposable
         }
     }
 
-    public void SetAllowedIps(Peer peer, IEnumerable<IPNetwork> prefixes, bool replace)
+    /// <summary>Adds prefixes to the peer's, or with <paramref name="replace"/> swaps its whole set at once (lookups never miss in between).</summary>
+    public void SetAllowedIps(Peer peer, IReadOnlyCollection<IPNetwork> prefixes, bool replace)
     {
-        if (replace) AllowedIps.RemovePeer(peer);
-        foreach (var prefix in prefixes) AllowedIps.Insert(prefix, peer);
+        if (replace) AllowedIps.SetPeerPrefixes(peer, prefixes);
+        else foreach (var prefix in prefixes) AllowedIps.Insert(prefix, peer);
     }
 
     /// <summary>Fires every peer's due timers. Call it at least every few hundred milliseconds.</summary>

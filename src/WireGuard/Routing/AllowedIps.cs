@@ -5,45 +5,30 @@ namespace Mesh.WireGuard.Routing;
 
 /// <summary>
 /// Cryptokey routing: a longest-prefix-match table from IPv4 and IPv6 prefixes to peers. A prefix belongs
-/// to one peer; inserting it for another moves it. Lookups take raw address bytes from packet headers and
+/// to one peer; inserting it for another moves it. Each peer's prefixes are also listed, so removing a peer
+/// costs its own prefixes rather than a walk of the whole trie, and a peer's set is swapped so that a lookup
+/// sees the old set or the new one, never neither. Lookups take raw address bytes from packet headers and
 /// run without locks; changes are serialized.
 /// </summary>
 public sealed class AllowedIps<TPeer> where TPeer : class
 {
     private readonly Node _v4 = new();
     private readonly Node _v6 = new();
+    private readonly Dictionary<TPeer, List<IPNetwork>> _prefixes = new(ReferenceEqualityComparer.Instance);
     private readonly object _writeLock = new();
 
     public void Insert(IPNetwork prefix, TPeer peer)
     {
-        var bytes = prefix.BaseAddress.GetAddressBytes();
-        lock (_writeLock)
-        {
-            var node = Root(prefix.BaseAddress);
-            for (var bit = 0; bit < prefix.PrefixLength; bit++)
-            {
-                var side = Bit(bytes, bit);
-                var child = node.Children[side];
-                if (child is null)
-                {
-                    child = new Node();
-                    Volatile.Write(ref node.Children[side], child);
-                }
-                node = child;
-            }
-            Volatile.Write(ref node.Peer, peer);
-        }
+        lock (_writeLock) InsertLocked(prefix, peer);
     }
 
     public bool Remove(IPNetwork prefix)
     {
-        var bytes = prefix.BaseAddress.GetAddressBytes();
         lock (_writeLock)
         {
-            var node = Root(prefix.BaseAddress);
-            for (var bit = 0; bit < prefix.PrefixLength && node is not null; bit++) node = node.Children[Bit(bytes, bit)];
-            if (node?.Peer is null) return false;
+            if (Find(prefix) is not { Peer: { } owner } node) return false;
             Volatile.Write(ref node.Peer, null);
+            Unlist(owner, prefix);
             return true;
         }
     }
@@ -52,8 +37,32 @@ public sealed class AllowedIps<TPeer> where TPeer : class
     {
         lock (_writeLock)
         {
-            Clear(_v4, peer);
-            Clear(_v6, peer);
+            if (!_prefixes.Remove(peer, out var prefixes)) return;
+            foreach (var prefix in prefixes)
+            {
+                if (Find(prefix) is { } node && ReferenceEquals(node.Peer, peer)) Volatile.Write(ref node.Peer, null);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Makes <paramref name="prefixes"/> the peer's whole set: the new prefixes go in first, then those it no
+    /// longer has come out, so traffic to an address in both sets never finds the table without a route.
+    /// </summary>
+    public void SetPeerPrefixes(TPeer peer, IReadOnlyCollection<IPNetwork> prefixes)
+    {
+        lock (_writeLock)
+        {
+            foreach (var prefix in prefixes) InsertLocked(prefix, peer);
+            if (!_prefixes.TryGetValue(peer, out var listed)) return;
+            for (var i = listed.Count - 1; i >= 0; i--)
+            {
+                var prefix = listed[i];
+                if (Contains(prefixes, prefix)) continue;
+                if (Find(prefix) is { } node && ReferenceEquals(node.Peer, peer)) Volatile.Write(ref node.Peer, null);
+                listed.RemoveAt(i);
+            }
+            if (listed.Count == 0) _prefixes.Remove(peer);
         }
     }
 
@@ -83,40 +92,73 @@ public sealed class AllowedIps<TPeer> where TPeer : class
     /// <summary>The prefixes that belong to the peer, IPv4 first.</summary>
     public List<IPNetwork> PrefixesOf(TPeer peer)
     {
-        var result = new List<IPNetwork>();
         lock (_writeLock)
         {
-            Collect(_v4, peer, new byte[4], 0, result);
-            Collect(_v6, peer, new byte[16], 0, result);
+            var result = new List<IPNetwork>();
+            if (!_prefixes.TryGetValue(peer, out var listed)) return result;
+            foreach (var prefix in listed)
+            {
+                if (prefix.BaseAddress.AddressFamily == AddressFamily.InterNetwork) result.Add(prefix);
+            }
+            foreach (var prefix in listed)
+            {
+                if (prefix.BaseAddress.AddressFamily != AddressFamily.InterNetwork) result.Add(prefix);
+            }
+            return result;
         }
-        return result;
+    }
+
+    private void InsertLocked(IPNetwork prefix, TPeer peer)
+    {
+        var bytes = prefix.BaseAddress.GetAddressBytes();
+        var node = Root(prefix.BaseAddress);
+        for (var bit = 0; bit < prefix.PrefixLength; bit++)
+        {
+            var side = Bit(bytes, bit);
+            var child = node.Children[side];
+            if (child is null)
+            {
+                child = new Node();
+                Volatile.Write(ref node.Children[side], child);
+            }
+            node = child;
+        }
+        var previous = node.Peer;
+        if (ReferenceEquals(previous, peer)) return;
+        Volatile.Write(ref node.Peer, peer);
+        if (previous is not null) Unlist(previous, prefix);
+        if (!_prefixes.TryGetValue(peer, out var listed)) _prefixes[peer] = listed = new List<IPNetwork>(2);
+        listed.Add(prefix);
+    }
+
+    private void Unlist(TPeer peer, IPNetwork prefix)
+    {
+        if (!_prefixes.TryGetValue(peer, out var listed)) return;
+        listed.Remove(prefix);
+        if (listed.Count == 0) _prefixes.Remove(peer);
+    }
+
+    /// <summary>The trie node that stands for exactly this prefix, or null.</summary>
+    private Node? Find(IPNetwork prefix)
+    {
+        var bytes = prefix.BaseAddress.GetAddressBytes();
+        Node? node = Root(prefix.BaseAddress);
+        for (var bit = 0; bit < prefix.PrefixLength && node is not null; bit++) node = node.Children[Bit(bytes, bit)];
+        return node;
+    }
+
+    private static bool Contains(IReadOnlyCollection<IPNetwork> prefixes, IPNetwork prefix)
+    {
+        foreach (var candidate in prefixes)
+        {
+            if (candidate == prefix) return true;
+        }
+        return false;
     }
 
     private Node Root(IPAddress address) => address.AddressFamily == AddressFamily.InterNetwork ? _v4 : _v6;
 
     private static int Bit(byte[] bytes, int bit) => (bytes[bit >> 3] >> (7 - (bit & 7))) & 1;
-
-    private static void Clear(Node node, TPeer peer)
-    {
-        if (ReferenceEquals(node.Peer, peer)) Volatile.Write(ref node.Peer, null);
-        foreach (var child in node.Children)
-        {
-            if (child is not null) Clear(child, peer);
-        }
-    }
-
-    private static void Collect(Node node, TPeer peer, byte[] path, int depth, List<IPNetwork> result)
-    {
-        if (ReferenceEquals(node.Peer, peer)) result.Add(new IPNetwork(new IPAddress(path), depth));
-        for (var side = 0; side < 2; side++)
-        {
-            var child = node.Children[side];
-            if (child is null) continue;
-            if (side == 1) path[depth >> 3] |= (byte)(1 << (7 - (depth & 7)));
-            Collect(child, peer, path, depth + 1, result);
-            if (side == 1) path[depth >> 3] &= (byte)~(1 << (7 - (depth & 7)));
-        }
-    }
 
     private sealed class Node
     {
