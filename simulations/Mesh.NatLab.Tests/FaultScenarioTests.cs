@@ -29,6 +29,9 @@ public sealed class FaultScenarioTests(ITestOutputHelper output)
     [Fact]
     public void HandshakeFloodFromSpoofedSources() => Check(FaultScenarios.HandshakeFlood(8));
 
+    [Fact]
+    public void NetmapChurnLosesNoPacket() => Check(FaultScenarios.NetmapChurn(9));
+
     private void Check(FaultResult result)
     {
         output.WriteLine($"{result.Name}: {result.Observed}");

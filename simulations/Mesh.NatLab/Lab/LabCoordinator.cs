@@ -13,6 +13,8 @@ using Mesh.Traversal.Relay;
 using Mesh.Traversal.Stun;
 using Mesh.WireGuard.Core;
 using Mesh.WireGuard.Crypto;
+using Mesh.Control;
+using Mesh.WireGuard.Keys;
 
 namespace Mesh.NatLab.Lab;
 
@@ -85,6 +87,17 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
             return true;
         });
     }
+
+    /// <summary>A node that is not in the lab's network joins through the production registration (proof and all), as churn for the others' netmaps.</summary>
+    public void RegisterOther(string name)
+    {
+        using var key = PrivateKey.Generate();
+        var challenge = Mesh.Registry.IssueChallenge();
+        var proof = RegistrationProof.Compute(key, new PublicKey(challenge.CoordinatorKey), challenge.Nonce, AuthKey, name);
+        LabMesh.Completed(Mesh.Registry.RegisterAsync(new RegistrationRequest(key.PublicKey.Span.ToArray(), AuthKey, name, challenge.Nonce, proof)));
+    }
+
+    public void Rename(string name, string newName) => LabMesh.Completed(Mesh.Registry.RenameAsync(name, newName));
 
     /// <summary>Only the embedded relay dies (the control plane stays up).</summary>
     public void StopRelay() => Host.Unbind(RelayPort);

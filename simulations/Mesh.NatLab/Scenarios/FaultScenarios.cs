@@ -28,6 +28,7 @@ public static class FaultScenarios
             CoordinatorDownForAMinute,
             LossyLink,
             HandshakeFlood,
+            NetmapChurn,
         };
         var results = new FaultResult[scenarios.Length];
         Parallel.For(0, scenarios.Length, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i => results[i] = scenarios[i](seed * 100 + i));
@@ -221,6 +222,39 @@ public static class FaultScenarios
         public void WriteTunnel(ReadOnlySpan<byte> packet)
         {
         }
+    }
+
+    /// <summary>
+    /// 1,000 netmap deltas about other nodes (500 join, then each is renamed), 30 ms apart, reach a direct pair
+    /// that is exchanging numbered packets: none may be lost, and neither device may drop one for want of a route.
+    /// </summary>
+    public static FaultResult NetmapChurn(int seed)
+    {
+        using var world = new World(seed);
+        var (a, b, there, back) = Pair(world, Profiles.PortRestricted, Profiles.PortRestricted, new PathOptions());
+        world.Scheduler.RunUntil(TimeSpan.FromSeconds(10));
+        var start = world.Scheduler.Now;
+        var noRoute = a.Device.Stats.Dropped(DropReason.NoRoute) + b.Device.Stats.Dropped(DropReason.NoRoute);
+        var serial = a.Node.View.Serial;
+        const int Others = 500;
+        for (var i = 0; i < Others * 2; i++)
+        {
+            var n = i;
+            world.Scheduler.After(TimeSpan.FromMilliseconds(30 * i), () =>
+            {
+                if (n < Others) world.Coordinator.RegisterOther($"other{n}");
+                else world.Coordinator.Rename($"other{n - Others}", $"renamed{n - Others}");
+            });
+        }
+        world.Scheduler.RunUntil(start + TimeSpan.FromSeconds(40));
+        var deltas = a.Node.View.DeltasApplied;
+        var lost = there.LostBetween(start, start + TimeSpan.FromSeconds(39)) + back.LostBetween(start, start + TimeSpan.FromSeconds(39));
+        var dropped = a.Device.Stats.Dropped(DropReason.NoRoute) + b.Device.Stats.Dropped(DropReason.NoRoute) - noRoute;
+        var path = a.PathTo(b);
+        var peers = a.Node.View.Peers.Count;
+        return new FaultResult("netmap churn", "port-restricted pair, direct; from 10 s, 500 other nodes join and are then renamed, one change every 30 ms (1,000 deltas)",
+            lost == 0 && dropped == 0 && peers == Others + 1 && path?.Path == PathKind.Direct, "no packet lost or dropped for want of a route, still direct",
+            $"{a.Node.View.Serial - serial} serials, {deltas} deltas applied by a, {peers} peers; {lost} packets lost, {dropped} dropped as no route; {Describe(path)}");
     }
 
     private static (LabAgent A, LabAgent B, TrafficFlow There, TrafficFlow Back) Pair(World world, Profile a, Profile b, PathOptions options, string nameA = "a", string nameB = "b")
