@@ -19,13 +19,9 @@ public sealed class UdpBinding : IDisposable
     [ThreadStatic] private static SocketAddress? t_sendAddress4;
     private readonly Socket _socket;
 
-    private readonly object _ttlLock = new();
-    private readonly int _defaultTtl;
-
     private UdpBinding(Socket socket)
     {
         _socket = socket;
-        _defaultTtl = (int)socket.GetSocketOption(SocketOptionLevel.IP, SocketOptionName.IpTimeToLive)!;
         Port = ((IPEndPoint)socket.LocalEndPoint!).Port;
     }
 
@@ -82,35 +78,20 @@ public sealed class UdpBinding : IDisposable
 
     public SocketAddress CreateReceiveAddress() => new(_socket.AddressFamily);
 
-    /// <summary>Sends one datagram; false when the network refused it (no route, a closed socket).</summary>
-    /// <summary>Sends with a hop limit (IP TTL) for this one datagram, then restores the default.</summary>
+    /// <summary>
+    /// Sends with a hop limit (IP TTL, or the IPv6 hop limit) for this one datagram, in the datagram's own control
+    /// message: other sends meanwhile keep the default.
+    /// </summary>
     public bool Send(ReadOnlySpan<byte> datagram, NetEndpoint destination, int ttl)
     {
         if (ttl <= 0) return Send(datagram, destination);
-        lock (_ttlLock)
-        {
-            try
-            {
-                _socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.IpTimeToLive, ttl);
-                return Send(datagram, destination);
-            }
-            catch (SocketException)
-            {
-                return false;
-            }
-            finally
-            {
-                _socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.IpTimeToLive, _defaultTtl);
-            }
-        }
+        return SendWithHopLimit.Send(_socket, datagram, SendAddress(destination), destination.IsIPv4, Math.Min(ttl, 255));
     }
 
+    /// <summary>Sends one datagram; false when the network refused it (no route, a closed socket).</summary>
     public bool Send(ReadOnlySpan<byte> datagram, NetEndpoint destination)
     {
-        var address = _socket.AddressFamily == AddressFamily.InterNetworkV6
-            ? t_sendAddress6 ??= new SocketAddress(AddressFamily.InterNetworkV6)
-            : t_sendAddress4 ??= new SocketAddress(AddressFamily.InterNetwork);
-        Fill(address, destination);
+        var address = SendAddress(destination);
         try
         {
             _socket.SendTo(datagram, SocketFlags.None, address);
@@ -123,6 +104,15 @@ public sealed class UdpBinding : IDisposable
     }
 
     public void Dispose() => _socket.Dispose();
+
+    private SocketAddress SendAddress(NetEndpoint destination)
+    {
+        var address = _socket.AddressFamily == AddressFamily.InterNetworkV6
+            ? t_sendAddress6 ??= new SocketAddress(AddressFamily.InterNetworkV6)
+            : t_sendAddress4 ??= new SocketAddress(AddressFamily.InterNetwork);
+        Fill(address, destination);
+        return address;
+    }
 
     /// <summary>Reads an AF_INET6 (or AF_INET) sockaddr; IPv4 arrives as IPv4-mapped IPv6 on a dual-stack socket.</summary>
     internal static NetEndpoint ToEndpoint(SocketAddress address)

@@ -1,0 +1,84 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace Mesh.WireGuard.Conn;
+
+/// <summary>
+/// sendmsg(2) with an IP_TTL or IPV6_HOPLIMIT control message: a hop limit for one datagram, where a socket
+/// option would apply to every send made meanwhile by other threads. .NET offers no ancillary data on send,
+/// hence libc. The message, its address and control data are laid out in a pinned buffer per thread; these
+/// sends are rare (opening packets), so the copy does not matter.
+/// </summary>
+internal static class SendWithHopLimit
+{
+    private const int SOL_IP = 0;
+    private const int IP_TTL = 2;
+    private const int SOL_IPV6 = 41;
+    private const int IPV6_HOPLIMIT = 52;
+    private const int IoVecOffset = 0;
+    private const int ControlOffset = 16;
+    private const int ControlSpace = 24;
+    private const int ControlLength = 20;
+    private const int NameOffset = 40;
+    private const int DataOffset = 72;
+
+    [ThreadStatic] private static byte[]? t_scratch;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct MessageHeader
+    {
+        public nint Name;
+        public uint NameLength;
+        public nint IoVectors;
+        public nuint IoVectorCount;
+        public nint Control;
+        public nuint ControlLength;
+        public int Flags;
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern nint sendmsg(int fd, ref MessageHeader message, int flags);
+
+    /// <summary>Sends to the address (a filled sockaddr) with this hop limit; false when the kernel refused it.</summary>
+    public static bool Send(Socket socket, ReadOnlySpan<byte> datagram, SocketAddress address, bool ipv4, int hopLimit)
+    {
+        if (datagram.Length > ushort.MaxValue) return false;
+        var scratch = t_scratch ??= GC.AllocateArray<byte>(DataOffset + ushort.MaxValue, pinned: true);
+        var origin = Marshal.UnsafeAddrOfPinnedArrayElement(scratch, 0);
+        var span = scratch.AsSpan();
+        BinaryPrimitives.WriteInt64LittleEndian(span[IoVecOffset..], origin + DataOffset);
+        BinaryPrimitives.WriteInt64LittleEndian(span[(IoVecOffset + 8)..], datagram.Length);
+        BinaryPrimitives.WriteInt64LittleEndian(span[ControlOffset..], ControlLength);
+        BinaryPrimitives.WriteInt32LittleEndian(span[(ControlOffset + 8)..], ipv4 ? SOL_IP : SOL_IPV6);
+        BinaryPrimitives.WriteInt32LittleEndian(span[(ControlOffset + 12)..], ipv4 ? IP_TTL : IPV6_HOPLIMIT);
+        BinaryPrimitives.WriteInt64LittleEndian(span[(ControlOffset + 16)..], hopLimit);
+        address.Buffer.Span[..address.Size].CopyTo(span[NameOffset..]);
+        datagram.CopyTo(span[DataOffset..]);
+        var header = new MessageHeader
+        {
+            Name = origin + NameOffset,
+            NameLength = (uint)address.Size,
+            IoVectors = origin + IoVecOffset,
+            IoVectorCount = 1,
+            Control = origin + ControlOffset,
+            ControlLength = ControlSpace,
+        };
+        var handle = socket.SafeHandle;
+        var added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            return sendmsg((int)handle.DangerousGetHandle(), ref header, 0) >= 0;
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+        finally
+        {
+            if (added) handle.DangerousRelease();
+        }
+    }
+}
