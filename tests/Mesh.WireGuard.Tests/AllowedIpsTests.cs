@@ -111,7 +111,7 @@ public sealed class AllowedIpsTests
     }
 
     [Fact]
-    public void ALookupDuringASwapAlwaysFindsTheAddressThatStays()
+    public async Task ALookupDuringASwapAlwaysFindsTheAddressThatStays()
     {
         var table = new AllowedIps<P>();
         var stays = IpPrefix.Parse("100.64.0.7/32");
@@ -131,7 +131,7 @@ public sealed class AllowedIpsTests
             if (!ReferenceEquals(table.Lookup(address), A)) misses++;
         }
         stop.Cancel();
-        swapper.Wait();
+        await swapper;
         Assert.Equal(0, misses);
     }
 }
