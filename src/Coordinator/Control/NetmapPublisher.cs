@@ -126,7 +126,7 @@ public sealed class NetmapPublisher
     /// </summary>
     public Result<SessionStart> OpenSession(string hubId, NodeRecord node, byte[] endpoints, ulong lastSerial)
     {
-        if (!_hubs.ContainsKey(hubId)) return new Problem(Failure.Aborted, "This replica is not attached to the mesh yet; try again.");
+        if (!_hubs.ContainsKey(hubId)) return new Problem(Failure.Detached, "This replica is not attached to the mesh yet; try again.");
         var peer = Upsert(node);
         if (peer is null) return Problem.Unauthenticated("The node is not approved.");
         if (peer.Hub is { } other && other != hubId && _hubs.TryGetValue(other, out var previous))

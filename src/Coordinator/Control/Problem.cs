@@ -13,6 +13,8 @@ public enum Failure
     Unavailable,
     /// <summary>Nothing was changed; trying again may work.</summary>
     Aborted,
+    /// <summary>The replica's hub is not attached to the publisher (the publisher moved or restarted): attach, then try again.</summary>
+    Detached,
 }
 
 /// <summary>Why an operation did not happen, in words for the caller.</summary>

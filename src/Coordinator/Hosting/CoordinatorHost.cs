@@ -112,7 +112,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         builder.Services.AddSingleton(identity);
         builder.UseOrleans(silo => SiloSetup.Configure(silo, options));
         var readiness = new Readiness();
-        builder.Services.AddGrpc();
+        builder.Services.AddGrpc(grpc => grpc.Interceptors.Add<ClusterFailures>());
         builder.Services.AddGrpcHealthChecks(health =>
         {
             foreach (var service in HealthServices) health.Services.Map(service, _ => true);

@@ -41,6 +41,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     private readonly Dictionary<string, SyncResponse> _fullMaps = new(StringComparer.Ordinal);
     private byte[]? _fullMapSource;
     private ulong _serial;
+    private Task? _attaching;
 
     public string HubId { get; } = hubId;
 
@@ -72,6 +73,24 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         }
     }
 
+    /// <summary>One attach for every stream that found the hub detached at once (a failover brings them in a storm).</summary>
+    private Task AttachOnceAsync()
+    {
+        lock (_lock) return _attaching ??= AttachThenForgetAsync();
+    }
+
+    private async Task AttachThenForgetAsync()
+    {
+        try
+        {
+            await AttachAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_lock) _attaching = null;
+        }
+    }
+
     /// <summary>Whether the key belongs to a peer of the mesh: this replica's relay serves only those.</summary>
     public bool IsMember(PublicKey key)
     {
@@ -93,6 +112,13 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         }
         replaced?.Close(new Problem(Failure.Aborted, "Replaced by a newer stream of the same node."));
         var start = await mesh.OpenSessionAsync(HubId, session.Node, endpoints, hello.LastSerial).ConfigureAwait(false);
+        if (start.Problem?.Kind == Failure.Detached)
+        {
+            // The publisher moved (its replica died) and has not heard from this hub since: attach now rather
+            // than at the next round, so agents failing over from that replica are taken at once.
+            await AttachOnceAsync().ConfigureAwait(false);
+            start = await mesh.OpenSessionAsync(HubId, session.Node, endpoints, hello.LastSerial).ConfigureAwait(false);
+        }
         if (!start.Ok)
         {
             Forget(session);

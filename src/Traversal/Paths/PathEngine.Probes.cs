@@ -132,7 +132,10 @@ public sealed partial class PathEngine
 
     private void TickPeer(PeerPaths peer, TimeSpan now)
     {
-        if (!peer.Online)
+        // The coordinator's word that a peer is offline yields to evidence: a path the peer still answers on is
+        // kept (and pinged) for as long as it does. A coordinator replica that just took over knows every peer
+        // as offline until the peer's replica reports it, and tunnels must not wait for that.
+        if (!peer.Online && !Answering(peer, now))
         {
             UpdateRoute(peer, now);
             return;
@@ -233,9 +236,11 @@ public sealed partial class PathEngine
         UpdateRoute(peer, now);
     }
 
+    private static bool Answering(PeerPaths peer, TimeSpan now) => now.Ticks < Volatile.Read(ref peer.ConfirmedUntilTicks);
+
     private void UpdateRoute(PeerPaths peer, TimeSpan now)
     {
-        var direct = peer.Online ? peer.Best?.Key : null;
+        var direct = peer.Online || Answering(peer, now) ? peer.Best?.Key : null;
         var relay = peer.Online ? RelayFor(peer, now) : null;
         var overStream = relay is not null && OverStream(relay);
         var current = peer.Route;
