@@ -7,6 +7,19 @@ namespace Mesh.WireGuard.Tests;
 public sealed class CryptoPipelineTests
 {
     [Fact]
+    public void BuffersAreMadeAsLoadNeedsThemNotUpFront()
+    {
+        var net = new TestNetwork();
+        var (a, _) = net.EstablishedPair();
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        using var pipeline = new CryptoPipeline(a.Device, a, workers: 0, capacity: 1024);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1024 * 1024, "an idle pipeline holds no buffers");
+        var first = pipeline.Rent();
+        pipeline.Return(first);
+        Assert.Same(first, pipeline.Rent());
+    }
+
+    [Fact]
     public void ParallelWorkersKeepEachPeersPacketsInOrderBothWays()
     {
         var net = new TestNetwork();

@@ -9,7 +9,8 @@ namespace Mesh.WireGuard.Host;
 /// Encrypts and decrypts on several cores while each peer's packets leave and arrive in order (the shape of
 /// wireguard-go's queues). The reading thread prepares a packet (in order) and puts it both on the shared
 /// work queue and at the tail of its peer's ordered queue; a worker seals or opens it, then whoever finds
-/// the head of that ordered queue finished sends or delivers from there. Buffers are pooled.
+/// the head of that ordered queue finished sends or delivers from there. Buffers are pooled, and made only as
+/// load needs them (up to the capacity), so an idle interface holds a few instead of the capacity's 64 MiB.
 /// </summary>
 public sealed class CryptoPipeline : IDisposable
 {
@@ -40,7 +41,6 @@ public sealed class CryptoPipeline : IDisposable
     {
         _device = device;
         _sink = sink;
-        for (var i = 0; i < capacity; i++) _free.Enqueue(new Element());
         _freeSlots = new SemaphoreSlim(capacity);
         _workers = new Thread[workers];
         for (var i = 0; i < workers; i++)
@@ -54,8 +54,7 @@ public sealed class CryptoPipeline : IDisposable
     public Element Rent()
     {
         _freeSlots.Wait();
-        _free.TryDequeue(out var element);
-        return element!;
+        return _free.TryDequeue(out var element) ? element : new Element();
     }
 
     /// <summary>The element holds a tunnel packet at offset 16 (<see cref="Element.PacketSpace"/>); it is sent, staged or dropped.</summary>
@@ -85,7 +84,7 @@ public sealed class CryptoPipeline : IDisposable
     public void Dispose()
     {
         _stopping = true;
-        _workReady.Release(_workers.Length);
+        if (_workers.Length > 0) _workReady.Release(_workers.Length);
         foreach (var worker in _workers) worker.Join(TimeSpan.FromSeconds(2));
     }
 
