@@ -42,6 +42,7 @@ public sealed class ClusterTests : IAsyncLifetime
         await Eventually.HoldsAsync(() => x.Read(v => v.Relays.Count) == 3, Prompt, "x's map lists the three replicas' relays");
         Assert.Equal(3, x.Read(v => v.Relays.Select(r => r.Id).Distinct().Count()));
         Assert.All(x.Read(v => v.Relays.ToList()), r => Assert.StartsWith("http://127.0.0.1:", r.TcpUrl));
+        foreach (var replica in _replicas) Assert.Equal(3, (await replica.Admin.ListRelaysAsync(new ListRelaysRequest())).Relays.Count);
         // Every replica's relay serves both nodes, whichever replica holds their streams, and still does after
         // the hubs attach again (each takes the shared full map and the deltas since).
         await Task.Delay(Cluster.PublisherGrain.HubAttachInterval * 2);

@@ -11,7 +11,7 @@ namespace Mesh.Coordinator.Api;
 /// mesh.v1.Admin over the cluster's grains: every call needs `authorization: Bearer &lt;admin API key&gt;`, and any
 /// replica answers for the whole cluster. Nodes are shown with their presence from the netmap publisher.
 /// </summary>
-public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, Func<IReadOnlyList<string>> stunServers, Func<IReadOnlyList<Protos.V1.Relay>> relays)
+public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, Func<IReadOnlyList<string>> stunServers)
     : Admin.AdminBase
 {
     private IRegistryGrain Registry => grains.GetGrain<IRegistryGrain>(0);
@@ -86,7 +86,8 @@ public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, F
     public override async Task<ListRelaysResponse> ListRelays(ListRelaysRequest request, ServerCallContext context)
     {
         await AuthorizeAsync(context);
-        return new ListRelaysResponse { Relays = { relays() } };
+        // Every replica's relay, from the publisher that puts them in the map.
+        return new ListRelaysResponse { Relays = { (await Publisher.Relays()).ConvertAll(Protos.V1.Relay.Parser.ParseFrom) } };
     }
 
     public override async Task<CoordinatorStatus> GetStatus(GetStatusRequest request, ServerCallContext context)

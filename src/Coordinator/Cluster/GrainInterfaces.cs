@@ -88,6 +88,9 @@ public interface IPublisherGrain : IGrainWithIntegerKey
     Task<List<NodePresence>> Presence();
 
     Task<(ulong Serial, int Online)> Status();
+
+    /// <summary>Every attached replica's relay, each a serialized Relay.</summary>
+    Task<List<byte[]>> Relays();
 }
 
 /// <summary>A replica's hub as the publisher calls it; every call is one-way.</summary>

@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Mesh.Coordinator.Control;
 using Mesh.Coordinator.Store;
 using Mesh.Protos.V1;
@@ -169,6 +170,8 @@ internal sealed class PublisherGrain(ICoordinatorStore store, MeshOptions option
     public Task<List<NodePresence>> Presence() => Task.FromResult(_publisher.Presence());
 
     public Task<(ulong Serial, int Online)> Status() => Task.FromResult((_publisher.Serial, _publisher.OnlineCount));
+
+    public Task<List<byte[]>> Relays() => Task.FromResult(_publisher.Relays().ConvertAll(r => r.ToByteArray()));
 
     void IPresenceSink.NodeOnline(long nodeId) => Registry.NodeOnline(nodeId);
 

@@ -211,6 +211,17 @@ public sealed class NetmapPublisher
     }
 
     /// <summary>The current full map for a hub that attaches (its relay serves exactly the peers in it).</summary>
+    /// <summary>The relays of the attached replicas, as the map lists them.</summary>
+    public List<Relay> Relays()
+    {
+        var relays = new List<Relay>(_hubs.Count);
+        foreach (var hub in _hubs.Values)
+        {
+            if (hub.Relay is { } relay) relays.Add(relay);
+        }
+        return relays;
+    }
+
     /// <summary>The full map with the deltas since (the map is shared and may be a few changes old), as a hub takes it when it attaches.</summary>
     public SessionStart CurrentMap()
     {
@@ -296,10 +307,7 @@ public sealed class NetmapPublisher
         if (_fullMap is { } cached && _serial - _fullMapSerial < FullMapRebuildChanges) return (cached, _fullMapSerial);
         var map = new NetMap { Serial = _serial };
         foreach (var peer in _peers.Values) map.Peers.Add(PeerOf(peer));
-        foreach (var hub in _hubs.Values)
-        {
-            if (hub.Relay is { } relay) map.Relays.Add(relay);
-        }
+        map.Relays.AddRange(Relays());
         (_fullMap, _fullMapSerial) = (new SyncResponse { Full = map }.ToByteArray(), _serial);
         return (_fullMap, _fullMapSerial);
     }

@@ -169,7 +169,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
 
         app.MapGrpcService(new CoordinatorService(grains, hub, stunPort, options.PublicHost).Bind());
         app.MapGrpcService(ServiceDefinitions.Bind(binder => Protos.V1.Admin.BindService(binder,
-            new AdminService(grains, DateTimeOffset.UtcNow, () => publicStun, () => hub.Relay is { } own ? [own] : []))));
+            new AdminService(grains, DateTimeOffset.UtcNow, () => publicStun))));
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         if (relay is not null)
