@@ -54,20 +54,8 @@ public sealed class UdpBindingTests
         Assert.True(seen[("opening", 3)] > Each / 2 && seen[("wireguard", defaultTtl)] > Each / 2, $"most datagrams arrive: {string.Join(", ", seen)}");
     }
 
-    [StructLayout(LayoutKind.Sequential)]
-    private struct MessageHeader
-    {
-        public nint Name;
-        public uint NameLength;
-        public nint IoVectors;
-        public nuint IoVectorCount;
-        public nint Control;
-        public nuint ControlLength;
-        public int Flags;
-    }
-
     [DllImport("libc", SetLastError = true)]
-    private static extern nint recvmsg(int fd, ref MessageHeader message, int flags);
+    private static extern nint recvmsg(int fd, ref SendWithHopLimit.MessageHeader message, int flags);
 
     /// <summary>One datagram with the TTL (or hop limit) it arrived with, through IP_RECVTTL / IPV6_RECVHOPLIMIT; null on timeout.</summary>
     private static (string Kind, int Ttl)? Receive(Socket socket)
@@ -76,7 +64,7 @@ public sealed class UdpBindingTests
         var origin = Marshal.UnsafeAddrOfPinnedArrayElement(buffer, 0);
         BinaryPrimitives.WriteInt64LittleEndian(buffer.AsSpan(0), origin + 80);
         BinaryPrimitives.WriteInt64LittleEndian(buffer.AsSpan(8), 2048);
-        var header = new MessageHeader { IoVectors = origin, IoVectorCount = 1, Control = origin + 16, ControlLength = 64 };
+        var header = new SendWithHopLimit.MessageHeader { IoVectors = origin, IoVectorCount = 1, Control = origin + 16, ControlLength = 64 };
         var length = recvmsg((int)socket.SafeHandle.DangerousGetHandle(), ref header, 0);
         if (length < 0) return null;
         var control = buffer.AsSpan(16, (int)header.ControlLength);

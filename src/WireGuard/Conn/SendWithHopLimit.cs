@@ -26,8 +26,9 @@ internal static class SendWithHopLimit
 
     [ThreadStatic] private static byte[]? t_scratch;
 
+    /// <summary>struct msghdr on 64-bit Linux.</summary>
     [StructLayout(LayoutKind.Sequential)]
-    private struct MessageHeader
+    internal struct MessageHeader
     {
         public nint Name;
         public uint NameLength;
