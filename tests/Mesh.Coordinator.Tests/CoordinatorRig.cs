@@ -36,8 +36,8 @@ public sealed class CoordinatorRig : IAsyncDisposable
             Certificate = tls,
             Postgres = postgres,
             AdminKey = adminKey,
-            SiloPort = postgres is null ? null : FreePort(),
-            GatewayPort = postgres is null ? null : FreePort(),
+            SiloPort = postgres is null ? null : Mesh.Tests.Shared.FreePorts.Tcp(),
+            GatewayPort = postgres is null ? null : Mesh.Tests.Shared.FreePorts.Tcp(),
         };
         await rig.StartHostAsync(mesh);
         return rig;
@@ -48,13 +48,6 @@ public sealed class CoordinatorRig : IAsyncDisposable
     public string? AdminKey { get; private set; }
     private int? SiloPort { get; init; }
     private int? GatewayPort { get; init; }
-
-    private static int FreePort()
-    {
-        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
 
     /// <summary>A connector that trusts the rig's certificate, if it has one.</summary>
     public HttpConnector Connector(ProxySettings? proxy = null) => new(proxy, Certificate);

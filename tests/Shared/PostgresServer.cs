@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 
 namespace Mesh.Tests.Shared;
 
@@ -30,7 +28,7 @@ public sealed class PostgresServer : IDisposable
     {
         var directory = Path.Combine(Path.GetTempPath(), $"mesh-pg-{Guid.NewGuid():N}");
         Directory.CreateDirectory(directory);
-        var server = new PostgresServer(directory, FreePort(), netns);
+        var server = new PostgresServer(directory, FreePorts.Tcp(), netns);
         try
         {
             Run("chown", User, directory);
@@ -85,13 +83,6 @@ public sealed class PostgresServer : IDisposable
             if (File.Exists(path)) return path;
         }
         throw new InvalidOperationException($"PostgreSQL's {name} is missing under {root}: install Debian's postgresql-15 (scripts/test does).");
-    }
-
-    private static int FreePort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
     }
 
     private static void Run(string file, params string[] args)

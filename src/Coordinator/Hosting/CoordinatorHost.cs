@@ -165,7 +165,6 @@ public sealed class CoordinatorHost : IAsyncDisposable
         var stunPort = stun.Ports[0];
         var stunHost = options.PublicHost ?? (options.Listen.Address.Equals(IPAddress.Any) || options.Listen.Address.Equals(IPAddress.IPv6Any) ? "*" : options.Listen.Address.ToString());
         IReadOnlyList<string> publicStun = [$"{stunHost}:{stunPort}", $"{stunHost}:{stun.Ports[1]}"];
-        IReadOnlyList<Relay> relays = [];
 
         app.MapGrpcService(new CoordinatorService(grains, hub, stunPort, options.PublicHost).Bind());
         app.MapGrpcService(ServiceDefinitions.Bind(binder => Protos.V1.Admin.BindService(binder,
