@@ -55,7 +55,7 @@ public sealed class UdpBindingTests
     }
 
     [DllImport("libc", SetLastError = true)]
-    private static extern nint recvmsg(int fd, ref SendWithHopLimit.MessageHeader message, int flags);
+    private static extern nint recvmsg(int fd, ref SocketCalls.MessageHeader message, int flags);
 
     /// <summary>One datagram with the TTL (or hop limit) it arrived with, through IP_RECVTTL / IPV6_RECVHOPLIMIT; null on timeout.</summary>
     private static (string Kind, int Ttl)? Receive(Socket socket)
@@ -64,7 +64,7 @@ public sealed class UdpBindingTests
         var origin = Marshal.UnsafeAddrOfPinnedArrayElement(buffer, 0);
         BinaryPrimitives.WriteInt64LittleEndian(buffer.AsSpan(0), origin + 80);
         BinaryPrimitives.WriteInt64LittleEndian(buffer.AsSpan(8), 2048);
-        var header = new SendWithHopLimit.MessageHeader { IoVectors = origin, IoVectorCount = 1, Control = origin + 16, ControlLength = 64 };
+        var header = new SocketCalls.MessageHeader { IoVectors = origin, IoVectorCount = 1, Control = origin + 16, ControlLength = 64 };
         var length = recvmsg((int)socket.SafeHandle.DangerousGetHandle(), ref header, 0);
         if (length < 0) return null;
         var control = buffer.AsSpan(16, (int)header.ControlLength);

@@ -13,10 +13,6 @@ namespace Mesh.WireGuard.Conn;
 /// </summary>
 internal static class SendWithHopLimit
 {
-    private const int SOL_IP = 0;
-    private const int IP_TTL = 2;
-    private const int SOL_IPV6 = 41;
-    private const int IPV6_HOPLIMIT = 52;
     private const int IoVecOffset = 0;
     private const int ControlOffset = 16;
     private const int ControlSpace = 24;
@@ -25,22 +21,6 @@ internal static class SendWithHopLimit
     private const int DataOffset = 72;
 
     [ThreadStatic] private static byte[]? t_scratch;
-
-    /// <summary>struct msghdr on 64-bit Linux.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    internal struct MessageHeader
-    {
-        public nint Name;
-        public uint NameLength;
-        public nint IoVectors;
-        public nuint IoVectorCount;
-        public nint Control;
-        public nuint ControlLength;
-        public int Flags;
-    }
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern nint sendmsg(int fd, ref MessageHeader message, int flags);
 
     /// <summary>Sends to the address (a filled sockaddr) with this hop limit; false when the kernel refused it.</summary>
     public static bool Send(Socket socket, ReadOnlySpan<byte> datagram, SocketAddress address, bool ipv4, int hopLimit)
@@ -52,12 +32,12 @@ internal static class SendWithHopLimit
         BinaryPrimitives.WriteInt64LittleEndian(span[IoVecOffset..], origin + DataOffset);
         BinaryPrimitives.WriteInt64LittleEndian(span[(IoVecOffset + 8)..], datagram.Length);
         BinaryPrimitives.WriteInt64LittleEndian(span[ControlOffset..], ControlLength);
-        BinaryPrimitives.WriteInt32LittleEndian(span[(ControlOffset + 8)..], ipv4 ? SOL_IP : SOL_IPV6);
-        BinaryPrimitives.WriteInt32LittleEndian(span[(ControlOffset + 12)..], ipv4 ? IP_TTL : IPV6_HOPLIMIT);
+        BinaryPrimitives.WriteInt32LittleEndian(span[(ControlOffset + 8)..], ipv4 ? SocketCalls.SOL_IP : SocketCalls.SOL_IPV6);
+        BinaryPrimitives.WriteInt32LittleEndian(span[(ControlOffset + 12)..], ipv4 ? SocketCalls.IP_TTL : SocketCalls.IPV6_HOPLIMIT);
         BinaryPrimitives.WriteInt64LittleEndian(span[(ControlOffset + 16)..], hopLimit);
         address.Buffer.Span[..address.Size].CopyTo(span[NameOffset..]);
         datagram.CopyTo(span[DataOffset..]);
-        var header = new MessageHeader
+        var header = new SocketCalls.MessageHeader
         {
             Name = origin + NameOffset,
             NameLength = (uint)address.Size,
@@ -66,20 +46,7 @@ internal static class SendWithHopLimit
             Control = origin + ControlOffset,
             ControlLength = ControlSpace,
         };
-        var handle = socket.SafeHandle;
-        var added = false;
-        try
-        {
-            handle.DangerousAddRef(ref added);
-            return sendmsg((int)handle.DangerousGetHandle(), ref header, 0) >= 0;
-        }
-        catch (ObjectDisposedException)
-        {
-            return false;
-        }
-        finally
-        {
-            if (added) handle.DangerousRelease();
-        }
+        using var lease = new SocketCalls.Lease(socket);
+        return lease.Fd >= 0 && SocketCalls.sendmsg(lease.Fd, ref header, 0) >= 0;
     }
 }

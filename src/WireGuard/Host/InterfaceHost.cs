@@ -19,11 +19,13 @@ public interface IDatagramRouter
 
 /// <summary>
 /// Runs a <see cref="Device"/> over real I/O: a thread reads the TUN device and sends, a thread receives
-/// from the UDP socket, and a timer thread ticks the protocol's timers.
+/// from the UDP socket, and a timer thread ticks the protocol's timers. The two data threads move batches:
+/// the TUN thread gathers what one read (a TSO super-packet, or what was queued) sealed into one sendmmsg with
+/// GSO; the UDP thread writes what one recvmmsg decrypted to the TUN device coalesced (GRO).
 /// </summary>
 public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
 {
-    private const int MaxPacket = 65535;
+    private const int MaxReadsPerBatch = 64;
     private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(100);
 
     private readonly TunDevice _tun;
@@ -34,6 +36,14 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     private Thread? _udpThread;
     private Thread? _tunThread;
     private Thread? _timerThread;
+    private volatile ThreadOwned<SendBatch>? _sends;
+    private volatile ThreadOwned<Coalescing>? _writes;
+
+    /// <summary>A batch only its thread fills: sends and writes from other threads go out at once.</summary>
+    private sealed record ThreadOwned<T>(int ThreadId, T Batch)
+    {
+        public bool IsMine => ThreadId == Environment.CurrentManagedThreadId;
+    }
 
     /// <param name="cryptoWorkers">Threads that encrypt and decrypt (0: the reading threads do it themselves).</param>
     public InterfaceHost(TunDevice tun, int listenPort, ILogger? logger = null, DeviceOptions? options = null, int cryptoWorkers = 0)
@@ -61,8 +71,12 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     public Task Stopped => _stoppedSource.Task;
     private readonly TaskCompletionSource _stoppedSource = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>The batching features the kernel granted, for the log and `mesh-agent status`.</summary>
+    public DataPathFeatures Features => new(_tun.Offloads, _udp.Segmentation, _udp.ReceiveCoalescing);
+
     public void Start()
     {
+        _logger.LogInformation("Interface {Name} data path: {Features}.", Name, Features);
         _tunThread = StartThread(TunLoop, "tun");
         _udpThread = StartThread(() => UdpLoop(_udp), "udp");
         _timerThread = StartThread(TimerLoop, "timers");
@@ -107,13 +121,38 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
 
     public void SendDatagram(ReadOnlySpan<byte> datagram, NetEndpoint destination)
     {
-        if (Router?.TrySend(datagram, destination) != true) _udp.Send(datagram, destination);
+        if (Router?.TrySend(datagram, destination) != true) Transmit(datagram, destination);
     }
 
     /// <summary>Sends from the interface's socket as is, for the mesh's own traffic (STUN, probes, relay frames).</summary>
-    public void SendRaw(ReadOnlySpan<byte> datagram, NetEndpoint destination, int ttl = 0) => _udp.Send(datagram, destination, ttl);
+    public void SendRaw(ReadOnlySpan<byte> datagram, NetEndpoint destination, int ttl = 0)
+    {
+        if (ttl > 0) _udp.Send(datagram, destination, ttl);
+        else Transmit(datagram, destination);
+    }
 
-    public void WriteTunnel(ReadOnlySpan<byte> packet) => _tun.Write(packet);
+    public void WriteTunnel(ReadOnlySpan<byte> packet)
+    {
+        if (_writes is { IsMine: true, Batch: var writes })
+        {
+            if (writes.Add(packet)) return;
+            writes.Flush(_tun);
+            if (writes.Add(packet)) return;
+        }
+        _tun.Write(packet);
+    }
+
+    private void Transmit(ReadOnlySpan<byte> datagram, NetEndpoint destination)
+    {
+        var udp = _udp;
+        if (_sends is { IsMine: true, Batch: var sends })
+        {
+            if (sends.Add(datagram, destination, udp.Segmentation)) return;
+            udp.Send(sends);
+            if (sends.Add(datagram, destination, udp.Segmentation)) return;
+        }
+        udp.Send(datagram, destination);
+    }
 
     public void Dispose()
     {
@@ -132,18 +171,20 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
 
     private void TunLoop()
     {
-        var buffer = new byte[MaxPacket];
+        var packets = new PacketBatch();
+        var sends = new SendBatch();
+        _sends = new ThreadOwned<SendBatch>(Environment.CurrentManagedThreadId, sends);
         while (!_stopping.IsCancellationRequested)
         {
-            var element = _pipeline?.Rent();
-            var length = _tun.Read(element is null ? buffer : element.PacketSpace, 500);
-            if (element is not null && length > 0)
+            var count = _tun.Read(packets, 500);
+            // What is queued already joins this batch; the first empty read ends it.
+            for (var reads = 1; count > 0; reads++)
             {
-                _pipeline!.Send(element, length);
-                continue;
+                for (var i = 0; i < count; i++) Send(packets[i]);
+                count = reads < MaxReadsPerBatch ? _tun.Read(packets, 0) : 0;
             }
-            if (element is not null) _pipeline!.Return(element);
-            if (length < 0)
+            if (sends.Count > 0) _udp.Send(sends);
+            if (count < 0)
             {
                 if (!_stopping.IsCancellationRequested)
                 {
@@ -152,37 +193,54 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
                 }
                 return;
             }
-            if (length > 0) Device.SendPacket(buffer.AsSpan(0, length));
         }
+    }
+
+    private void Send(ReadOnlySpan<byte> packet)
+    {
+        if (_pipeline is null)
+        {
+            Device.SendPacket(packet);
+            return;
+        }
+        var element = _pipeline.Rent();
+        packet.CopyTo(element.PacketSpace);
+        _pipeline.Send(element, packet.Length);
     }
 
     private void UdpLoop(UdpBinding udp)
     {
-        var buffer = new byte[MaxPacket];
-        var from = udp.CreateReceiveAddress();
+        var batch = new ReceiveBatch();
+        Coalescing? writes = null;
+        if (_tun.TakesFrames)
+        {
+            writes = new Coalescing();
+            _writes = new ThreadOwned<Coalescing>(Environment.CurrentManagedThreadId, writes);
+        }
         while (!_stopping.IsCancellationRequested)
         {
-            var element = _pipeline?.Rent();
-            var length = udp.Receive(element is null ? buffer : element.DatagramSpace, from, out var source);
-            if (length > 0 && Router is { } router)
-            {
-                var datagram = element is null ? buffer.AsSpan(0, length) : element.DatagramSpace[..length];
-                if (MessageLayout.TypeOf(datagram) == 0)
-                {
-                    router.OnDatagram(datagram, source);
-                    if (element is not null) _pipeline!.Return(element);
-                    continue;
-                }
-            }
-            if (element is not null && length > 0)
-            {
-                _pipeline!.Receive(element, length, source);
-                continue;
-            }
-            if (element is not null) _pipeline!.Return(element);
-            if (length < 0) return;
-            if (length > 0) Device.ReceiveDatagram(buffer.AsSpan(0, length), source);
+            var count = udp.Receive(batch, 500);
+            if (count < 0) return;
+            for (var i = 0; i < count; i++) Receive(batch.Datagram(i), batch.Source(i));
+            if (writes is { Count: > 0 }) writes.Flush(_tun);
         }
+    }
+
+    private void Receive(Span<byte> datagram, NetEndpoint source)
+    {
+        if (Router is { } router && MessageLayout.TypeOf(datagram) == 0)
+        {
+            router.OnDatagram(datagram, source);
+            return;
+        }
+        if (_pipeline is null)
+        {
+            Device.ReceiveDatagram(datagram, source);
+            return;
+        }
+        var element = _pipeline.Rent();
+        datagram.CopyTo(element.DatagramSpace);
+        _pipeline.Receive(element, datagram.Length, source);
     }
 
     private void TimerLoop()
@@ -211,4 +269,18 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
         thread.Start();
         return thread;
     }
+}
+
+/// <summary>The batching an interface runs with: TUN offloads and UDP segmentation/coalescing.</summary>
+public readonly record struct DataPathFeatures(TunOffloads Tun, bool UdpSegmentation, bool UdpCoalescing)
+{
+    public override string ToString() =>
+        $"TUN {Describe(Tun)}, UDP GSO {(UdpSegmentation ? "on" : "off")}, UDP GRO {(UdpCoalescing ? "on" : "off")}, recvmmsg/sendmmsg on";
+
+    private static string Describe(TunOffloads offloads) => offloads switch
+    {
+        TunOffloads.None => "offloads off",
+        TunOffloads.VirtioHeader => "checksum offload only",
+        _ => (offloads & TunOffloads.Uso) != 0 ? "TSO and USO" : "TSO",
+    };
 }

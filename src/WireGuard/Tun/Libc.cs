@@ -29,6 +29,9 @@ internal static class Libc
     public static extern int ioctl(int fd, ulong request, byte[] argument);
 
     [DllImport("libc", SetLastError = true)]
+    public static extern int ioctl(int fd, ulong request, nuint argument);
+
+    [DllImport("libc", SetLastError = true)]
     public static extern int fcntl(int fd, int command, int argument);
 
     [DllImport("libc", SetLastError = true)]
