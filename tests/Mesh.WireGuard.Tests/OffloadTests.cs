@@ -168,8 +168,8 @@ public sealed class OffloadTests
     public void ABatchOfDatagramsArrivesWholeAndInOrder()
     {
         using var sender = UdpBinding.Bind(0);
-        using var first = UdpBinding.Bind(0);
-        using var second = UdpBinding.Bind(0);
+        using var first = UdpBinding.Bind(0, coalesceReceives: true);
+        using var second = UdpBinding.Bind(0, coalesceReceives: true);
         var toFirst = new NetEndpoint(IPAddress.Loopback, first.Port);
         var toSecond = new NetEndpoint(IPAddress.IPv6Loopback, second.Port);
         var expectedFirst = new List<byte[]>();

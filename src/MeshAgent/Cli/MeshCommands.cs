@@ -227,6 +227,7 @@ internal static class MeshCommands
         var text = new System.Text.StringBuilder();
         text.AppendLine($"{status.Name} {string.Join(" ", status.Addresses)} on {status.InterfaceName}; coordinator {status.Coordinator} ({(status.CoordinatorConnected ? "connected" : "disconnected")}); relay {(status.HomeRelay.Length > 0 ? status.HomeRelay : "-")}");
         if (status.Netcheck is { Mapping.Length: > 0 } nat) text.AppendLine($"NAT: {nat.Mapping}, public {(nat.Reflexive.Length > 0 ? nat.Reflexive : "-")}");
+        if (status.DataPath is { } data) text.AppendLine($"data path: TUN offloads {data.TunOffloads}, UDP GSO {(data.UdpSegmentation ? "on" : "off")}, GRO {(data.UdpCoalescing ? "on" : "off")}");
         text.AppendLine();
         text.AppendLine($"{"PEER",-16} {"ADDRESS",-16} {"PATH",-7} {"VIA",-24} {"LATENCY",8} {"HANDSHAKE",10} {"RX",10} {"TX",10}  WHY");
         foreach (var peer in status.Peers)
@@ -257,6 +258,7 @@ internal static class MeshCommands
         nat = status.Netcheck is null ? null : new { mapping = status.Netcheck.Mapping, publicAddress = status.Netcheck.Reflexive, udpBlocked = status.Netcheck.UdpBlocked },
         droppedProbes = status.DroppedProbes,
         droppedDatagrams = status.DroppedDatagrams,
+        dataPath = status.DataPath is null ? null : new { tunOffloads = status.DataPath.TunOffloads, udpGso = status.DataPath.UdpSegmentation, udpGro = status.DataPath.UdpCoalescing },
         relayStreams = status.RelayStreams.Select(r => new
         {
             relay = r.Relay,

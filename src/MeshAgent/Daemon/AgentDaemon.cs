@@ -100,6 +100,8 @@ public sealed class AgentDaemon : IAsyncDisposable
 
     public ICollection<RelayStreamLink> RelayStreams => _io.RelayStreams;
 
+    public DataPathFeatures DataPath => _host.Features;
+
     public List<Protos.V1.Peer> Peers()
     {
         lock (Node.View) return Node.View.Peers.Values.ToList();

@@ -27,6 +27,12 @@ public sealed class AgentControlService(AgentDaemon agent) : AgentControl.AgentC
                 + engine.ProbesRejected(Traversal.Probes.ProbeResult.UnknownSender) + engine.ProbesRejected(Traversal.Probes.ProbeResult.Malformed)),
             DroppedDatagrams = (ulong)engine.StrayDatagrams,
             Netcheck = Report(engine),
+            DataPath = new DataPathStatus
+            {
+                TunOffloads = agent.DataPath.TunOffloadNames,
+                UdpSegmentation = agent.DataPath.UdpSegmentation,
+                UdpCoalescing = agent.DataPath.UdpCoalescing,
+            },
         };
         if (agent.Control.Self is { } self) status.Addresses.AddRange(self.Addresses);
         var paths = engine.Snapshot().ToDictionary(p => p.Key);

@@ -29,12 +29,12 @@ public sealed class UdpBinding : IDisposable
 
     private volatile bool _segmentation;
 
-    private UdpBinding(Socket socket)
+    private UdpBinding(Socket socket, bool coalesceReceives)
     {
         _socket = socket;
         Port = ((IPEndPoint)socket.LocalEndPoint!).Port;
         _segmentation = TryGetOption(SocketCalls.SOL_UDP, SocketCalls.UDP_SEGMENT);
-        ReceiveCoalescing = TrySetOption(SocketCalls.SOL_UDP, SocketCalls.UDP_GRO, 1);
+        ReceiveCoalescing = coalesceReceives && TrySetOption(SocketCalls.SOL_UDP, SocketCalls.UDP_GRO, 1);
     }
 
     public int Port { get; }
@@ -45,8 +45,12 @@ public sealed class UdpBinding : IDisposable
     /// <summary>UDP GRO: one receive takes several datagrams of one sender.</summary>
     public bool ReceiveCoalescing { get; }
 
-    /// <summary>Binds [::]:port (IPv4 and IPv6; 0 picks a free port), or only the given address when one is passed.</summary>
-    public static UdpBinding Bind(int port, IPAddress? address = null)
+    /// <summary>
+    /// Binds [::]:port (IPv4 and IPv6; 0 picks a free port), or only the given address when one is passed.
+    /// <paramref name="coalesceReceives"/> turns on UDP GRO: then only <see cref="Receive(ReceiveBatch, int)"/> may
+    /// receive, as a plain receive would get several datagrams glued together with no way to tell them apart.
+    /// </summary>
+    public static UdpBinding Bind(int port, IPAddress? address = null, bool coalesceReceives = false)
     {
         address ??= IPAddress.IPv6Any;
         var socket = new Socket(address.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
@@ -56,7 +60,7 @@ public sealed class UdpBinding : IDisposable
             socket.ReceiveBufferSize = 4 * 1024 * 1024;
             socket.SendBufferSize = 4 * 1024 * 1024;
             socket.Bind(new IPEndPoint(address, port));
-            return new UdpBinding(socket);
+            return new UdpBinding(socket, coalesceReceives);
         }
         catch
         {
@@ -129,10 +133,12 @@ public sealed class UdpBinding : IDisposable
             }
             var errno = Marshal.GetLastPInvokeError();
             if (errno == SocketCalls.EINTR) continue;
-            if (batch.IsSegmented(index) && errno is SocketCalls.EIO or SocketCalls.EINVAL)
+            if (batch.IsSegmented(index) && errno is SocketCalls.EIO or SocketCalls.EINVAL or EMSGSIZE)
             {
-                // The route's device cannot segment (no checksum offload, say): send these one by one from now on.
-                _segmentation = false;
+                // EIO: the route's device cannot segment (no checksum offload), so GSO goes off for good. EINVAL or
+                // EMSGSIZE: these segments do not fit the route's MTU unfragmented (relay frames are larger than
+                // WireGuard's own datagrams); they go one by one and the kernel fragments them.
+                if (errno == SocketCalls.EIO) _segmentation = false;
                 for (var segment = 0; segment < batch.SegmentCount(index); segment++) Send(batch.Segment(index, segment), batch.Destination(index));
             }
             index++;

@@ -49,43 +49,48 @@ public sealed partial class Device
             Stats.Drop(DropReason.WrongSize);
             return;
         }
-        lock (_handshakeLock)
+        if (!PassesMacsAndLoadChecks(message, from, out var identity)) return;
+        var now = Clock.Now;
+        Span<byte> hash = stackalloc byte[32];
+        Span<byte> chainingKey = stackalloc byte[32];
+        Span<byte> remoteStatic = stackalloc byte[32];
+        var error = NoiseProtocol.OpenInitiation(identity, message, hash, chainingKey, remoteStatic);
+        var peer = error == HandshakeError.None ? _peers.GetValueOrDefault(new Keys.PublicKey(remoteStatic)) : null;
+        if (peer is null)
         {
-            if (!PassesMacsAndLoadChecks(message, from, out var identity)) return;
-            var now = Clock.Now;
-            var error = NoiseProtocol.ConsumeInitiation(identity, message, now, _findHandshake, out _);
-            var peer = _initiationPeer;
-            _initiationPeer = null;
-            if (error != HandshakeError.None || peer is null)
+            Stats.Drop(DropReason.HandshakeRejected);
+            return;
+        }
+        lock (peer.Lock)
+        {
+            error = NoiseProtocol.AcceptInitiation(peer.Handshake, message, now, hash, chainingKey);
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(chainingKey);
+            if (error != HandshakeError.None)
             {
                 Stats.Drop(error is HandshakeError.ReplayedTimestamp or HandshakeError.InitiationFlood ? DropReason.ReplayedInitiation : DropReason.HandshakeRejected);
                 return;
             }
+            peer.UpdateEndpoint(from);
+            peer.TimersAnyAuthenticatedPacketTraversal();
+            peer.TimersAnyAuthenticatedPacketReceived();
 
-            lock (peer.Lock)
+            ForgetHandshakeIndex(peer);
+            var index = AllocateIndex(peer);
+            Span<byte> response = stackalloc byte[ResponseSize];
+            if (!NoiseProtocol.CreateResponse(peer.Handshake, index, Entropy, response) || DeriveKeypair(peer, index) is not { } keypair)
             {
-                peer.UpdateEndpoint(from);
-                peer.TimersAnyAuthenticatedPacketTraversal();
-                peer.TimersAnyAuthenticatedPacketReceived();
-
-                ForgetHandshakeIndex(peer);
-                var index = AllocateIndex(peer);
-                Span<byte> response = stackalloc byte[ResponseSize];
-                if (!NoiseProtocol.CreateResponse(peer.Handshake, index, Entropy, response) || DeriveKeypair(peer, index) is not { } keypair)
-                {
-                    ForgetIndex(index);
-                    Stats.Drop(DropReason.HandshakeRejected);
-                    return;
-                }
-                peer.Cookies.AddMacs(response, now);
-                peer.InstallKeypair(keypair);
-                Stats.HandshakeCompleted();
-                peer.TimersSessionDerived();
-                peer.TimersAnyAuthenticatedPacketTraversal();
-                peer.TimersAnyAuthenticatedPacketSent();
-                peer.AddTx(response.Length);
-                _sink.SendDatagram(response, from);
+                ForgetIndex(index);
+                Stats.Drop(DropReason.HandshakeRejected);
+                return;
             }
+            peer.Cookies.AddMacs(response, now);
+            peer.InstallKeypair(keypair);
+            Stats.HandshakeCompleted();
+            peer.TimersSessionDerived();
+            peer.TimersAnyAuthenticatedPacketTraversal();
+            peer.TimersAnyAuthenticatedPacketSent();
+            peer.AddTx(response.Length);
+            _sink.SendDatagram(response, from);
         }
     }
 
@@ -96,34 +101,31 @@ public sealed partial class Device
             Stats.Drop(DropReason.WrongSize);
             return;
         }
-        lock (_handshakeLock)
+        if (!PassesMacsAndLoadChecks(message, from, out var identity)) return;
+        var receiver = ReadUInt32(message, ResponseReceiver);
+        if (!_indices.TryGetValue(receiver, out var entry) || entry.Keypair is not null)
         {
-            if (!PassesMacsAndLoadChecks(message, from, out var identity)) return;
-            var receiver = ReadUInt32(message, ResponseReceiver);
-            if (!_indices.TryGetValue(receiver, out var entry) || entry.Keypair is not null)
+            Stats.Drop(DropReason.UnknownIndex);
+            return;
+        }
+        var peer = entry.Peer;
+        lock (peer.Lock)
+        {
+            if (peer.Handshake.LocalIndex != receiver || NoiseProtocol.ConsumeResponse(identity, peer.Handshake, message) != HandshakeError.None
+                || DeriveKeypair(peer, receiver) is not { } keypair)
             {
-                Stats.Drop(DropReason.UnknownIndex);
+                Stats.Drop(DropReason.HandshakeRejected);
                 return;
             }
-            var peer = entry.Peer;
-            lock (peer.Lock)
-            {
-                if (peer.Handshake.LocalIndex != receiver || NoiseProtocol.ConsumeResponse(identity, peer.Handshake, message) != HandshakeError.None
-                    || DeriveKeypair(peer, receiver) is not { } keypair)
-                {
-                    Stats.Drop(DropReason.HandshakeRejected);
-                    return;
-                }
-                peer.InstallKeypair(keypair);
-                Stats.HandshakeCompleted();
-                peer.UpdateEndpoint(from);
-                peer.TimersSessionDerived();
-                peer.TimersHandshakeComplete();
-                peer.TimersAnyAuthenticatedPacketTraversal();
-                peer.TimersAnyAuthenticatedPacketReceived();
-                // Confirms the session to the responder at once: staged data if any, else a keepalive.
-                SendKeepalive(peer);
-            }
+            peer.InstallKeypair(keypair);
+            Stats.HandshakeCompleted();
+            peer.UpdateEndpoint(from);
+            peer.TimersSessionDerived();
+            peer.TimersHandshakeComplete();
+            peer.TimersAnyAuthenticatedPacketTraversal();
+            peer.TimersAnyAuthenticatedPacketReceived();
+            // Confirms the session to the responder at once: staged data if any, else a keepalive.
+            SendKeepalive(peer);
         }
     }
 
@@ -146,36 +148,46 @@ public sealed partial class Device
         }
     }
 
-    /// <summary>mac1 always; under load, mac2 (else a cookie reply goes back) and the per-source rate limit.</summary>
+    /// <summary>
+    /// mac1 always; under load, mac2 (else a cookie reply goes back) and the per-source rate limit. Safe on any
+    /// number of threads: the load state, the cookie secret and the limiter share one short lock.
+    /// </summary>
     private bool PassesMacsAndLoadChecks(ReadOnlySpan<byte> message, NetEndpoint from, out LocalIdentity identity)
     {
-        identity = _identity!;
-        if (_identity is null || _cookieChecker is null)
+        var (local, checker) = (_identity, _cookieChecker);
+        identity = local!;
+        if (local is null || checker is null)
         {
             Stats.Drop(DropReason.NoPrivateKey);
             return false;
         }
-        if (!_cookieChecker.CheckMac1(message))
+        if (!checker.CheckMac1(message))
         {
             Stats.Drop(DropReason.BadMac1);
             return false;
         }
         var now = Clock.Now;
-        if (!IsUnderLoad(now)) return true;
-        if (!_cookieChecker.CheckMac2(message, from, now))
+        Span<byte> reply = stackalloc byte[CookieReplySize];
+        lock (_loadLock)
         {
-            Span<byte> reply = stackalloc byte[CookieReplySize];
-            _cookieChecker.CreateReply(message, from, now, reply);
-            _sink.SendDatagram(reply, from);
-            Stats.CookieReplySent();
-            return false;
+            if (!IsUnderLoad(now)) return true;
+            if (!checker.CheckMac2(message, from, now))
+            {
+                checker.CreateReply(message, from, now, reply);
+            }
+            else if (!_rateLimiter.Allow(from, now))
+            {
+                Stats.Drop(DropReason.RateLimited);
+                return false;
+            }
+            else
+            {
+                return true;
+            }
         }
-        if (!_rateLimiter.Allow(from, now))
-        {
-            Stats.Drop(DropReason.RateLimited);
-            return false;
-        }
-        return true;
+        _sink.SendDatagram(reply, from);
+        Stats.CookieReplySent();
+        return false;
     }
 
     private Keypair? DeriveKeypair(Peer peer, uint localIndex)

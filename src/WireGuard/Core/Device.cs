@@ -30,12 +30,13 @@ public sealed partial class Device : IDisposable
     private readonly DeviceOptions _options;
     private readonly ConcurrentDictionary<PublicKey, Peer> _peers = new();
     private readonly ConcurrentDictionary<uint, IndexEntry> _indices = new();
+    /// <summary>Key changes; handshakes themselves run in parallel, each under its peer's lock.</summary>
     private readonly object _handshakeLock = new();
+    /// <summary>The under-load state, the cookie secret and the rate limiter.</summary>
+    private readonly object _loadLock = new();
     private readonly HandshakeRateLimiter _rateLimiter = new();
-    private readonly Func<PublicKey, Handshake?> _findHandshake;
     private LocalIdentity? _identity;
     private CookieChecker? _cookieChecker;
-    private Peer? _initiationPeer;
     private TimeSpan _loadWindowStart;
     private int _loadWindowCount;
     private TimeSpan? _underLoadUntil;
@@ -47,11 +48,6 @@ public sealed partial class Device : IDisposable
         Entropy = entropy ?? SystemEntropy.Instance;
         _options = options ?? new DeviceOptions();
         Mtu = _options.Mtu;
-        _findHandshake = key =>
-        {
-            _initiationPeer = _peers.GetValueOrDefault(key);
-            return _initiationPeer?.Handshake;
-        };
     }
 
     public IClock Clock { get; }

@@ -20,6 +20,7 @@ public enum DropReason
     StagedQueueFull,
     BadCookieReply,
     NoPrivateKey,
+    HandshakeQueueFull,
 }
 
 /// <summary>What the device dropped and why, and what it did against load; counters only grow.</summary>

@@ -50,12 +50,14 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     {
         _tun = tun;
         _logger = logger ?? NullLogger.Instance;
-        _udp = UdpBinding.Bind(listenPort);
+        _udp = UdpBinding.Bind(listenPort, coalesceReceives: true);
         Device = new Device(this, options: options) { ListenPort = _udp.Port };
         _pipeline = cryptoWorkers > 0 ? new CryptoPipeline(Device, this, cryptoWorkers) : null;
+        _handshakes = new HandshakeWorkers(Device, HandshakeWorkers.DefaultWorkers());
     }
 
     private readonly CryptoPipeline? _pipeline;
+    private readonly HandshakeWorkers _handshakes;
 
     public Device Device { get; }
     public string Name => _tun.Name;
@@ -91,7 +93,7 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
             UdpBinding fresh;
             try
             {
-                fresh = UdpBinding.Bind(port);
+                fresh = UdpBinding.Bind(port, coalesceReceives: true);
             }
             catch (System.Net.Sockets.SocketException ex)
             {
@@ -165,6 +167,7 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
             if (thread is not null && thread != Thread.CurrentThread) thread.Join(TimeSpan.FromSeconds(2));
         }
         _pipeline?.Dispose();
+        _handshakes.Dispose();
         Device.Dispose();
         _stoppedSource.TrySetResult();
     }
@@ -233,6 +236,7 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
             router.OnDatagram(datagram, source);
             return;
         }
+        if (_handshakes.TryTake(datagram, source)) return;
         if (_pipeline is null)
         {
             Device.ReceiveDatagram(datagram, source);
@@ -274,13 +278,14 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
 /// <summary>The batching an interface runs with: TUN offloads and UDP segmentation/coalescing.</summary>
 public readonly record struct DataPathFeatures(TunOffloads Tun, bool UdpSegmentation, bool UdpCoalescing)
 {
-    public override string ToString() =>
-        $"TUN {Describe(Tun)}, UDP GSO {(UdpSegmentation ? "on" : "off")}, UDP GRO {(UdpCoalescing ? "on" : "off")}, recvmmsg/sendmmsg on";
-
-    private static string Describe(TunOffloads offloads) => offloads switch
+    /// <summary>"tso+uso", "tso", "checksum" (the virtio header without segmentation) or "off".</summary>
+    public string TunOffloadNames => Tun switch
     {
-        TunOffloads.None => "offloads off",
-        TunOffloads.VirtioHeader => "checksum offload only",
-        _ => (offloads & TunOffloads.Uso) != 0 ? "TSO and USO" : "TSO",
+        TunOffloads.None => "off",
+        TunOffloads.VirtioHeader => "checksum",
+        _ => (Tun & TunOffloads.Uso) != 0 ? "tso+uso" : "tso",
     };
+
+    public override string ToString() =>
+        $"TUN offloads {TunOffloadNames}, UDP GSO {(UdpSegmentation ? "on" : "off")}, UDP GRO {(UdpCoalescing ? "on" : "off")}, recvmmsg/sendmmsg on";
 }

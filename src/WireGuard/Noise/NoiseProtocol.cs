@@ -72,20 +72,15 @@ public static class NoiseProtocol
     }
 
     /// <summary>
-    /// Checks an initiation and, when it is good, stores it in the handshake of the peer it names
-    /// (found through <paramref name="findHandshake"/> by the decrypted static key).
+    /// Consuming an initiation, step 1, which touches no peer: the ephemeral Diffie-Hellman and the initiator's
+    /// static key, decrypted into <paramref name="remoteStatic"/>. It holds the costly part of the responder's
+    /// work and runs outside any lock, so initiations from different peers are checked on all cores at once.
+    /// <paramref name="hash"/> and <paramref name="chainingKey"/> (32 bytes each) carry the state to step 2.
     /// </summary>
-    public static HandshakeError ConsumeInitiation(LocalIdentity local, ReadOnlySpan<byte> message, TimeSpan now,
-        Func<PublicKey, Handshake?> findHandshake, out Handshake? handshake)
+    public static HandshakeError OpenInitiation(LocalIdentity local, ReadOnlySpan<byte> message, Span<byte> hash, Span<byte> chainingKey, Span<byte> remoteStatic)
     {
-        handshake = null;
-        Span<byte> hash = stackalloc byte[32];
-        Span<byte> chainingKey = stackalloc byte[32];
         Span<byte> key = stackalloc byte[32];
         Span<byte> shared = stackalloc byte[32];
-        Span<byte> remoteStatic = stackalloc byte[32];
-        Span<byte> timestamp = stackalloc byte[Tai64N.Size];
-
         NoiseConstants.InitialChainingKey.CopyTo(chainingKey);
         local.ResponderInitialHash.CopyTo(hash);
         var ephemeral = message.Slice(InitiationEphemeral, 32);
@@ -94,29 +89,45 @@ public static class NoiseProtocol
         if (!X25519.SharedSecret(shared, local.PrivateKey.Key, X25519.ImportPublicKey(ephemeral))) return HandshakeError.LowOrderKey;
         Kdf.Derive2(chainingKey, key, chainingKey, shared);
         var encryptedStatic = message.Slice(InitiationStatic, 32 + Aead.TagSize);
-        if (!Aead.Open(key, 0, encryptedStatic, hash, remoteStatic)) return HandshakeError.Decryption;
+        var opened = Aead.Open(key, 0, encryptedStatic, hash, remoteStatic);
+        Zero(key, shared);
+        if (!opened) return HandshakeError.Decryption;
         MixHash(hash, encryptedStatic);
+        return HandshakeError.None;
+    }
 
-        var found = findHandshake(new PublicKey(remoteStatic));
-        if (found is null) return HandshakeError.UnknownPeer;
-        if (!found.StaticStaticValid) return HandshakeError.LowOrderKey;
-        Kdf.Derive2(chainingKey, key, chainingKey, found.StaticStatic);
+    /// <summary>
+    /// Consuming an initiation, step 2, under the lock of the peer whose static key step 1 found: the timestamp
+    /// under the precomputed static-static secret, the replay and flood checks, and only then the peer's handshake
+    /// changed. A private key changed between the steps makes the timestamp fail to decrypt.
+    /// </summary>
+    public static HandshakeError AcceptInitiation(Handshake handshake, ReadOnlySpan<byte> message, TimeSpan now, ReadOnlySpan<byte> openedHash, ReadOnlySpan<byte> openedChainingKey)
+    {
+        if (!handshake.StaticStaticValid) return HandshakeError.LowOrderKey;
+        Span<byte> hash = stackalloc byte[32];
+        Span<byte> chainingKey = stackalloc byte[32];
+        Span<byte> key = stackalloc byte[32];
+        Span<byte> timestamp = stackalloc byte[Tai64N.Size];
+        openedHash.CopyTo(hash);
+        openedChainingKey.CopyTo(chainingKey);
+        Kdf.Derive2(chainingKey, key, chainingKey, handshake.StaticStatic);
         var encryptedTimestamp = message.Slice(InitiationTimestamp, Tai64N.Size + Aead.TagSize);
-        if (!Aead.Open(key, 0, encryptedTimestamp, hash, timestamp)) return HandshakeError.Decryption;
+        var opened = Aead.Open(key, 0, encryptedTimestamp, hash, timestamp);
+        CryptographicOperations.ZeroMemory(key);
+        if (!opened) return Reject(HandshakeError.Decryption, hash, chainingKey);
         MixHash(hash, encryptedTimestamp);
 
-        if (!Tai64N.IsAfter(timestamp, found.LatestTimestamp)) return HandshakeError.ReplayedTimestamp;
-        if (found.LastInitiationConsumed is { } last && now - last < InitiationRate) return HandshakeError.InitiationFlood;
+        if (!Tai64N.IsAfter(timestamp, handshake.LatestTimestamp)) return Reject(HandshakeError.ReplayedTimestamp, hash, chainingKey);
+        if (handshake.LastInitiationConsumed is { } last && now - last < InitiationRate) return Reject(HandshakeError.InitiationFlood, hash, chainingKey);
 
-        hash.CopyTo(found.Hash);
-        chainingKey.CopyTo(found.ChainingKey);
-        ephemeral.CopyTo(found.RemoteEphemeral);
-        timestamp.CopyTo(found.LatestTimestamp);
-        found.LastInitiationConsumed = now;
-        found.RemoteIndex = ReadUInt32(message, InitiationSender);
-        found.State = HandshakeState.InitiationConsumed;
-        handshake = found;
-        Zero(key, shared, chainingKey);
+        hash.CopyTo(handshake.Hash);
+        chainingKey.CopyTo(handshake.ChainingKey);
+        message.Slice(InitiationEphemeral, 32).CopyTo(handshake.RemoteEphemeral);
+        timestamp.CopyTo(handshake.LatestTimestamp);
+        handshake.LastInitiationConsumed = now;
+        handshake.RemoteIndex = ReadUInt32(message, InitiationSender);
+        handshake.State = HandshakeState.InitiationConsumed;
+        Zero(hash, chainingKey);
         return HandshakeError.None;
     }
 
@@ -216,6 +227,12 @@ public static class NoiseProtocol
     private static void MixHash(Span<byte> hash, ReadOnlySpan<byte> data) => Blake2s.Hash(hash, hash, data);
 
     private static void MixKey(Span<byte> chainingKey, ReadOnlySpan<byte> data) => Kdf.Derive1(chainingKey, chainingKey, data);
+
+    private static HandshakeError Reject(HandshakeError error, Span<byte> a, Span<byte> b)
+    {
+        Zero(a, b);
+        return error;
+    }
 
     private static bool Fail(Span<byte> a, Span<byte> b)
     {
