@@ -74,7 +74,7 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
         foreach (var stream in _streams.Values) stream.Reconnect();
     }
 
-    public void DeliverWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint from) => host.Device.ReceiveDatagram(datagram, from);
+    public void DeliverWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint from) => host.ReceiveWireGuard(datagram, from);
 
     public int OpenSocket()
     {

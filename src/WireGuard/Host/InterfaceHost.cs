@@ -236,6 +236,16 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
             router.OnDatagram(datagram, source);
             return;
         }
+        ReceiveWireGuard(datagram, source);
+    }
+
+    /// <summary>
+    /// The one receive path for WireGuard datagrams, whichever way they came (socket 0, a hard-NAT socket, a relay):
+    /// handshakes to the workers, transport data decrypted here or by the pipeline, and written to the TUN device
+    /// coalesced when this is the UDP thread.
+    /// </summary>
+    public void ReceiveWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint source)
+    {
         if (_handshakes.TryTake(datagram, source)) return;
         if (_pipeline is null)
         {
