@@ -103,6 +103,10 @@ var allThreads = farm.Respond(threads: cores);
 Report("responder handshakes (initiation in, response out), 1 thread", oneThread, 0);
 Report($"responder handshakes, {cores} threads (distinct peers)", allThreads, 0);
 Console.WriteLine($"{"  ratio all cores / one thread",-62} {allThreads / oneThread,12:F2}");
+// The machine's own scaling, for reference: the raw ephemeral DH on one thread against all cores.
+var rawOne = MeasureOnThreads(1, () => X25519.EphemeralSharedSecret(new byte[32], seed, otherPublic));
+var rawAll = MeasureOnThreads(cores, () => X25519.EphemeralSharedSecret(new byte[32], seed, otherPublic));
+Console.WriteLine($"{"  raw X25519 (libsodium) on all cores / one thread",-62} {rawAll / rawOne,12:F2}");
 
 // Forged handshake messages, per core: without mac1 (anyone can send these) and with a valid mac1 but a
 // payload that does not decrypt (anyone who knows the public key), the second under load, so answered by cookies.
@@ -126,6 +130,22 @@ double Measure(Action action)
         count += 64;
     }
     return count / watch.Elapsed.TotalSeconds;
+}
+
+double MeasureOnThreads(int threads, Action action)
+{
+    var until = Stopwatch.GetTimestamp() + (long)(Math.Max(0.5, seconds / 2) * Stopwatch.Frequency);
+    var counts = new long[threads];
+    var watch = Stopwatch.StartNew();
+    Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, thread =>
+    {
+        while (Stopwatch.GetTimestamp() < until)
+        {
+            for (var i = 0; i < 16; i++) action();
+            counts[thread] += 16;
+        }
+    });
+    return counts.Sum() / watch.Elapsed.TotalSeconds;
 }
 
 void Report(string what, double perSecond, int bytes)

@@ -31,8 +31,21 @@ internal static class Sodium
     [DllImport(Library)]
     public static extern int crypto_scalarmult_curve25519(ref byte q, in byte n, in byte p);
 
+    /// <summary>The same with the scalar in unmanaged memory (a <see cref="GuardedBytes"/>).</summary>
+    [DllImport(Library, EntryPoint = "crypto_scalarmult_curve25519")]
+    public static extern int crypto_scalarmult_curve25519_at(ref byte q, nint n, in byte p);
+
     [DllImport(Library)]
     public static extern int crypto_scalarmult_curve25519_base(ref byte q, in byte n);
+
+    [DllImport(Library)]
+    public static extern nint sodium_malloc(nuint size);
+
+    [DllImport(Library)]
+    public static extern void sodium_free(nint pointer);
+
+    [DllImport(Library)]
+    public static extern int sodium_mprotect_readonly(nint pointer);
 
     [DllImport(Library)]
     public static extern int crypto_aead_chacha20poly1305_ietf_encrypt_detached(
@@ -42,4 +55,29 @@ internal static class Sodium
     [DllImport(Library)]
     public static extern int crypto_aead_chacha20poly1305_ietf_decrypt_detached(
         ref byte m, nint nsec, in byte c, ulong clen, in byte mac, in byte ad, ulong adlen, in byte npub, in byte k);
+}
+
+/// <summary>
+/// Secret bytes in libsodium's guarded memory (guard pages, locked, read-only once written), made once and
+/// used many times. Freed when the last user lets go: a handshake in flight keeps it alive through a key change.
+/// </summary>
+internal sealed class GuardedBytes : SafeHandle
+{
+    public GuardedBytes(ReadOnlySpan<byte> secret) : base(0, ownsHandle: true)
+    {
+        Sodium.EnsureInitialized();
+        var pointer = Sodium.sodium_malloc((nuint)secret.Length);
+        if (pointer == 0) throw new OutOfMemoryException("libsodium could not allocate guarded memory.");
+        for (var i = 0; i < secret.Length; i++) Marshal.WriteByte(pointer, i, secret[i]);
+        Sodium.sodium_mprotect_readonly(pointer);
+        SetHandle(pointer);
+    }
+
+    public override bool IsInvalid => handle == 0;
+
+    protected override bool ReleaseHandle()
+    {
+        Sodium.sodium_free(handle);
+        return true;
+    }
 }

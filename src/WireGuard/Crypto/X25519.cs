@@ -52,6 +52,28 @@ public static class X25519
         return false;
     }
 
+    /// <summary>
+    /// DH of a static private key kept in guarded memory with a public key, for handshakes; false (and zeros) for a
+    /// low-order point. NSec's <see cref="SharedSecret"/> maps fresh guarded pages for every secret, and those
+    /// mmap/mprotect calls take the process's memory-map lock: handshakes on several cores waited on each other there.
+    /// </summary>
+    internal static bool StaticSharedSecret(Span<byte> shared, GuardedBytes privateKey, ReadOnlySpan<byte> publicKey)
+    {
+        if (shared.Length < KeySize || publicKey.Length < KeySize) throw new ArgumentException($"X25519 keys and secrets are {KeySize} bytes.");
+        var added = false;
+        try
+        {
+            privateKey.DangerousAddRef(ref added);
+            if (Sodium.crypto_scalarmult_curve25519_at(ref shared[0], privateKey.DangerousGetHandle(), in publicKey[0]) == 0) return true;
+        }
+        finally
+        {
+            if (added) privateKey.DangerousRelease();
+        }
+        shared[..KeySize].Clear();
+        return false;
+    }
+
     public static NSec.Cryptography.PublicKey ImportPublicKey(ReadOnlySpan<byte> publicKey) =>
         NSec.Cryptography.PublicKey.Import(Algorithm, publicKey[..KeySize], KeyBlobFormat.RawPublicKey);
 

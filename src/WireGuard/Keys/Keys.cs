@@ -94,12 +94,14 @@ public sealed class PrivateKey : IDisposable
 {
     public const int Size = Key32.Size;
     private readonly NSec.Cryptography.Key _key;
+    private readonly GuardedBytes _handshakeCopy;
 
     private PrivateKey(ReadOnlySpan<byte> bytes)
     {
         if (bytes.Length != Size) throw new ArgumentException($"A key is {Size} bytes, not {bytes.Length}.", nameof(bytes));
         IsZero = bytes.IndexOfAnyExcept((byte)0) < 0;
         _key = X25519.Import(bytes, exportable: true);
+        _handshakeCopy = new GuardedBytes(bytes);
         Span<byte> pub = stackalloc byte[Size];
         X25519.WritePublicKey(_key, pub);
         PublicKey = new PublicKey(pub);
@@ -145,7 +147,14 @@ public sealed class PrivateKey : IDisposable
     /// <summary>DH with a peer's public key; false for a low-order public key.</summary>
     public bool SharedSecret(Span<byte> shared, PublicKey peer) => X25519.SharedSecret(shared, _key, peer.Agreement);
 
-    public void Dispose() => _key.Dispose();
+    /// <summary>DH for handshake messages, safe on many threads at once (see <see cref="X25519.StaticSharedSecret"/>).</summary>
+    internal bool HandshakeSharedSecret(Span<byte> shared, ReadOnlySpan<byte> publicKey) => X25519.StaticSharedSecret(shared, _handshakeCopy, publicKey);
+
+    public void Dispose()
+    {
+        _key.Dispose();
+        _handshakeCopy.Dispose();
+    }
 
     public override string ToString() => "(private key)";
 

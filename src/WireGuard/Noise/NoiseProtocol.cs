@@ -86,7 +86,7 @@ public static class NoiseProtocol
         var ephemeral = message.Slice(InitiationEphemeral, 32);
         MixKey(chainingKey, ephemeral);
         MixHash(hash, ephemeral);
-        if (!X25519.SharedSecret(shared, local.PrivateKey.Key, X25519.ImportPublicKey(ephemeral))) return HandshakeError.LowOrderKey;
+        if (!local.PrivateKey.HandshakeSharedSecret(shared, ephemeral)) return HandshakeError.LowOrderKey;
         Kdf.Derive2(chainingKey, key, chainingKey, shared);
         var encryptedStatic = message.Slice(InitiationStatic, 32 + Aead.TagSize);
         var opened = Aead.Open(key, 0, encryptedStatic, hash, remoteStatic);
@@ -189,7 +189,7 @@ public static class NoiseProtocol
         MixHash(hash, ephemeral);
         if (!X25519.EphemeralSharedSecret(shared, handshake.LocalEphemeral, ephemeral)) return HandshakeError.LowOrderKey;
         MixKey(chainingKey, shared);
-        if (!X25519.SharedSecret(shared, local.PrivateKey.Key, X25519.ImportPublicKey(ephemeral))) return HandshakeError.LowOrderKey;
+        if (!local.PrivateKey.HandshakeSharedSecret(shared, ephemeral)) return HandshakeError.LowOrderKey;
         MixKey(chainingKey, shared);
 
         Kdf.Derive3(chainingKey, tau, key, chainingKey, handshake.PresharedKey);
