@@ -134,4 +134,63 @@ public sealed class AllowedIpsTests
         await swapper;
         Assert.Equal(0, misses);
     }
+
+    /// <summary>
+    /// Random inserts, moves and removals against a plain list searched for the longest match: the compressed
+    /// trie answers every lookup the same, and once every prefix is gone no node is left.
+    /// </summary>
+    [Theory]
+    [InlineData(4)]
+    [InlineData(16)]
+    public void TheCompressedTrieAgreesWithAPlainLongestMatchUnderChurn(int addressBytes)
+    {
+        var random = new Random(addressBytes);
+        var peers = Enumerable.Range(0, 5).Select(i => new P($"p{i}")).ToArray();
+        var table = new AllowedIps<P>();
+        var reference = new Dictionary<IPNetwork, P>();
+        // Addresses from a small pool so that prefixes nest, share forks and collide.
+        byte[] RandomAddress()
+        {
+            var bytes = new byte[addressBytes];
+            bytes[0] = (byte)(random.Next(2) * 0x80 | random.Next(4));
+            for (var i = 1; i < bytes.Length; i++) bytes[i] = (byte)random.Next(3);
+            return bytes;
+        }
+        var largest = 0;
+        for (var step = 0; step < 4000; step++)
+        {
+            largest = Math.Max(largest, table.NodeCount);
+            var prefix = new IPAddress(RandomAddress());
+            var network = IpPrefix.Parse($"{prefix}/{random.Next(addressBytes * 8 + 1)}");
+            if (random.Next(3) == 0)
+            {
+                Assert.Equal(reference.Remove(network), table.Remove(network));
+            }
+            else if (random.Next(10) == 0)
+            {
+                var gone = peers[random.Next(peers.Length)];
+                table.RemovePeer(gone);
+                foreach (var key in reference.Where(e => e.Value == gone).Select(e => e.Key).ToList()) reference.Remove(key);
+            }
+            else
+            {
+                var peer = peers[random.Next(peers.Length)];
+                table.Insert(network, peer);
+                reference[network] = peer;
+            }
+            for (var probe = 0; probe < 8; probe++)
+            {
+                var address = new IPAddress(RandomAddress());
+                var expected = reference.Where(e => e.Key.Contains(address)).OrderByDescending(e => e.Key.PrefixLength).Select(e => e.Value).FirstOrDefault();
+                Assert.Same(expected, table.Lookup(address));
+            }
+        }
+        Assert.True(largest > 50, $"the table grew to {largest} nodes");
+        foreach (var peer in peers)
+        {
+            Assert.Equal(reference.Where(e => e.Value == peer).Select(e => e.Key).OrderBy(k => k.ToString()), table.PrefixesOf(peer).OrderBy(k => k.ToString()));
+            table.RemovePeer(peer);
+        }
+        Assert.Equal(0, table.NodeCount);
+    }
 }
