@@ -18,9 +18,8 @@ internal static class SocketCalls
     public const int UDP_SEGMENT = 103;
     public const int UDP_GRO = 104;
     public const int MSG_DONTWAIT = 0x40;
-    public const short POLLIN = 1;
-    public const int EINTR = 4;
-    public const int EAGAIN = 11;
+    public const int EINTR = Tun.Libc.EINTR;
+    public const int EAGAIN = Tun.Libc.EAGAIN;
     public const int EIO = 5;
     public const int EINVAL = 22;
 
@@ -57,14 +56,6 @@ internal static class SocketCalls
         public nint Length;
     }
 
-    [StructLayout(LayoutKind.Sequential)]
-    internal struct PollFd
-    {
-        public int Fd;
-        public short Events;
-        public short Revents;
-    }
-
     [DllImport("libc", SetLastError = true)]
     public static extern nint sendmsg(int fd, ref MessageHeader message, int flags);
 
@@ -73,9 +64,6 @@ internal static class SocketCalls
 
     [DllImport("libc", SetLastError = true)]
     public static extern int recvmmsg(int fd, ref MultiMessage messages, uint count, int flags, nint timeout);
-
-    [DllImport("libc", SetLastError = true)]
-    public static extern int poll(ref PollFd fds, nuint count, int timeoutMs);
 
     /// <summary>Writes one control message at the start of <paramref name="control"/>; returns the space it took.</summary>
     public static int WriteControl(Span<byte> control, int level, int type, ReadOnlySpan<byte> data)

@@ -106,8 +106,8 @@ public sealed class UdpBinding : IDisposable
     {
         using var lease = new SocketCalls.Lease(_socket);
         if (lease.Fd < 0) return -1;
-        var poll = new SocketCalls.PollFd { Fd = lease.Fd, Events = SocketCalls.POLLIN };
-        var ready = SocketCalls.poll(ref poll, 1, timeoutMs);
+        var poll = new Tun.Libc.PollFd { Fd = lease.Fd, Events = Tun.Libc.POLLIN };
+        var ready = Tun.Libc.poll(ref poll, 1, timeoutMs);
         if (ready < 0) return Marshal.GetLastPInvokeError() == SocketCalls.EINTR ? 0 : -1;
         ref var first = ref batch.Prepare();
         if (ready == 0) return 0;

@@ -148,10 +148,7 @@ public sealed class Coalescing
             BinaryPrimitives.WriteUInt16BigEndian(packet[4..], (ushort)transportLength);
         }
         // CHECKSUM_PARTIAL: the pseudo-header's sum, not complemented; the kernel adds the rest.
-        var pseudo = item.IPv4
-            ? InternetChecksum.PseudoHeader(packet.Slice(12, 4), packet.Slice(16, 4), Tcp, transportLength)
-            : InternetChecksum.PseudoHeader(packet.Slice(8, 16), packet.Slice(24, 16), Tcp, transportLength);
-        BinaryPrimitives.WriteUInt16BigEndian(packet[(item.IpHeaderLength + 16)..], InternetChecksum.Fold(pseudo));
+        BinaryPrimitives.WriteUInt16BigEndian(packet[(item.IpHeaderLength + 16)..], InternetChecksum.Fold(InternetChecksum.PseudoHeaderOf(packet, item.IPv4, Tcp, transportLength)));
     }
 
     private readonly record struct Segment(bool IPv4, int IpHeaderLength, int TcpHeaderLength, int PayloadLength, uint Sequence, byte Flags);

@@ -33,6 +33,11 @@ internal static class InternetChecksum
         return sum + protocol + (uint)length;
     }
 
+    /// <summary>The pseudo-header of the TCP or UDP segment after an IPv4 or IPv6 header, for this transport length.</summary>
+    public static ulong PseudoHeaderOf(ReadOnlySpan<byte> packet, bool ipv4, byte protocol, int transportLength) => ipv4
+        ? PseudoHeader(packet.Slice(12, 4), packet.Slice(16, 4), protocol, transportLength)
+        : PseudoHeader(packet.Slice(8, 16), packet.Slice(24, 16), protocol, transportLength);
+
     /// <summary>Folds a sum to 16 bits (not complemented).</summary>
     public static ushort Fold(ulong sum)
     {

@@ -94,10 +94,7 @@ internal static class Segmentation
     internal static ushort TransportChecksum(ReadOnlySpan<byte> packet, bool ipv4, int ipHeaderLength, byte protocol)
     {
         var transport = packet[ipHeaderLength..];
-        var pseudo = ipv4
-            ? InternetChecksum.PseudoHeader(packet.Slice(12, 4), packet.Slice(16, 4), protocol, transport.Length)
-            : InternetChecksum.PseudoHeader(packet.Slice(8, 16), packet.Slice(24, 16), protocol, transport.Length);
-        return InternetChecksum.Complete(InternetChecksum.Add(pseudo, transport));
+        return InternetChecksum.Complete(InternetChecksum.Add(InternetChecksum.PseudoHeaderOf(packet, ipv4, protocol, transport.Length), transport));
     }
 
     /// <summary>CHECKSUM_PARTIAL: the field holds the pseudo-header's sum; the sum from csum_start to the end completes it.</summary>
