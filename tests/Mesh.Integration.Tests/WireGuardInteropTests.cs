@@ -166,4 +166,18 @@ internal static class Transfer
         Assert.Equal($"{bytes} ", sent[..(bytes.ToString().Length + 1)]);
         Assert.Equal(sent, received);
     }
+
+    /// <summary>
+    /// Sends UDP datagrams with GSO (so the sender's TUN device hands over USO super-packets) and returns how many
+    /// arrived intact and how many did not: a datagram that arrives at all must arrive whole.
+    /// </summary>
+    public static (int Intact, int Corrupt) SegmentedUdp(NetworkLab lab, string receiverNamespace, string receiverIp, string senderNamespace, int count, int size)
+    {
+        var server = lab.Start(receiverNamespace, null, "/usr/bin/python3", Script, "udprecv", receiverIp, "5202", count.ToString());
+        Assert.Equal("LISTENING", server.StandardOutput.ReadLine());
+        lab.Exec(senderNamespace, "/usr/bin/python3", Script, "udpsend", receiverIp, "5202", count.ToString(), size.ToString());
+        var counts = server.StandardOutput.ReadLine()!.Trim().Split(' ').Select(int.Parse).ToArray();
+        Assert.True(server.WaitForExit(60_000));
+        return (counts[0], counts[1]);
+    }
 }
