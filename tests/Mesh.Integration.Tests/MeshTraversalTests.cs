@@ -46,6 +46,27 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         Assert.True(intact >= 1520, $"{intact} of 1600 datagrams arrived");
     }
 
+    /// <summary>
+    /// Two randomizing IPv4 NATs cannot be punched, but the same homes' routed IPv6 behind stateful firewalls can:
+    /// the pair goes direct over IPv6.
+    /// </summary>
+    [Fact]
+    public void RandomizingNatsWithRoutedIPv6GoDirectOverIPv6()
+    {
+        var homeA = _world.AddSite("ha", Nat.Randomizing);
+        var homeB = _world.AddSite("hb", Nat.Randomizing);
+        _world.RoutedIPv6(homeA);
+        _world.RoutedIPv6(homeB);
+        var a = _world.AddAgent(homeA, "a");
+        var b = _world.AddAgent(homeB, "b");
+        var (first, direct) = Connect(a, b);
+        var endpoint = a.Peer("b")!.Value.GetProperty("endpoint").GetString()!;
+        output.WriteLine($"randomizing NATs, routed IPv6: direct over {endpoint} by {a.Peer("b")!.Value.GetProperty("technique").GetString()}; first packet {first.TotalMilliseconds:0} ms, direct {direct.TotalMilliseconds:0} ms after both online");
+        Assert.StartsWith("[2001:db8:2::", endpoint);
+        Assert.StartsWith("[2001:db8:1::", b.Peer("a")!.Value.GetProperty("endpoint").GetString());
+        Transfer.AssertIntact(_world.Lab, b.Namespace, b.MeshAddress, a.Namespace, 2_000_000);
+    }
+
     [Fact]
     public void PortKeepingNatsGoDirect()
     {

@@ -130,6 +130,29 @@ public sealed class MeshWorld : IDisposable
         return new Site(router, index, $"10.100.{index}.2", nat);
     }
 
+    /// <summary>
+    /// Gives a site routed IPv6 (2001:db8:{index}::/64 on its LAN, no NAT) behind a stateful firewall on the router:
+    /// replies and what the LAN starts pass, new inbound connections are dropped, as home routers do for IPv6.
+    /// Agents added to the site afterwards get an address in it.
+    /// </summary>
+    public void RoutedIPv6(Site site)
+    {
+        var index = site.Index;
+        foreach (var ns in new[] { Internet, site.Router }) Lab.Exec(ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1");
+        var wan = Lab.Exec(site.Router, "ip", "-o", "route", "get", $"10.100.{index}.1").Split(' ').SkipWhile(word => word != "dev").Skip(1).First();
+        var uplink = Lab.Exec(Internet, "ip", "-o", "route", "get", $"10.100.{index}.2").Split(' ').SkipWhile(word => word != "dev").Skip(1).First();
+        Lab.Exec(Internet, "ip", "-6", "addr", "add", $"2001:db8:100:{index}::1/64", "dev", uplink, "nodad");
+        Lab.Exec(site.Router, "ip", "-6", "addr", "add", $"2001:db8:100:{index}::2/64", "dev", wan, "nodad");
+        Lab.Exec(site.Router, "ip", "-6", "route", "add", "default", "via", $"2001:db8:100:{index}::1");
+        Lab.Exec(Internet, "ip", "-6", "route", "add", $"2001:db8:{index}::/64", "via", $"2001:db8:100:{index}::2");
+        Lab.Exec(site.Router, "ip", "-6", "addr", "add", $"2001:db8:{index}::1/64", "dev", "lan", "nodad");
+        Lab.Exec(site.Router, "ip6tables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT");
+        Lab.Exec(site.Router, "ip6tables", "-A", "FORWARD", "-i", "lan", "-j", "ACCEPT");
+        Lab.Exec(site.Router, "ip6tables", "-A", "FORWARD", "-p", "ipv6-icmp", "-j", "ACCEPT");
+        Lab.Exec(site.Router, "ip6tables", "-A", "FORWARD", "-j", "DROP");
+        site.IPv6 = true;
+    }
+
     /// <summary>An agent on a site's LAN (behind its NAT).</summary>
     public MeshAgentProcess AddAgent(Site site, string role, params string[] extra) => AddAgent(site, role, null, extra);
 
@@ -140,6 +163,11 @@ public sealed class MeshWorld : IDisposable
         var host = 10 + site.Hosts++;
         var (device, _) = Lab.LinkToBridge(ns, $"192.168.{site.Index}.{host}/24", site.Router, "lan");
         Lab.Exec(ns, "ip", "route", "add", "default", "via", $"192.168.{site.Index}.1");
+        if (site.IPv6)
+        {
+            Lab.Exec(ns, "ip", "-6", "addr", "add", $"2001:db8:{site.Index}::{host}/64", "dev", device, "nodad");
+            Lab.Exec(ns, "ip", "-6", "route", "add", "default", "via", $"2001:db8:{site.Index}::1");
+        }
         return StartAgent(ns, role, device, $"192.168.{site.Index}.{host}", environment, extra);
     }
 
@@ -201,6 +229,9 @@ public sealed class Site(string router, int index, string publicAddress, Nat nat
     public string PublicAddress { get; } = publicAddress;
     public Nat Nat { get; } = nat;
     public int Hosts { get; set; }
+
+    /// <summary>Routed IPv6 on the LAN (<see cref="MeshWorld.RoutedIPv6"/>).</summary>
+    public bool IPv6 { get; set; }
 }
 
 /// <summary>One `mesh-agent up --foreground` in a namespace, read through `mesh-agent status --json`.</summary>
