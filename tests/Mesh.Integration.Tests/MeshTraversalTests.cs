@@ -67,6 +67,29 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         Transfer.AssertIntact(_world.Lab, b.Namespace, b.MeshAddress, a.Namespace, 2_000_000);
     }
 
+    /// <summary>
+    /// Two port-keeping routers side by side on one L2 segment, with no input firewall: each is the other's next
+    /// hop, so a TTL-limited opening packet cannot stop short of the peer's router (see simulations/RESULTS.md).
+    /// Whatever path results, the pair carries data and says why it is on that path.
+    /// </summary>
+    [Fact]
+    public void AdjacentRoutersWithoutAnInputFirewallCarryDataAndSayWhy()
+    {
+        var a = _world.AddAgent(_world.AddSite("ha", Nat.PortKeeping, sharedSegment: true), "a");
+        var b = _world.AddAgent(_world.AddSite("hb", Nat.PortKeeping, sharedSegment: true), "b");
+        var (first, _) = Connect(a, b, expectDirect: false);
+        // Give a direct path the time the port-keeping pair on separate links needs many times over, then see.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(30) && !(a.PathTo("b") == "direct" && b.PathTo("a") == "direct")) Thread.Sleep(250);
+        Assert.True(a.PathTo("b") is "direct" or "relay" && b.PathTo("a") is "direct" or "relay", "both report a path");
+        var seen = a.Peer("b")!.Value;
+        var path = seen.GetProperty("path").GetString();
+        var why = path == "direct" ? $"direct by {seen.GetProperty("technique").GetString()}" : $"relayed: {seen.GetProperty("reason").GetString()}";
+        output.WriteLine($"adjacent routers, no input firewall: first packet {first.TotalMilliseconds:0} ms; {why}");
+        if (path == "relay") Assert.False(string.IsNullOrEmpty(seen.GetProperty("reason").GetString()));
+        Transfer.AssertIntact(_world.Lab, b.Namespace, b.MeshAddress, a.Namespace, 2_000_000);
+    }
+
     [Fact]
     public void PortKeepingNatsGoDirect()
     {

@@ -109,12 +109,33 @@ public sealed class MeshWorld : IDisposable
     /// routers do; without it, a peer's probe to the router can leave a conntrack entry that moves the router's own
     /// mapping to that peer to another port (see simulations/RESULTS.md).
     /// </summary>
-    public Site AddSite(string role, Nat nat, bool inputFirewall = false)
+    private bool _sharedSegment;
+
+    public Site AddSite(string role, Nat nat, bool inputFirewall = false, bool sharedSegment = false)
     {
         var index = ++_sites;
         var router = Lab.Namespace(role);
-        var (_, wan) = Lab.Link(Internet, $"10.100.{index}.1/24", router, $"10.100.{index}.2/24");
-        Lab.Exec(router, "ip", "route", "add", "default", "via", $"10.100.{index}.1");
+        string wan, publicAddress;
+        if (sharedSegment)
+        {
+            // Routers side by side on one L2 segment of the internet: each is the other's next hop.
+            if (!_sharedSegment)
+            {
+                Lab.Exec(Internet, "ip", "link", "add", "wanbr", "type", "bridge");
+                Lab.Exec(Internet, "ip", "addr", "add", "10.99.0.1/24", "dev", "wanbr");
+                Lab.Exec(Internet, "ip", "link", "set", "wanbr", "up");
+                _sharedSegment = true;
+            }
+            publicAddress = $"10.99.0.{index + 1}";
+            (wan, _) = Lab.LinkToBridge(router, $"{publicAddress}/24", Internet, "wanbr");
+            Lab.Exec(router, "ip", "route", "add", "default", "via", "10.99.0.1");
+        }
+        else
+        {
+            publicAddress = $"10.100.{index}.2";
+            (_, wan) = Lab.Link(Internet, $"10.100.{index}.1/24", router, $"{publicAddress}/24");
+            Lab.Exec(router, "ip", "route", "add", "default", "via", $"10.100.{index}.1");
+        }
         Lab.Exec(router, "sysctl", "-qw", "net.ipv4.ip_forward=1");
         Lab.Exec(router, "ip", "link", "add", "lan", "type", "bridge");
         Lab.Exec(router, "ip", "addr", "add", $"192.168.{index}.1/24", "dev", "lan");
@@ -127,7 +148,7 @@ public sealed class MeshWorld : IDisposable
             Lab.Exec(router, "iptables", "-A", "INPUT", "-i", wan, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT");
             Lab.Exec(router, "iptables", "-A", "INPUT", "-i", wan, "-j", "DROP");
         }
-        return new Site(router, index, $"10.100.{index}.2", nat);
+        return new Site(router, index, publicAddress, nat);
     }
 
     /// <summary>

@@ -54,6 +54,16 @@ public static class Report
         foreach (var fault in faults) text.AppendLine($"| {fault.Name} | {fault.Setup} | {fault.Expected} | {fault.Observed} | {(fault.Passed ? "pass" : "FAIL")} |");
         text.AppendLine();
         text.AppendLine($"{matrix.Cells.Count} pairs and {faults.Count} fault scenarios ran in {took.TotalSeconds:0.0} s of wall time.");
+        text.AppendLine();
+        text.AppendLine("## Real Linux routers: a finding the lab does not model yet");
+        text.AppendLine();
+        text.AppendLine("Two port-keeping Linux routers (MASQUERADE) side by side on one L2 segment, with no input firewall, stay relayed " +
+            "(namespace test `AdjacentRoutersWithoutAnInputFirewallCarryDataAndSayWhy`: relayed in every run within 30 s, data intact, reason " +
+            "\"no probe has been answered yet\"). Each router is the other's next hop, so a TTL-limited opening packet cannot stop short of it: " +
+            "the first probe to reach a router before that router sent toward the peer leaves an unreplied conntrack entry, the router then maps " +
+            "its own packets to that peer to another port, and the peer's router drops those as unsolicited. With the usual input firewall " +
+            "(new inbound to the router dropped, as OpenWrt does) the same pair goes direct, and so does the pair on separate links " +
+            "(`PortKeepingNatsGoDirect`). No technique that gets this pair direct has been found yet; port mapping on either router would.");
         return text.ToString();
     }
 
