@@ -55,7 +55,7 @@ public static class Report
         text.AppendLine();
         text.AppendLine($"{matrix.Cells.Count} pairs and {faults.Count} fault scenarios ran in {took.TotalSeconds:0.0} s of wall time.");
         text.AppendLine();
-        text.AppendLine("## Real Linux routers: a finding the lab does not model yet");
+        text.AppendLine("## Real Linux routers: adjacent routers without an input firewall");
         text.AppendLine();
         text.AppendLine("Two port-keeping Linux routers (MASQUERADE) side by side on one L2 segment, with no input firewall, stay relayed " +
             "(namespace test `AdjacentRoutersWithoutAnInputFirewallCarryDataAndSayWhy`: relayed in every run within 30 s, data intact, reason " +
