@@ -15,8 +15,6 @@ internal static class SendWithHopLimit
 {
     private const int IoVecOffset = 0;
     private const int ControlOffset = 16;
-    private const int ControlSpace = 24;
-    private const int ControlLength = 20;
     private const int NameOffset = 40;
     private const int DataOffset = 72;
 
@@ -31,10 +29,9 @@ internal static class SendWithHopLimit
         var span = scratch.AsSpan();
         BinaryPrimitives.WriteInt64LittleEndian(span[IoVecOffset..], origin + DataOffset);
         BinaryPrimitives.WriteInt64LittleEndian(span[(IoVecOffset + 8)..], datagram.Length);
-        BinaryPrimitives.WriteInt64LittleEndian(span[ControlOffset..], ControlLength);
-        BinaryPrimitives.WriteInt32LittleEndian(span[(ControlOffset + 8)..], ipv4 ? SocketCalls.SOL_IP : SocketCalls.SOL_IPV6);
-        BinaryPrimitives.WriteInt32LittleEndian(span[(ControlOffset + 12)..], ipv4 ? SocketCalls.IP_TTL : SocketCalls.IPV6_HOPLIMIT);
-        BinaryPrimitives.WriteInt64LittleEndian(span[(ControlOffset + 16)..], hopLimit);
+        Span<byte> limit = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(limit, hopLimit);
+        var controlSpace = SocketCalls.WriteControl(span[ControlOffset..], ipv4 ? SocketCalls.SOL_IP : SocketCalls.SOL_IPV6, ipv4 ? SocketCalls.IP_TTL : SocketCalls.IPV6_HOPLIMIT, limit);
         address.Buffer.Span[..address.Size].CopyTo(span[NameOffset..]);
         datagram.CopyTo(span[DataOffset..]);
         var header = new SocketCalls.MessageHeader
@@ -44,7 +41,7 @@ internal static class SendWithHopLimit
             IoVectors = origin + IoVecOffset,
             IoVectorCount = 1,
             Control = origin + ControlOffset,
-            ControlLength = ControlSpace,
+            ControlLength = (nuint)controlSpace,
         };
         using var lease = new SocketCalls.Lease(socket);
         return lease.Fd >= 0 && SocketCalls.sendmsg(lease.Fd, ref header, 0) >= 0;
