@@ -68,6 +68,51 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>
+    /// Two randomizing NATs defeat hole punching, but a router that maps ports on request does not: with Debian's
+    /// miniupnpd on one router, that side's agent maps its port by PCP and the pair goes direct through it
+    /// (technique "portmap"). `mesh-agent down` deletes the mapping at the router, the agent maps it again when
+    /// it comes back up, and when the router restarts without miniupnpd the pair goes back to the relay and says the mapping is gone.
+    /// </summary>
+    [Fact]
+    public void RandomizingNatsGoDirectThroughAPortMappingRouter()
+    {
+        var homeA = _world.AddSite("ha", Nat.Randomizing, wanPrefix: "172.32");
+        var homeB = _world.AddSite("hb", Nat.Randomizing);
+        var miniupnpd = _world.StartMiniupnpd(homeA);
+        var a = _world.AddAgent(homeA, "a");
+        var b = _world.AddAgent(homeB, "b");
+        var (first, direct) = Connect(a, b);
+        var mapping = a.Status().GetProperty("portMapping");
+        output.WriteLine($"randomizing NATs, miniupnpd on one router: first packet {first.TotalMilliseconds:0} ms, direct {direct.TotalMilliseconds:0} ms after both online; a's mapping {mapping}");
+        Assert.Equal("pcp", mapping.GetProperty("protocol").GetString());
+        Assert.Equal($"{homeA.PublicAddress}:41641", mapping.GetProperty("external").GetString());
+        Assert.Equal("portmap", b.Peer("a")!.Value.GetProperty("technique").GetString());
+        Assert.Equal($"{homeA.PublicAddress}:41641", b.Peer("a")!.Value.GetProperty("endpoint").GetString());
+        Assert.Contains($"dnat ip to {a.Underlay}:41641", _world.PortMappings(homeA));
+        Transfer.AssertIntact(_world.Lab, b.Namespace, b.MeshAddress, a.Namespace, 2_000_000);
+
+        NetworkLab.Run("dotnet", Binaries.Agent, "down", "--state-dir", a.StateDir);
+        Wait.Until(() => _world.PortMappings(homeA).Length == 0, TimeSpan.FromSeconds(10), "`mesh-agent down` deletes the mapping at the router");
+
+        a = _world.Restart(a);
+        var (first2, direct2) = Connect(a, b);
+        output.WriteLine($"a up again: first packet {first2.TotalMilliseconds:0} ms, direct {direct2.TotalMilliseconds:0} ms");
+        Assert.Equal("portmap", b.Peer("a")!.Value.GetProperty("technique").GetString());
+
+        // The router restarts without its port mapping daemon. miniupnpd leaves its rules in place when it stops;
+        // a restarted router has neither them nor the connection tracking that would carry the flow on.
+        NetworkLab.Run("kill", "-TERM", miniupnpd.Id.ToString());
+        Assert.True(miniupnpd.WaitForExit(10_000), "miniupnpd stops");
+        foreach (var chain in new[] { "prerouting_miniupnpd", "miniupnpd" }) _world.Lab.Exec(homeA.Router, "nft", "flush", "chain", "inet", "filter", chain);
+        _world.Lab.Exec(homeA.Router, "conntrack", "-F");
+        var relayed = Wait.Until(() => a.PathTo("b") == "relay" && b.PathTo("a") == "relay", TimeSpan.FromSeconds(30), "the pair is back on the relay", TimeSpan.FromMilliseconds(250));
+        var after = a.Status().GetProperty("portMapping");
+        output.WriteLine($"miniupnpd gone: relayed after {relayed.TotalMilliseconds:0} ms; a's mapping {after}; b's reason: {b.Peer("a")!.Value.GetProperty("reason").GetString()}");
+        Wait.Until(() => a.Ping(b.MeshAddress), TimeSpan.FromSeconds(10), "a pings b over the relay");
+        Wait.Until(() => a.Status().GetProperty("portMapping").GetProperty("state").GetString() == "unavailable", TimeSpan.FromSeconds(15), "a reports the mapping gone");
+    }
+
+    /// <summary>
     /// Two port-keeping routers side by side on one L2 segment, with no input firewall: each is the other's next
     /// hop, so a TTL-limited opening packet cannot stop short of the peer's router (see simulations/RESULTS.md).
     /// Whatever path results, the pair carries data and says why it is on that path.

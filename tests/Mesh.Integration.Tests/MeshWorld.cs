@@ -111,11 +111,16 @@ public sealed class MeshWorld : IDisposable
     /// </summary>
     private bool _sharedSegment;
 
-    public Site AddSite(string role, Nat nat, bool inputFirewall = false, bool sharedSegment = false)
+    /// <summary>
+    /// A home: a router namespace with a LAN bridge (192.168.{index}.0/24) and its WAN at
+    /// <paramref name="wanPrefix"/>.{index}.2 toward the internet's .1. miniupnpd refuses reserved WAN addresses
+    /// (10/8 among them), so its sites take a block that is not reserved; it never leaves the test's namespaces.
+    /// </summary>
+    public Site AddSite(string role, Nat nat, bool inputFirewall = false, bool sharedSegment = false, string wanPrefix = "10.100")
     {
         var index = ++_sites;
         var router = Lab.Namespace(role);
-        string wan, publicAddress;
+        string wan, publicAddress, uplink;
         if (sharedSegment)
         {
             // Routers side by side on one L2 segment of the internet: each is the other's next hop.
@@ -127,14 +132,16 @@ public sealed class MeshWorld : IDisposable
                 _sharedSegment = true;
             }
             publicAddress = $"10.99.0.{index + 1}";
+            uplink = "10.99.0.1";
             (wan, _) = Lab.LinkToBridge(router, $"{publicAddress}/24", Internet, "wanbr");
             Lab.Exec(router, "ip", "route", "add", "default", "via", "10.99.0.1");
         }
         else
         {
-            publicAddress = $"10.100.{index}.2";
-            (_, wan) = Lab.Link(Internet, $"10.100.{index}.1/24", router, $"{publicAddress}/24");
-            Lab.Exec(router, "ip", "route", "add", "default", "via", $"10.100.{index}.1");
+            publicAddress = $"{wanPrefix}.{index}.2";
+            uplink = $"{wanPrefix}.{index}.1";
+            (_, wan) = Lab.Link(Internet, $"{uplink}/24", router, $"{publicAddress}/24");
+            Lab.Exec(router, "ip", "route", "add", "default", "via", uplink);
         }
         Lab.Exec(router, "sysctl", "-qw", "net.ipv4.ip_forward=1");
         Lab.Exec(router, "ip", "link", "add", "lan", "type", "bridge");
@@ -148,7 +155,7 @@ public sealed class MeshWorld : IDisposable
             Lab.Exec(router, "iptables", "-A", "INPUT", "-i", wan, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT");
             Lab.Exec(router, "iptables", "-A", "INPUT", "-i", wan, "-j", "DROP");
         }
-        return new Site(router, index, publicAddress, nat);
+        return new Site(router, index, publicAddress, nat) { Wan = wan, Uplink = uplink };
     }
 
     /// <summary>
@@ -160,10 +167,9 @@ public sealed class MeshWorld : IDisposable
     {
         var index = site.Index;
         foreach (var ns in new[] { Internet, site.Router }) Lab.Exec(ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1");
-        var wan = Lab.Exec(site.Router, "ip", "-o", "route", "get", $"10.100.{index}.1").Split(' ').SkipWhile(word => word != "dev").Skip(1).First();
-        var uplink = Lab.Exec(Internet, "ip", "-o", "route", "get", $"10.100.{index}.2").Split(' ').SkipWhile(word => word != "dev").Skip(1).First();
+        var uplink = Lab.Exec(Internet, "ip", "-o", "route", "get", site.PublicAddress).Split(' ').SkipWhile(word => word != "dev").Skip(1).First();
         Lab.Exec(Internet, "ip", "-6", "addr", "add", $"2001:db8:100:{index}::1/64", "dev", uplink, "nodad");
-        Lab.Exec(site.Router, "ip", "-6", "addr", "add", $"2001:db8:100:{index}::2/64", "dev", wan, "nodad");
+        Lab.Exec(site.Router, "ip", "-6", "addr", "add", $"2001:db8:100:{index}::2/64", "dev", site.Wan, "nodad");
         Lab.Exec(site.Router, "ip", "-6", "route", "add", "default", "via", $"2001:db8:100:{index}::1");
         Lab.Exec(Internet, "ip", "-6", "route", "add", $"2001:db8:{index}::/64", "via", $"2001:db8:100:{index}::2");
         Lab.Exec(site.Router, "ip", "-6", "addr", "add", $"2001:db8:{index}::1/64", "dev", "lan", "nodad");
@@ -173,6 +179,43 @@ public sealed class MeshWorld : IDisposable
         Lab.Exec(site.Router, "ip6tables", "-A", "FORWARD", "-j", "DROP");
         site.IPv6 = true;
     }
+
+    /// <summary>
+    /// Runs Debian's miniupnpd (the nftables flavour) on a site's router: NAT-PMP and PCP (<paramref name="pcp"/>)
+    /// and UPnP-IGD (<paramref name="upnp"/>) on its LAN. Its package's nft_init.sh cannot run (it sources a file
+    /// the package lacks), so the table and chains it fills are made here; the forward chain accepts, since the
+    /// site's own iptables rules do the filtering.
+    /// </summary>
+    public Process StartMiniupnpd(Site site, bool pcp = true, bool upnp = true)
+    {
+        if (!site.MiniupnpdTables)
+        {
+            var tables = Lab.WriteFile($"miniupnpd-{site.Index}.nft", string.Join('\n',
+                "table inet filter {",
+                "  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }",
+                "  chain miniupnpd { }",
+                "  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }",
+                "  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }",
+                "  chain prerouting_miniupnpd { }",
+                "  chain postrouting_miniupnpd { }",
+                "}", ""));
+            Lab.Exec(site.Router, "nft", "-f", tables);
+            site.MiniupnpdTables = true;
+        }
+        var config = Lab.WriteFile($"miniupnpd-{site.Index}.conf", string.Join('\n',
+            $"ext_ifname={site.Wan}", "listening_ip=lan", "http_port=5000", $"enable_natpmp={(pcp ? "yes" : "no")}", $"enable_upnp={(upnp ? "yes" : "no")}",
+            "secure_mode=yes", "system_uptime=yes", "uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b",
+            $"allow 1024-65535 192.168.{site.Index}.0/24 1024-65535", "deny 0-65535 0.0.0.0/0 0-65535", ""));
+        var (process, log) = Lab.StartDaemon(site.Router, null, "miniupnpd", "-d", "-f", config);
+        var ready = pcp ? "Listening for NAT-PMP/PCP" : "HTTP listening";
+        Wait.Until(() => log.ToString().Contains(ready) || process.HasExited, TimeSpan.FromSeconds(10), "miniupnpd listens");
+        if (process.HasExited) throw new InvalidOperationException($"miniupnpd exited: {log}");
+        return process;
+    }
+
+    /// <summary>The UDP port mappings miniupnpd holds on a site's router, as "external port -> inside address:port" lines.</summary>
+    public string PortMappings(Site site) => string.Join('\n', Lab.Exec(site.Router, "nft", "list", "chain", "inet", "filter", "prerouting_miniupnpd")
+        .Split('\n').Where(line => line.Contains("dnat")).Select(line => line.Trim()));
 
     /// <summary>An agent on a site's LAN (behind its NAT).</summary>
     public MeshAgentProcess AddAgent(Site site, string role, params string[] extra) => AddAgent(site, role, null, extra);
@@ -222,6 +265,13 @@ public sealed class MeshWorld : IDisposable
         return StartAgent(ns, role, device, $"10.100.{index}.2", null, extra);
     }
 
+    /// <summary>Starts a stopped agent again where it was, with its state (node key) and its interface name.</summary>
+    public MeshAgentProcess Restart(MeshAgentProcess agent)
+    {
+        Agents.Remove(agent);
+        return StartAgent(agent.Namespace, agent.Name, agent.Device, agent.Underlay, null, []);
+    }
+
     private MeshAgentProcess StartAgent(string ns, string role, string device, string underlay, IDictionary<string, string>? environment, string[] extra)
     {
         var stateDir = Lab.TempPath($"agent-{role}");
@@ -250,6 +300,11 @@ public sealed class Site(string router, int index, string publicAddress, Nat nat
     public string PublicAddress { get; } = publicAddress;
     public Nat Nat { get; } = nat;
     public int Hosts { get; set; }
+
+    /// <summary>The router's interface toward the internet, and the internet's address on that link.</summary>
+    public string Wan { get; init; } = "";
+    public string Uplink { get; init; } = "";
+    public bool MiniupnpdTables { get; set; }
 
     /// <summary>Routed IPv6 on the LAN (<see cref="MeshWorld.RoutedIPv6"/>).</summary>
     public bool IPv6 { get; set; }

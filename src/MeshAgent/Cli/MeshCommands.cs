@@ -196,6 +196,7 @@ internal static class MeshCommands
             Console.WriteLine($"UDP:              {(report.UdpBlocked ? "blocked (relay over TCP)" : "works")}");
             Console.WriteLine($"STUN latency:     {report.StunLatencyMs:0.0} ms");
             Console.WriteLine($"local candidates: {string.Join(", ", report.LocalCandidates)}");
+            Console.WriteLine($"port mapping:     {PortMappingText(report.PortMapping)}");
             Console.WriteLine($"verdict:          {report.Reason}");
             return 0;
         }));
@@ -227,6 +228,7 @@ internal static class MeshCommands
         var text = new System.Text.StringBuilder();
         text.AppendLine($"{status.Name} {string.Join(" ", status.Addresses)} on {status.InterfaceName}; coordinator {status.Coordinator} ({(status.CoordinatorConnected ? "connected" : "disconnected")}); relay {(status.HomeRelay.Length > 0 ? status.HomeRelay : "-")}");
         if (status.Netcheck is { Mapping.Length: > 0 } nat) text.AppendLine($"NAT: {nat.Mapping}, public {(nat.Reflexive.Length > 0 ? nat.Reflexive : "-")}");
+        if (status.Netcheck?.PortMapping is { } mapping) text.AppendLine($"port mapping: {PortMappingText(mapping)}");
         if (status.DataPath is { } data) text.AppendLine($"data path: TUN offloads {data.TunOffloads}, UDP GSO {(data.UdpSegmentation ? "on" : "off")}, GRO {(data.UdpCoalescing ? "on" : "off")}");
         text.AppendLine();
         text.AppendLine($"{"PEER",-16} {"ADDRESS",-16} {"PATH",-7} {"VIA",-24} {"LATENCY",8} {"HANDSHAKE",10} {"RX",10} {"TX",10}  WHY");
@@ -246,6 +248,13 @@ internal static class MeshCommands
         return text.ToString();
     }
 
+    private static string PortMappingText(PortMappingStatus? mapping) => mapping switch
+    {
+        null => "no IPv4 gateway to ask",
+        { External.Length: > 0 } => $"{mapping.External} by {mapping.Protocol} ({mapping.State}, {mapping.ExpiresInSeconds:0}s left)",
+        _ => $"{mapping.State}{(mapping.Error.Length > 0 ? $": {mapping.Error}" : "")}",
+    };
+
     private static string StatusJson(AgentStatus status) => JsonSerializer.Serialize(new
     {
         name = status.Name,
@@ -256,6 +265,14 @@ internal static class MeshCommands
         coordinatorConnected = status.CoordinatorConnected,
         relay = status.HomeRelay,
         nat = status.Netcheck is null ? null : new { mapping = status.Netcheck.Mapping, publicAddress = status.Netcheck.Reflexive, udpBlocked = status.Netcheck.UdpBlocked },
+        portMapping = status.Netcheck?.PortMapping is not { } portMapping ? null : new
+        {
+            protocol = portMapping.Protocol.Length > 0 ? portMapping.Protocol : null,
+            external = portMapping.External.Length > 0 ? portMapping.External : null,
+            state = portMapping.State,
+            error = portMapping.Error.Length > 0 ? portMapping.Error : null,
+            expiresInSeconds = portMapping.External.Length > 0 ? Math.Round(portMapping.ExpiresInSeconds) : (double?)null,
+        },
         droppedProbes = status.DroppedProbes,
         droppedDatagrams = status.DroppedDatagrams,
         dataPath = status.DataPath is null ? null : new { tunOffloads = status.DataPath.TunOffloads, udpGso = status.DataPath.UdpSegmentation, udpGro = status.DataPath.UdpCoalescing },

@@ -33,6 +33,7 @@ public sealed class AgentDaemon : IAsyncDisposable
     private readonly InterfaceHost _host;
     private readonly MeshIo _io;
     private readonly RelayHost? _relay;
+    private readonly UpnpPortMapper _upnp;
     private readonly CancellationTokenSource _stopping = new();
     private readonly HashSet<string> _routes = new();
     private readonly List<Task> _loops = new();
@@ -55,6 +56,7 @@ public sealed class AgentDaemon : IAsyncDisposable
         _io.EndpointsChanged = Control.PublishEndpoints;
         _io.ConnectRequested = Control.RequestConnect;
         host.Router = _io;
+        _upnp = new UpnpPortMapper(engine, host.ListenPort, loggers.CreateLogger("portmap"));
         if (options.Relay)
         {
             _relay = new RelayHost(new RelayServer(key, Node.IsMember), null, options.RelayPort, SystemClock.Instance, loggers.CreateLogger("relay"));
@@ -131,6 +133,7 @@ public sealed class AgentDaemon : IAsyncDisposable
         _loops.Add(Task.Factory.StartNew(TickLoop, TaskCreationOptions.LongRunning));
         _loops.Add(WatchLoopAsync());
         _loops.Add(Control.RunAsync(_stopping.Token));
+        _loops.Add(_upnp.RunAsync(_stopping.Token));
     }
 
     private void OnNetworkChanged(object? sender, EventArgs e) => _networkChanged = true;
@@ -167,6 +170,9 @@ public sealed class AgentDaemon : IAsyncDisposable
                     lastPoll = DateTime.UtcNow;
                     var current = InterfaceAddresses.Candidates(Options.InterfaceName);
                     Node.Engine.NetworkChanged(current, _host.ListenPort);
+                    var gateway = InterfaceAddresses.DefaultGateway(Options.InterfaceName);
+                    Node.Engine.SetGateway(gateway?.Gateway, gateway?.Source);
+                    _upnp.SetNetwork(gateway?.Gateway, gateway?.Source);
                     if (addresses is not null && !addresses.SequenceEqual(current))
                     {
                         _logger.LogInformation("Network changed: {Addresses}", string.Join(", ", current));
@@ -238,6 +244,21 @@ public sealed class AgentDaemon : IAsyncDisposable
         _api = app;
     }
 
+    /// <summary>The mapping dies with the agent: the router is told now rather than left holding the port until it expires.</summary>
+    private void ReleasePortMapping()
+    {
+        try
+        {
+            Node.Engine.ReleasePortMapping();
+            Node.Tick();
+            _upnp.Release();
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
+        {
+            _logger.LogWarning("Deleting the port mapping: {Message}", ex.Message);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         NetworkChange.NetworkAddressChanged -= OnNetworkChanged;
@@ -255,7 +276,9 @@ public sealed class AgentDaemon : IAsyncDisposable
             await _api.DisposeAsync().ConfigureAwait(false);
             File.Delete(Options.SocketPath);
         }
+        ReleasePortMapping();
         _relay?.Dispose();
+        _upnp.Dispose();
         _io.Dispose();
         Control.Dispose();
         _host.Dispose();

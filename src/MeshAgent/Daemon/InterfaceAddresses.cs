@@ -26,6 +26,36 @@ public static class InterfaceAddresses
         return addresses;
     }
 
+    /// <summary>
+    /// The IPv4 default gateway (from /proc/net/route, never through the mesh interface) and the address this
+    /// host sends from toward it; null without one. Port mapping asks this gateway.
+    /// </summary>
+    public static (IPAddress Gateway, IPAddress Source)? DefaultGateway(string meshInterface)
+    {
+        IPAddress? gateway = null;
+        foreach (var line in File.ReadLines("/proc/net/route").Skip(1))
+        {
+            // Iface Destination Gateway Flags ...: hex fields in host byte order; flag 0x2 is RTF_GATEWAY.
+            var fields = line.Split('\t', StringSplitOptions.TrimEntries);
+            if (fields.Length < 4 || fields[0] == meshInterface || fields[1] != "00000000") continue;
+            if ((Convert.ToInt32(fields[3], 16) & 0x2) == 0) continue;
+            gateway = new IPAddress(Convert.ToUInt32(fields[2], 16));
+            break;
+        }
+        if (gateway is null) return null;
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            // Connecting a UDP socket sends nothing: the kernel only picks the route and the source address.
+            probe.Connect(gateway, 5351);
+        }
+        catch (SocketException)
+        {
+            return null;
+        }
+        return (gateway, ((IPEndPoint)probe.LocalEndPoint!).Address);
+    }
+
     /// <summary>Gives the mesh interface its addresses and MTU and brings it up.</summary>
     public static void Configure(string name, IEnumerable<string> addresses, int mtu)
     {

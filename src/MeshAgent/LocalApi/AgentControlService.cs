@@ -3,6 +3,7 @@ using Mesh.Agent.Daemon;
 using Mesh.Protos.V1;
 using Mesh.Traversal.NatDiscovery;
 using Mesh.Traversal.Paths;
+using Mesh.Traversal.PortMapping;
 using Mesh.WireGuard.Keys;
 
 namespace Mesh.Agent.LocalApi;
@@ -135,6 +136,17 @@ public sealed class AgentControlService(AgentDaemon agent) : AgentControl.AgentC
             {
                 if (candidate.Kind == CandidateKind.Local) report.LocalCandidates.Add(candidate.Address);
             }
+        }
+        if (engine.PortMapping is { } mapping)
+        {
+            report.PortMapping = new PortMappingStatus
+            {
+                Protocol = PortMapStatus.NameOf(mapping.Protocol),
+                External = mapping.External?.ToString() ?? "",
+                State = mapping.State,
+                Error = mapping.Failure ?? "",
+                ExpiresInSeconds = mapping.ExpiresIn?.TotalSeconds ?? 0,
+            };
         }
         if (engine.LastNetcheck is not { } last) return report;
         var verdict = last.Report.Verdict;

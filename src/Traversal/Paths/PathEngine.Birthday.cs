@@ -29,7 +29,7 @@ public sealed partial class PathEngine
             else SprayRandomPorts(peer, search, now);
             return;
         }
-        if (peer.Best is not null || !Options.HardNatTechnique || _udpBlocked || peer.UdpBlocked) return;
+        if (peer.Best is not null || !Options.HardNatTechnique || _udpBlocked || peer.UdpBlocked || PortMapped(peer)) return;
         var hardSide = MyMapping == NatMapping.EndpointDependent && peer.Mapping is NatMapping.EndpointIndependent or NatMapping.None;
         var easySide = MyMapping is NatMapping.EndpointIndependent or NatMapping.None && peer.Mapping == NatMapping.EndpointDependent;
         if (!hardSide && !easySide) return;

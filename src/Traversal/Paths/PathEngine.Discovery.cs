@@ -64,6 +64,10 @@ public sealed partial class PathEngine
             var first = _locals.Count == 0 && _published is null;
             if (!first && locals.Count == _locals.Count && locals.TrueForAll(_locals.Contains)) return;
             _locals = locals;
+            var portChanged = _listenPort != port;
+            _listenPort = port;
+            // A new network is a new router (even at the gateway address of the old one): map afresh.
+            if (!first || portChanged) RestartPortMap();
             var now = _clock.Now;
             if (!first)
             {
@@ -110,6 +114,7 @@ public sealed partial class PathEngine
 
     private void TickDiscovery(TimeSpan now)
     {
+        TickPortMap(now);
         if (_netcheck is null)
         {
             if (_stunFirst is not { } first || _stunSecond is not { } second || _nextNetcheck is not { } due || now < due) return;
@@ -176,6 +181,10 @@ public sealed partial class PathEngine
         if (LastNetcheck?.Report.Verdict.Reflexive is { } reflexive && !_locals.Contains(reflexive))
         {
             endpoints.Candidates.Add(new Candidate { Address = reflexive.ToString(), Kind = CandidateKind.Stun });
+        }
+        if (MappedExternal is { } mapped && !_locals.Contains(mapped))
+        {
+            endpoints.Candidates.Add(new Candidate { Address = mapped.ToString(), Kind = CandidateKind.Portmap });
         }
         if (endpoints.Equals(_published)) return;
         _published = endpoints;

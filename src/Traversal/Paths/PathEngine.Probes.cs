@@ -186,6 +186,7 @@ public sealed partial class PathEngine
         peer.Best = null;
         peer.DirectSince = null;
         peer.LastFailure = $"the direct path to {best.Key.Remote} stopped answering";
+        _portMap?.Refresh(now);
         Reselect(peer, now);
         if (peer.Best is null) StartPhase(peer, now, requestConnect: true);
     }
@@ -257,6 +258,7 @@ public sealed partial class PathEngine
         {
             CandidateKind.Local => Technique.Local,
             CandidateKind.Stun => Technique.Stun,
+            CandidateKind.Portmap => Technique.PortMap,
             _ => Technique.PeerReflexive,
         };
     }
@@ -271,7 +273,10 @@ public sealed partial class PathEngine
         return count;
     }
 
-    private bool BothHard(PeerPaths peer) => MyMapping == NatMapping.EndpointDependent && peer.Mapping == NatMapping.EndpointDependent;
+    private bool BothHard(PeerPaths peer) => MyMapping == NatMapping.EndpointDependent && peer.Mapping == NatMapping.EndpointDependent && !PortMapped(peer);
+
+    /// <summary>A router mapped a port on one side: the other side's probes reach it however its own NAT maps.</summary>
+    private bool PortMapped(PeerPaths peer) => MappedExternal is not null || HasCandidate(peer, CandidateKind.Portmap);
 
     /// <summary>Why the peer is not on a direct path, in words for `mesh-agent status`.</summary>
     private string WhyNotDirect(PeerPaths peer, TimeSpan now, RelayLink? relay)

@@ -105,7 +105,8 @@ public sealed partial class PathEngine
         lock (_gate)
         {
             var now = _clock.Now;
-            if (Stun.StunMessage.LooksLikeStun(datagram)) OnStun(datagram, now);
+            if (socket == 0 && _portMap is { } portMap && from == portMap.Server) OnPortMapResponse(portMap, datagram, now);
+            else if (Stun.StunMessage.LooksLikeStun(datagram)) OnStun(datagram, now);
             else if (ProbeCodec.LooksLikeProbe(datagram)) OnProbe(datagram, socket, from, null, now);
             else Interlocked.Increment(ref _strayDatagrams);
         }

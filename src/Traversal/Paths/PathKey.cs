@@ -17,6 +17,8 @@ public enum Technique
     PeerReflexive,
     /// <summary>The hard-NAT search: many ports on the hard side, random probes from the easy side.</summary>
     Birthday,
+    /// <summary>The port the peer's router mapped for it on request (PCP, NAT-PMP or UPnP-IGD).</summary>
+    PortMap,
 }
 
 public static class TechniqueNames
@@ -27,6 +29,7 @@ public static class TechniqueNames
         Technique.Stun => "stun",
         Technique.PeerReflexive => "peer-reflexive",
         Technique.Birthday => "birthday",
+        Technique.PortMap => "portmap",
         _ => "",
     };
 }

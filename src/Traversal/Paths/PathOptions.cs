@@ -26,6 +26,9 @@ public sealed class PathOptions
     /// <summary>The coordinator is asked to make a peer probe at once no more often than this.</summary>
     public TimeSpan ConnectRequestInterval { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>Ask the gateway to map socket 0's port (PCP, then NAT-PMP) and publish the mapped port.</summary>
+    public bool PortMapping { get; init; } = true;
+
     public TimeSpan NetcheckInterval { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Keepalive for WireGuard peers when this node sits behind NAT; zero turns keepalives off.</summary>
