@@ -28,6 +28,8 @@ public sealed class MatrixTests(ITestOutputHelper output)
         var other = left == Profiles.Symmetric ? right : left;
         if (oneHard && (other == Profiles.PortRestricted || other == Profiles.Cgnat || other == Profiles.Firewall)) Assert.Equal(Technique.Birthday, result.Technique);
         if (a == Profiles.UdpBlocked.Name || b == Profiles.UdpBlocked.Name) Assert.Equal("tcp relay", result.Transport);
+        // For another hard NAT, the mapped port is the only way in (the mapping side sees the peer as peer-reflexive).
+        if (left == Profiles.Symmetric && right == Profiles.PortMapping) Assert.Equal(Technique.PortMap, result.Technique);
     }
 
     /// <summary>Turning the hard-NAT technique off visibly changes the matrix: the hard-versus-port-restricted cell falls back to the relay.</summary>

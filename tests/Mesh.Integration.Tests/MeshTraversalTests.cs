@@ -113,6 +113,28 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>
+    /// A router that speaks only UPnP-IGD: PCP and NAT-PMP go unanswered, SSDP finds the gateway, SOAP maps the
+    /// port, and the pair of randomizing NATs goes direct through it; `mesh-agent down` deletes the mapping.
+    /// </summary>
+    [Fact]
+    public void RandomizingNatsGoDirectThroughAUpnpOnlyRouter()
+    {
+        var homeA = _world.AddSite("ha", Nat.Randomizing, wanPrefix: "172.32");
+        var homeB = _world.AddSite("hb", Nat.Randomizing);
+        _world.StartMiniupnpd(homeA, pcp: false);
+        var a = _world.AddAgent(homeA, "a");
+        var b = _world.AddAgent(homeB, "b");
+        var (first, direct) = Connect(a, b);
+        var mapping = a.Status().GetProperty("portMapping");
+        output.WriteLine($"randomizing NATs, UPnP-only router: first packet {first.TotalMilliseconds:0} ms, direct {direct.TotalMilliseconds:0} ms after both online; a's mapping {mapping}");
+        Assert.Equal("upnp", mapping.GetProperty("protocol").GetString());
+        Assert.Equal("portmap", b.Peer("a")!.Value.GetProperty("technique").GetString());
+        Assert.Contains($"dnat ip to {a.Underlay}:41641", _world.PortMappings(homeA));
+        NetworkLab.Run("dotnet", Binaries.Agent, "down", "--state-dir", a.StateDir);
+        Wait.Until(() => _world.PortMappings(homeA).Length == 0, TimeSpan.FromSeconds(10), "`mesh-agent down` deletes the UPnP mapping at the router");
+    }
+
+    /// <summary>
     /// Two port-keeping routers side by side on one L2 segment, with no input firewall: each is the other's next
     /// hop, so a TTL-limited opening packet cannot stop short of the peer's router (see simulations/RESULTS.md).
     /// Whatever path results, the pair carries data and says why it is on that path.

@@ -76,7 +76,7 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     public void Start()
     {
         Host.Bind(MainPort, OnMainSocket);
-        Engine.NetworkChanged([Host.Address], MainPort);
+        NetworkMoved();
         Connect();
         _scheduler.Every(TimeSpan.FromMilliseconds(10), () =>
         {
@@ -109,7 +109,11 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     }
 
     /// <summary>The host moved to another network: the agent notices (as netlink would tell it) and starts over from its new address.</summary>
-    public void NetworkMoved() => Engine.NetworkChanged([Host.Address], MainPort);
+    public void NetworkMoved()
+    {
+        Engine.NetworkChanged([Host.Address], MainPort);
+        Engine.SetGateway(Host.Segment.GatewayAddress, Host.Segment.GatewayAddress is null ? null : Host.Address);
+    }
 
     /// <summary>Sends an IP packet into the tunnel, as the TUN device would.</summary>
     public void SendTunnel(byte[] packet) => Device.SendPacket(packet);

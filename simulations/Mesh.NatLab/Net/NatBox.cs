@@ -1,4 +1,5 @@
 using System.Net;
+using Mesh.Traversal.PortMapping;
 using Mesh.WireGuard.Core;
 
 namespace Mesh.NatLab.Net;
@@ -31,6 +32,9 @@ public sealed record NatBehavior
     public bool Translates { get; init; } = true;
     public bool BlocksUdp { get; init; }
 
+    /// <summary>The router maps ports on request (a PCP server at its inside address, as miniupnpd is).</summary>
+    public bool PortMapping { get; init; }
+
     /// <summary>
     /// Linux conntrack: an unsolicited inbound datagram leaves a flow, and a later mapping toward that same
     /// remote avoids the port the datagram hit (it would clash), so a preserved port is lost for that peer.
@@ -54,6 +58,7 @@ public sealed class NatBox : INetNode
     private readonly Dictionary<(NetEndpoint Inside, IPAddress? Address, int Port), Mapping> _byFlow = new();
     private readonly Dictionary<int, Mapping> _byPort = new();
     private readonly Dictionary<(NetEndpoint Remote, int Port), TimeSpan> _unsolicited = new();
+    private readonly Dictionary<NetEndpoint, Mapping> _pinned = new();
     private static readonly TimeSpan UnrepliedTimeout = TimeSpan.FromSeconds(30);
     private int _nextPort = 20000;
 
@@ -75,6 +80,9 @@ public sealed class NatBox : INetNode
     public IPAddress OutsideAddress { get; }
     public long Dropped { get; private set; }
 
+    /// <summary>The router's own address on its inside segment: the hosts' gateway, and where its PCP server listens.</summary>
+    private IPAddress? InsideAddress => _inside.GatewayAddress;
+
     /// <summary>A firewall routes the public addresses behind it: the outside segment must send them here.</summary>
     public void RouteInsideAddress(IPAddress address) => _outside.Attach(address, this, _uplink);
 
@@ -82,6 +90,12 @@ public sealed class NatBox : INetNode
 
     private void FromInside(Datagram datagram)
     {
+        if (InsideAddress is { } self && datagram.Destination.Address.Equals(self))
+        {
+            if (Behavior.PortMapping && datagram.Destination.Port == PcpMessage.Port) AnswerPcp(datagram);
+            else Drop();
+            return;
+        }
         if (Behavior.BlocksUdp || datagram.AfterHop() is not { } hopped)
         {
             Drop();
@@ -113,7 +127,10 @@ public sealed class NatBox : INetNode
         }
         var mapping = Inbound(datagram.Destination);
         if (mapping is null && Behavior.UnsolicitedFlowsClash) _unsolicited[(datagram.Source, datagram.Destination.Port)] = Now;
-        if (mapping is null || !mapping.Admits(datagram.Source, Behavior.Filtering, Now, Behavior.MappingTimeout))
+        // A pinned port admits anyone (that is what it was asked for), and remembers them for the replies.
+        if (mapping?.PinnedUntil is not null) mapping.Permit(datagram.Source, Now);
+        else if (mapping is not null && !mapping.Admits(datagram.Source, Behavior.Filtering, Now, Behavior.MappingTimeout)) mapping = null;
+        if (mapping is null)
         {
             _network.Filtered++;
             Drop();
@@ -123,8 +140,51 @@ public sealed class NatBox : INetNode
         _inside.SendFromGateway(datagram with { Destination = mapping.Inside });
     }
 
+    /// <summary>
+    /// A PCP MAP request: pins an external port (the suggested one when free) to the asking host's port until the
+    /// lifetime ends; lifetime 0 deletes it. Only the host itself may ask for its own ports, as miniupnpd's secure mode.
+    /// </summary>
+    private void AnswerPcp(Datagram datagram)
+    {
+        if (!PcpMessage.TryReadMapRequest(datagram.Payload, out var request))
+        {
+            Drop();
+            return;
+        }
+        var inside = new NetEndpoint(datagram.Source.Address, request.InternalPort);
+        byte result = PcpMessage.Success;
+        var external = default(NetEndpoint);
+        if (!request.Client.Equals(datagram.Source.Address)) result = 12;
+        else if (request.Lifetime == 0)
+        {
+            if (_pinned.Remove(inside, out var gone)) Forget(gone);
+        }
+        else
+        {
+            if (!_pinned.TryGetValue(inside, out var pinned))
+            {
+                // The suggested port when it is free or already this host's (its own outbound mapping), as miniupnpd does.
+                var suggested = request.SuggestedPort != 0 && (!_byPort.TryGetValue(request.SuggestedPort, out var holder) || holder.Inside == inside || Expired(holder));
+                pinned = new Mapping(inside, suggested ? request.SuggestedPort : AllocatePort(request.InternalPort, default), (inside, null, -1));
+                _pinned[inside] = pinned;
+            }
+            _byPort[pinned.ExternalPort] = pinned;
+            pinned.PinnedUntil = Now + TimeSpan.FromSeconds(request.Lifetime);
+            external = new NetEndpoint(OutsideAddress, pinned.ExternalPort);
+        }
+        var response = new byte[PcpMessage.MapLength];
+        PcpMessage.WriteMapResponse(response, request, result, request.Lifetime, (uint)Now.TotalSeconds, external);
+        _inside.SendFromGateway(new Datagram(datagram.Destination, datagram.Source, response));
+    }
+
     private Mapping Outbound(Datagram datagram)
     {
+        // Replies to a peer that came in through a pinned port leave through it (Linux conntrack's reply direction).
+        if (_pinned.TryGetValue(datagram.Source, out var pinnedPort) && !Expired(pinnedPort) && pinnedPort.Admits(datagram.Destination, NatScope.AddressAndPortDependent, Now, Behavior.MappingTimeout))
+        {
+            pinnedPort.LastUsed = Now;
+            return pinnedPort;
+        }
         var flow = !Behavior.Translates ? (datagram.Source, null, 0) : Behavior.Mapping switch
         {
             NatScope.EndpointIndependent => (datagram.Source, (IPAddress?)null, 0),
@@ -157,12 +217,13 @@ public sealed class NatBox : INetNode
         return null;
     }
 
-    private bool Expired(Mapping mapping) => Now - mapping.LastUsed > Behavior.MappingTimeout;
+    private bool Expired(Mapping mapping) => mapping.PinnedUntil is { } until ? Now >= until : Now - mapping.LastUsed > Behavior.MappingTimeout;
 
     private void Forget(Mapping mapping)
     {
         _byFlow.Remove(mapping.Flow);
-        if (Behavior.Translates) _byPort.Remove(mapping.ExternalPort);
+        // A pinned port may have taken over the external port of this host's own outbound mapping.
+        if (Behavior.Translates && _byPort.TryGetValue(mapping.ExternalPort, out var holder) && holder == mapping) _byPort.Remove(mapping.ExternalPort);
     }
 
     private int AllocatePort(int insidePort, NetEndpoint destination)
@@ -193,6 +254,9 @@ public sealed class NatBox : INetNode
         public int ExternalPort { get; } = externalPort;
         public (NetEndpoint, IPAddress?, int) Flow { get; } = flow;
         public TimeSpan LastUsed { get; set; }
+
+        /// <summary>A port pinned by PCP: it lives until then, whatever the traffic, and admits anyone.</summary>
+        public TimeSpan? PinnedUntil { get; set; }
 
         public void Permit(NetEndpoint remote, TimeSpan now) => _permitted[remote] = now;
 

@@ -75,6 +75,9 @@ public sealed class Segment(Network network, string name, bool routed = false)
 
     /// <summary>Where datagrams for addresses outside the segment go (the NAT box of a home or carrier network).</summary>
     public Action<Datagram>? Gateway { get; set; }
+
+    /// <summary>The gateway's own address on this segment (x.y.z.1 of its hosts): what hosts ask for port mappings.</summary>
+    public IPAddress? GatewayAddress { get; set; }
     public Link GatewayLink { get; set; } = Link.Lan;
 
     public void Attach(IPAddress address, INetNode node, Link link) => _members[address] = (node, link);

@@ -74,10 +74,14 @@ public static class PairScenario
 
     private static TimeSpan? Later(TimeSpan? x, TimeSpan? y) => x is null || y is null ? null : x > y ? x : y;
 
-    /// <summary>What the matrix must show: direct wherever one side's mapping is endpoint-independent (the hard-NAT technique covers one hard side), relayed otherwise, never failed.</summary>
+    /// <summary>
+    /// What the matrix must show: direct wherever one side's mapping is endpoint-independent (the hard-NAT technique
+    /// covers one hard side) or its router maps a port on request, relayed otherwise, never failed.
+    /// </summary>
     public static Outcome Expected(Profile a, Profile b, bool hardNatTechnique)
     {
         if (a == Profiles.UdpBlocked || b == Profiles.UdpBlocked) return Outcome.Relayed;
+        if (a == Profiles.PortMapping || b == Profiles.PortMapping) return Outcome.Direct;
         if (a == Profiles.Symmetric && b == Profiles.Symmetric) return Outcome.Relayed;
         var hard = a == Profiles.Symmetric ? b : b == Profiles.Symmetric ? a : null;
         if (hard is null) return Outcome.Direct;

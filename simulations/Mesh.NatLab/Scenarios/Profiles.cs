@@ -27,6 +27,9 @@ public static class Profiles
     public static readonly Profile Symmetric = Home("symmetric", "address-and-port-dependent mapping with random ports (the hard NAT)",
         new NatBehavior { Mapping = NatScope.AddressAndPortDependent, Ports = PortAllocation.Random });
 
+    public static readonly Profile PortMapping = Home("portmap", "the hard NAT on a router that maps ports on request (PCP, as miniupnpd answers it)",
+        new NatBehavior { Mapping = NatScope.AddressAndPortDependent, Ports = PortAllocation.Random, PortMapping = true });
+
     public static readonly Profile Cgnat = new("cgnat", "a port-restricted home router behind a carrier NAT (endpoint-independent, sequential ports)",
         (world, name, options) =>
         {
@@ -47,7 +50,7 @@ public static class Profiles
     public static readonly Profile UdpBlocked = Home("udp-blocked", "a network that blocks UDP entirely (TCP only)",
         new NatBehavior { BlocksUdp = true });
 
-    public static readonly IReadOnlyList<Profile> All = [Public, FullCone, RestrictedCone, PortRestricted, Symmetric, Cgnat, Firewall, UdpBlocked];
+    public static readonly IReadOnlyList<Profile> All = [Public, FullCone, RestrictedCone, PortRestricted, Symmetric, PortMapping, Cgnat, Firewall, UdpBlocked];
 
     private static Profile Home(string name, string description, NatBehavior behavior) => new(name, description, (world, agentName, options) =>
     {

@@ -45,6 +45,12 @@ public sealed class World : IDisposable
 
     public LabAgent AddAgent(string name, Segment segment, IPAddress address, Link link, PathOptions options)
     {
+        if (segment != Internet)
+        {
+            var bytes = address.GetAddressBytes();
+            bytes[^1] = 1;
+            segment.GatewayAddress = new IPAddress(bytes);
+        }
         var host = new LabHost(name, segment, address, link);
         host.Attach();
         var agent = new LabAgent(name, host, Coordinator, _nextSeed++, options);

@@ -7,6 +7,9 @@ namespace Mesh.Traversal.PortMapping;
 /// <summary>A PCP MAP response (RFC 6887 §11.1), or the NAT-PMP answer a server that only speaks NAT-PMP gives instead.</summary>
 public readonly record struct PcpMapResponse(byte Result, uint Lifetime, uint Epoch, ReadOnlyMemory<byte> Nonce, ushort InternalPort, NetEndpoint External);
 
+/// <summary>A PCP MAP request for UDP as a server reads it: who asks, for which internal port, for how long.</summary>
+public readonly record struct PcpMapRequest(uint Lifetime, IPAddress Client, ReadOnlyMemory<byte> Nonce, ushort InternalPort, ushort SuggestedPort);
+
 /// <summary>PCP's MAP opcode over UDP (RFC 6887): the request this client sends and the response it reads.</summary>
 public static class PcpMessage
 {
@@ -41,6 +44,35 @@ public static class PcpMessage
         BinaryPrimitives.WriteUInt16BigEndian(message[42..], suggestedPort);
         // The suggested external address stays all zeros (::): any address. For IPv4 it is ::ffff:0.0.0.0.
         if (client.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork) message[54] = message[55] = 0xFF;
+        return MapLength;
+    }
+
+    /// <summary>Reads a MAP request for UDP (what a PCP server, such as the NAT lab's router, receives); false for anything else.</summary>
+    public static bool TryReadMapRequest(ReadOnlySpan<byte> datagram, out PcpMapRequest request)
+    {
+        request = default;
+        if (datagram.Length < MapLength || datagram[0] != Version || datagram[1] != OpMap || datagram[36] != Udp) return false;
+        var client = NetEndpoint.FromAddressBytes(datagram.Slice(8, 16), 0).Address;
+        request = new PcpMapRequest(BinaryPrimitives.ReadUInt32BigEndian(datagram[4..]), client, datagram.Slice(24, NonceLength).ToArray(),
+            BinaryPrimitives.ReadUInt16BigEndian(datagram[40..]), BinaryPrimitives.ReadUInt16BigEndian(datagram[42..]));
+        return true;
+    }
+
+    /// <summary>A MAP response to <paramref name="request"/>: the external endpoint granted, for <paramref name="lifetime"/> seconds.</summary>
+    public static int WriteMapResponse(Span<byte> output, in PcpMapRequest request, byte result, uint lifetime, uint epoch, NetEndpoint external)
+    {
+        var message = output[..MapLength];
+        message.Clear();
+        message[0] = Version;
+        message[1] = ResponseBit | OpMap;
+        message[3] = result;
+        BinaryPrimitives.WriteUInt32BigEndian(message[4..], lifetime);
+        BinaryPrimitives.WriteUInt32BigEndian(message[8..], epoch);
+        request.Nonce.Span.CopyTo(message[24..]);
+        message[36] = Udp;
+        BinaryPrimitives.WriteUInt16BigEndian(message[40..], request.InternalPort);
+        BinaryPrimitives.WriteUInt16BigEndian(message[42..], external.Port);
+        external.WriteMappedAddress(message.Slice(44, 16));
         return MapLength;
     }
 
