@@ -6,7 +6,7 @@ namespace Mesh.Integration.Tests;
 
 public enum Nat
 {
-    /// <summary>A public address, no NAT.</summary>
+    /// <summary>No NAT: a public address (on a site, behind the router's stateful firewall).</summary>
     None,
     /// <summary>iptables MASQUERADE: keeps source ports where it can (endpoint-independent in practice).</summary>
     PortKeeping,
@@ -115,13 +115,27 @@ public sealed class MeshWorld : IDisposable
     /// A home: a router namespace with a LAN bridge (192.168.{index}.0/24) and its WAN at
     /// <paramref name="wanPrefix"/>.{index}.2 toward the internet's .1. miniupnpd refuses reserved WAN addresses
     /// (10/8 among them), so its sites take a block that is not reserved; it never leaves the test's namespaces.
+    /// <see cref="Nat.None"/> makes the router a stateful firewall in front of a routed public LAN (10.200.{index}.0/24);
+    /// <paramref name="behindCarrierNat"/> puts the home router behind a carrier's port-keeping NAT (100.64.{index}.0/24 between them).
     /// </summary>
-    public Site AddSite(string role, Nat nat, bool inputFirewall = false, bool sharedSegment = false, string wanPrefix = "10.100")
+    public Site AddSite(string role, Nat nat, bool inputFirewall = false, bool sharedSegment = false, string wanPrefix = "10.100", bool behindCarrierNat = false)
     {
         var index = ++_sites;
         var router = Lab.Namespace(role);
         string wan, publicAddress, uplink;
-        if (sharedSegment)
+        if (behindCarrierNat)
+        {
+            var carrier = Lab.Namespace(role + "c");
+            publicAddress = $"10.100.{index}.2";
+            var (_, carrierWan) = Lab.Link(Internet, $"10.100.{index}.1/24", carrier, $"{publicAddress}/24");
+            Lab.Exec(carrier, "ip", "route", "add", "default", "via", $"10.100.{index}.1");
+            Lab.Exec(carrier, "sysctl", "-qw", "net.ipv4.ip_forward=1");
+            Lab.Exec(carrier, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", carrierWan, "-j", "MASQUERADE");
+            uplink = $"100.64.{index}.1";
+            (_, wan) = Lab.Link(carrier, $"{uplink}/24", router, $"100.64.{index}.2/24");
+            Lab.Exec(router, "ip", "route", "add", "default", "via", uplink);
+        }
+        else if (sharedSegment)
         {
             // Routers side by side on one L2 segment of the internet: each is the other's next hop.
             if (!_sharedSegment)
@@ -145,17 +159,25 @@ public sealed class MeshWorld : IDisposable
         }
         Lab.Exec(router, "sysctl", "-qw", "net.ipv4.ip_forward=1");
         Lab.Exec(router, "ip", "link", "add", "lan", "type", "bridge");
-        Lab.Exec(router, "ip", "addr", "add", $"192.168.{index}.1/24", "dev", "lan");
+        var lan = nat == Nat.None ? $"10.200.{index}" : $"192.168.{index}";
+        Lab.Exec(router, "ip", "addr", "add", $"{lan}.1/24", "dev", "lan");
         Lab.Exec(router, "ip", "link", "set", "lan", "up");
         string[] masquerade = ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", wan, "-j", "MASQUERADE"];
-        if (nat == Nat.Randomizing) Lab.Exec(router, [.. masquerade, "--random-fully"]);
+        if (nat == Nat.None)
+        {
+            Lab.Exec(Internet, "ip", "route", "add", $"{lan}.0/24", "via", publicAddress);
+            Lab.Exec(router, "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT");
+            Lab.Exec(router, "iptables", "-A", "FORWARD", "-i", "lan", "-j", "ACCEPT");
+            Lab.Exec(router, "iptables", "-A", "FORWARD", "-j", "DROP");
+        }
+        else if (nat == Nat.Randomizing) Lab.Exec(router, [.. masquerade, "--random-fully"]);
         else Lab.Exec(router, masquerade);
         if (inputFirewall)
         {
             Lab.Exec(router, "iptables", "-A", "INPUT", "-i", wan, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT");
             Lab.Exec(router, "iptables", "-A", "INPUT", "-i", wan, "-j", "DROP");
         }
-        return new Site(router, index, publicAddress, nat) { Wan = wan, Uplink = uplink };
+        return new Site(router, index, publicAddress, nat) { Wan = wan, Uplink = uplink, Lan = lan };
     }
 
     /// <summary>
@@ -225,14 +247,14 @@ public sealed class MeshWorld : IDisposable
     {
         var ns = Lab.Namespace(role);
         var host = 10 + site.Hosts++;
-        var (device, _) = Lab.LinkToBridge(ns, $"192.168.{site.Index}.{host}/24", site.Router, "lan");
-        Lab.Exec(ns, "ip", "route", "add", "default", "via", $"192.168.{site.Index}.1");
+        var (device, _) = Lab.LinkToBridge(ns, $"{site.Lan}.{host}/24", site.Router, "lan");
+        Lab.Exec(ns, "ip", "route", "add", "default", "via", $"{site.Lan}.1");
         if (site.IPv6)
         {
             Lab.Exec(ns, "ip", "-6", "addr", "add", $"2001:db8:{site.Index}::{host}/64", "dev", device, "nodad");
             Lab.Exec(ns, "ip", "-6", "route", "add", "default", "via", $"2001:db8:{site.Index}::1");
         }
-        return StartAgent(ns, role, device, $"192.168.{site.Index}.{host}", environment, extra);
+        return StartAgent(ns, role, device, $"{site.Lan}.{host}", environment, extra);
     }
 
     /// <summary>The site's router forwards no UDP from its LAN at all, as some hotel, office and guest networks do.</summary>
@@ -304,6 +326,9 @@ public sealed class Site(string router, int index, string publicAddress, Nat nat
     /// <summary>The router's interface toward the internet, and the internet's address on that link.</summary>
     public string Wan { get; init; } = "";
     public string Uplink { get; init; } = "";
+
+    /// <summary>The LAN's first three octets: hosts are .10 and up, the router .1.</summary>
+    public string Lan { get; init; } = "";
     public bool MiniupnpdTables { get; set; }
 
     /// <summary>Routed IPv6 on the LAN (<see cref="MeshWorld.RoutedIPv6"/>).</summary>

@@ -32,10 +32,13 @@ public static class Report
             foreach (var column in all)
             {
                 var cell = matrix.Cells.First(c => (c.A == row && c.B == column) || (c.A == column && c.B == row));
-                text.Append($" {Short(cell.Result)} |");
+                var twin = HasTwin(row, column) ? " †" : "";
+                text.Append($" {Short(cell.Result)}{twin} |");
             }
             text.AppendLine();
         }
+        text.AppendLine();
+        text.AppendLine("† the cell has a namespace twin (below).");
         text.AppendLine();
         text.AppendLine("## Every pair");
         text.AppendLine();
@@ -55,6 +58,22 @@ public static class Report
         text.AppendLine();
         text.AppendLine($"{matrix.Cells.Count} pairs and {faults.Count} fault scenarios ran in {took.TotalSeconds:0.0} s of wall time.");
         text.AppendLine();
+        text.AppendLine("## Namespace twins");
+        text.AppendLine();
+        text.AppendLine($"The integration test `LabTwinTests` builds each of these cells from network namespaces, iptables NATs and Debian's miniupnpd, and asserts the lab's expected outcome in every run. Times are wall-clock from both agents online, from the first side's view; recorded {Twins.RecordedOn}.");
+        text.AppendLine();
+        text.AppendLine("| A | B | variant | real network | lab | twin measured |");
+        text.AppendLine("|---|---|---|---|---|---|");
+        foreach (var twin in Twins.All)
+        {
+            var cell = matrix.Cells.First(c => (c.A == twin.A && c.B == twin.B) || (c.A == twin.B && c.B == twin.A));
+            text.AppendLine($"| {twin.A.Name} | {twin.B.Name} | {twin.Variant} | {twin.RealNetwork} | {Short(cell.Result)} | {twin.Measured} |");
+        }
+        text.AppendLine();
+        text.AppendLine("Namespace tests beyond the matrix: `RandomizingNatsWithRoutedIPv6GoDirectOverIPv6` (both sides behind `--random-fully` with routed IPv6 behind stateful ip6tables: direct over IPv6), " +
+            "`RandomizingNatsGoDirectThroughAUpnpOnlyRouter` (miniupnpd with UPnP-IGD only: direct by portmap over UPnP), and `RandomizingNatsGoDirectThroughAPortMappingRouter` " +
+            "(`mesh-agent down` deletes the mapping; a router restarted without miniupnpd sends the pair back to the relay).");
+        text.AppendLine();
         text.AppendLine("## Real Linux routers: adjacent routers without an input firewall");
         text.AppendLine();
         text.AppendLine("Two port-keeping Linux routers (MASQUERADE) side by side on one L2 segment, with no input firewall, stay relayed " +
@@ -65,6 +84,15 @@ public static class Report
             "(new inbound to the router dropped, as OpenWrt does) the same pair goes direct, and so does the pair on separate links " +
             "(`PortKeepingNatsGoDirect`). No technique that gets this pair direct has been found yet; port mapping on either router would.");
         return text.ToString();
+    }
+
+    private static bool HasTwin(Profile a, Profile b)
+    {
+        foreach (var twin in Twins.All)
+        {
+            if ((twin.A == a && twin.B == b) || (twin.A == b && twin.B == a)) return true;
+        }
+        return false;
     }
 
     private static string Short(PairResult result) => result.Outcome switch
