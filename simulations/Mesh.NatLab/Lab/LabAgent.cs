@@ -111,7 +111,7 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     /// <summary>The host moved to another network: the agent notices (as netlink would tell it) and starts over from its new address.</summary>
     public void NetworkMoved()
     {
-        Engine.NetworkChanged([Host.Address], MainPort);
+        Engine.NetworkChanged(Host.Addresses, MainPort);
         Engine.SetGateway(Host.Segment.GatewayAddress, Host.Segment.GatewayAddress is null ? null : Host.Address);
     }
 

@@ -114,7 +114,7 @@ public sealed class Segment(Network network, string name, bool routed = false)
     public void SendFromGateway(Datagram datagram) => Send(datagram, GatewayLink with { Latency = TimeSpan.Zero, Jitter = TimeSpan.Zero });
 }
 
-/// <summary>A machine with one address: sockets are ports with a receive callback.</summary>
+/// <summary>A machine with an IPv4 address (and, dual-stacked, an IPv6 one on a segment of its own): sockets are ports with a receive callback.</summary>
 public sealed class LabHost(string name, Segment segment, IPAddress address, Link link) : INetNode
 {
     private readonly Dictionary<int, Action<Datagram>> _sockets = new();
@@ -125,7 +125,22 @@ public sealed class LabHost(string name, Segment segment, IPAddress address, Lin
     // A copy of its own: a fault scenario degrades this host's link alone, not every link built from the same template.
     public Link Link { get; private set; } = link with { };
 
+    /// <summary>The IPv6 address of a dual-stack host, and the segment it is on; null for IPv4 only.</summary>
+    public IPAddress? IPv6 { get; private set; }
+    private Segment? _ipv6Segment;
+
+    /// <summary>Every address the host has: what the agent offers as its own candidates.</summary>
+    public IReadOnlyList<IPAddress> Addresses => IPv6 is { } v6 ? [Address, v6] : [Address];
+
     public void Attach() => Segment.Attach(Address, this, Link);
+
+    /// <summary>Gives the host routed IPv6 beside its IPv4 (a home whose router routes a /64).</summary>
+    public void AddIPv6(Segment segment, IPAddress address)
+    {
+        _ipv6Segment = segment;
+        IPv6 = address;
+        segment.Attach(address, this, Link);
+    }
 
     public bool Bind(int port, Action<Datagram> receive) => _sockets.TryAdd(port, receive);
 
@@ -135,8 +150,21 @@ public sealed class LabHost(string name, Segment segment, IPAddress address, Lin
     public void SendSpoofed(NetEndpoint source, NetEndpoint to, ReadOnlySpan<byte> payload) =>
         Segment.Send(new Datagram(source, to, payload.ToArray()), Link);
 
-    public void Send(int fromPort, NetEndpoint to, ReadOnlySpan<byte> payload, int ttl = 0) =>
-        Segment.Send(new Datagram(new NetEndpoint(Address, fromPort), to, payload.ToArray(), ttl), Link);
+    public void Send(int fromPort, NetEndpoint to, ReadOnlySpan<byte> payload, int ttl = 0)
+    {
+        if (to.IsIPv4)
+        {
+            Segment.Send(new Datagram(new NetEndpoint(Address, fromPort), to, payload.ToArray(), ttl), Link);
+            return;
+        }
+        // An IPv4-only host has no route to an IPv6 address (the kernel's ENETUNREACH).
+        if (_ipv6Segment is null || IPv6 is null)
+        {
+            Segment.Network.Unroutable++;
+            return;
+        }
+        _ipv6Segment.Send(new Datagram(new NetEndpoint(IPv6, fromPort), to, payload.ToArray(), ttl), Link);
+    }
 
     public void Deliver(Datagram datagram)
     {

@@ -76,12 +76,16 @@ public static class PairScenario
 
     /// <summary>
     /// What the matrix must show: direct wherever one side's mapping is endpoint-independent (the hard-NAT technique
-    /// covers one hard side) or its router maps a port on request, relayed otherwise, never failed.
+    /// covers one hard side), its router maps a port on request, or both have routed IPv6; relayed otherwise, never failed.
     /// </summary>
     public static Outcome Expected(Profile a, Profile b, bool hardNatTechnique)
     {
         if (a == Profiles.UdpBlocked || b == Profiles.UdpBlocked) return Outcome.Relayed;
         if (a == Profiles.PortMapping || b == Profiles.PortMapping) return Outcome.Direct;
+        // Two homes with routed IPv6 meet over it; toward an IPv4-only peer, an IPv6 home is the hard NAT it is for IPv4.
+        if (a == Profiles.IPv6 && b == Profiles.IPv6) return Outcome.Direct;
+        if (a == Profiles.IPv6) a = Profiles.Symmetric;
+        if (b == Profiles.IPv6) b = Profiles.Symmetric;
         if (a == Profiles.Symmetric && b == Profiles.Symmetric) return Outcome.Relayed;
         var hard = a == Profiles.Symmetric ? b : b == Profiles.Symmetric ? a : null;
         if (hard is null) return Outcome.Direct;

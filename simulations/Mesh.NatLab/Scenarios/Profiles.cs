@@ -30,6 +30,18 @@ public static class Profiles
     public static readonly Profile PortMapping = Home("portmap", "the hard NAT on a router that maps ports on request (PCP, as miniupnpd answers it)",
         new NatBehavior { Mapping = NatScope.AddressAndPortDependent, Ports = PortAllocation.Random, PortMapping = true });
 
+    public static readonly Profile IPv6 = new("ipv6", "the hard NAT for IPv4, with routed IPv6 behind the router's stateful firewall (replies and what the LAN starts pass)",
+        (world, name, options) =>
+        {
+            var (inside, _) = world.AddNat($"{name}-ipv4", new NatBehavior { Mapping = NatScope.AddressAndPortDependent, Ports = PortAllocation.Random }, world.Internet, Link.Access);
+            var agent = world.AddAgent(name, inside, world.NextSiteAddress(), Link.Lan, options);
+            var (address, router) = world.NextIPv6Site();
+            var (inside6, firewall) = world.AddNat($"{name}-ipv6", new NatBehavior { Translates = false }, world.Internet, Link.Access, router);
+            firewall.RouteInsideAddress(address);
+            agent.Host.AddIPv6(inside6, address);
+            return agent;
+        });
+
     public static readonly Profile Cgnat = new("cgnat", "a port-restricted home router behind a carrier NAT (endpoint-independent, sequential ports)",
         (world, name, options) =>
         {
@@ -50,7 +62,7 @@ public static class Profiles
     public static readonly Profile UdpBlocked = Home("udp-blocked", "a network that blocks UDP entirely (TCP only)",
         new NatBehavior { BlocksUdp = true });
 
-    public static readonly IReadOnlyList<Profile> All = [Public, FullCone, RestrictedCone, PortRestricted, Symmetric, PortMapping, Cgnat, Firewall, UdpBlocked];
+    public static readonly IReadOnlyList<Profile> All = [Public, FullCone, RestrictedCone, PortRestricted, Symmetric, PortMapping, IPv6, Cgnat, Firewall, UdpBlocked];
 
     private static Profile Home(string name, string description, NatBehavior behavior) => new(name, description, (world, agentName, options) =>
     {

@@ -19,6 +19,7 @@ public static class Twins
         new(Profiles.Symmetric, Profiles.PortRestricted, "", "MASQUERADE --random-fully; MASQUERADE", "direct (birthday), first packet 334 ms, direct 1992 ms"),
         new(Profiles.Symmetric, Profiles.Symmetric, "", "MASQUERADE --random-fully on both", "relayed over UDP, first packet 446 ms"),
         new(Profiles.Symmetric, Profiles.PortMapping, "", "--random-fully on both; miniupnpd (PCP) on the second", "direct (portmap), first packet 330 ms, direct 930 ms"),
+        new(Profiles.IPv6, Profiles.IPv6, "", "--random-fully for IPv4 on both; routed IPv6 behind stateful ip6tables", "direct (local) over IPv6, first packet 432 ms, direct 1280 ms"),
         new(Profiles.Cgnat, Profiles.PortRestricted, "", "MASQUERADE behind a carrier's MASQUERADE; MASQUERADE", "direct (stun), first packet 336 ms, direct 1075 ms"),
         new(Profiles.Firewall, Profiles.PortRestricted, "", "a routed public LAN behind a stateful FORWARD firewall; MASQUERADE", "direct (stun), first packet 320 ms, direct 890 ms"),
         new(Profiles.PortRestricted, Profiles.UdpBlocked, "", "MASQUERADE; a router that forwards no UDP", "relayed (the blocked side over TCP), first packet 2081 ms"),

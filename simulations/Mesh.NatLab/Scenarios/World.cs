@@ -12,6 +12,7 @@ public sealed class World : IDisposable
     private int _nextPublic = 10;
     private int _nextSite = 1;
     private int _nextSeed;
+    private int _nextIPv6 = 1;
 
     public World(int seed)
     {
@@ -42,6 +43,13 @@ public sealed class World : IDisposable
     }
 
     public IPAddress NextSiteAddress(string prefix = "192.168") => IPAddress.Parse($"{prefix}.{_nextSite++}.2");
+
+    /// <summary>A site's routed IPv6 host address (2001:db8:N::10) and its router's address on the internet.</summary>
+    public (IPAddress Host, IPAddress Router) NextIPv6Site()
+    {
+        var site = _nextIPv6++;
+        return (IPAddress.Parse($"2001:db8:{site}::10"), IPAddress.Parse($"2001:db8:ffff::{site}"));
+    }
 
     public LabAgent AddAgent(string name, Segment segment, IPAddress address, Link link, PathOptions options)
     {
