@@ -157,6 +157,20 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         Transfer.AssertIntact(_world.Lab, b.Namespace, b.MeshAddress, a.Namespace, 2_000_000);
     }
 
+    /// <summary>The same adjacent routers, with miniupnpd on one of them: the mapped port gets the pair direct.</summary>
+    [Fact]
+    public void AdjacentRoutersWithPortMappingOnOneGoDirect()
+    {
+        var homeA = _world.AddSite("ha", Nat.PortKeeping, sharedSegment: true);
+        _world.StartMiniupnpd(homeA);
+        var a = _world.AddAgent(homeA, "a");
+        var b = _world.AddAgent(_world.AddSite("hb", Nat.PortKeeping, sharedSegment: true), "b");
+        var (first, direct) = Connect(a, b);
+        output.WriteLine($"adjacent routers, miniupnpd on one: first packet {first.TotalMilliseconds:0} ms, direct {direct.TotalMilliseconds:0} ms; b reaches a by {b.Peer("a")!.Value.GetProperty("technique").GetString()}");
+        Assert.Equal("portmap", b.Peer("a")!.Value.GetProperty("technique").GetString());
+        Transfer.AssertIntact(_world.Lab, b.Namespace, b.MeshAddress, a.Namespace, 2_000_000);
+    }
+
     [Fact]
     public void PortKeepingNatsGoDirect()
     {

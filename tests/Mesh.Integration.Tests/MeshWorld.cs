@@ -111,6 +111,9 @@ public sealed class MeshWorld : IDisposable
     /// </summary>
     private bool _sharedSegment;
 
+    /// <summary>The L2 segment of side-by-side routers: not a reserved block, so miniupnpd runs on those routers too.</summary>
+    private const string SharedSegment = "172.33.0";
+
     /// <summary>
     /// A home: a router namespace with a LAN bridge (192.168.{index}.0/24) and its WAN at
     /// <paramref name="wanPrefix"/>.{index}.2 toward the internet's .1. miniupnpd refuses reserved WAN addresses
@@ -141,14 +144,14 @@ public sealed class MeshWorld : IDisposable
             if (!_sharedSegment)
             {
                 Lab.Exec(Internet, "ip", "link", "add", "wanbr", "type", "bridge");
-                Lab.Exec(Internet, "ip", "addr", "add", "10.99.0.1/24", "dev", "wanbr");
+                Lab.Exec(Internet, "ip", "addr", "add", $"{SharedSegment}.1/24", "dev", "wanbr");
                 Lab.Exec(Internet, "ip", "link", "set", "wanbr", "up");
                 _sharedSegment = true;
             }
-            publicAddress = $"10.99.0.{index + 1}";
-            uplink = "10.99.0.1";
+            publicAddress = $"{SharedSegment}.{index + 1}";
+            uplink = $"{SharedSegment}.1";
             (wan, _) = Lab.LinkToBridge(router, $"{publicAddress}/24", Internet, "wanbr");
-            Lab.Exec(router, "ip", "route", "add", "default", "via", "10.99.0.1");
+            Lab.Exec(router, "ip", "route", "add", "default", "via", $"{SharedSegment}.1");
         }
         else
         {

@@ -178,13 +178,15 @@ public sealed partial class PathEngine
             RelayAddress = _relayOffer,
         };
         foreach (var local in _locals) endpoints.Candidates.Add(new Candidate { Address = local.ToString(), Kind = CandidateKind.Local });
-        if (LastNetcheck?.Report.Verdict.Reflexive is { } reflexive && !_locals.Contains(reflexive))
+        var mapped = MappedExternal;
+        // A port-keeping router may map the very port STUN saw: the candidate is then the mapping, which admits anyone.
+        if (LastNetcheck?.Report.Verdict.Reflexive is { } reflexive && !_locals.Contains(reflexive) && reflexive != mapped)
         {
             endpoints.Candidates.Add(new Candidate { Address = reflexive.ToString(), Kind = CandidateKind.Stun });
         }
-        if (MappedExternal is { } mapped && !_locals.Contains(mapped))
+        if (mapped is { } external && !_locals.Contains(external))
         {
-            endpoints.Candidates.Add(new Candidate { Address = mapped.ToString(), Kind = CandidateKind.Portmap });
+            endpoints.Candidates.Add(new Candidate { Address = external.ToString(), Kind = CandidateKind.Portmap });
         }
         if (endpoints.Equals(_published)) return;
         _published = endpoints;
