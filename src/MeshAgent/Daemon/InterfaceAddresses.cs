@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
@@ -38,8 +39,9 @@ public static class InterfaceAddresses
             // Iface Destination Gateway Flags ...: hex fields in host byte order; flag 0x2 is RTF_GATEWAY.
             var fields = line.Split('\t', StringSplitOptions.TrimEntries);
             if (fields.Length < 4 || fields[0] == meshInterface || fields[1] != "00000000") continue;
-            if ((Convert.ToInt32(fields[3], 16) & 0x2) == 0) continue;
-            gateway = new IPAddress(Convert.ToUInt32(fields[2], 16));
+            if (!int.TryParse(fields[3], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var flags) || (flags & 0x2) == 0) continue;
+            if (!uint.TryParse(fields[2], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var address)) continue;
+            gateway = new IPAddress(address);
             break;
         }
         if (gateway is null) return null;

@@ -55,6 +55,12 @@ public sealed class UpnpPortMapper(PathEngine engine, int internalPort, ILogger 
             {
                 Failed($"the gateway did not answer over HTTP ({ex.Message})");
             }
+            catch (Exception ex) when (!stopping.IsCancellationRequested)
+            {
+                // Whatever a gateway does must not end the loop: the agent would never map again.
+                logger.LogWarning(ex, "UPnP-IGD failed");
+                Failed(ex.Message);
+            }
             try
             {
                 await Task.Delay(TimeSpan.FromSeconds(1), stopping).ConfigureAwait(false);
