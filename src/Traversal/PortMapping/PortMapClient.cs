@@ -122,6 +122,8 @@ public sealed class PortMapClient
                 _phase = Phase.Requesting;
                 _attempt = 0;
                 _nextSend = now;
+                // Only the renewal's own answer completes it (NAT-PMP keeps the address it already knows).
+                _natPmpPort = 0;
                 break;
             case Phase.Requesting:
                 break;
