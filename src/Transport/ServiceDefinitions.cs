@@ -14,10 +14,18 @@ namespace Mesh.Transport;
 /// </summary>
 public static class ServiceDefinitions
 {
-    public static ServerServiceDefinition Bind(Action<ServiceBinderBase> bindService, Func<IMethod, bool>? serializeOnce = null)
+    public static ServerServiceDefinition Bind(Action<ServiceBinderBase> bindService, Func<IMethod, bool>? serializeOnce = null) =>
+        Build(binder => BindTo(binder, bindService, serializeOnce));
+
+    /// <summary>Binds a generated service, with the changed marshallers, to any server's binder (the NAT lab has one of its own).</summary>
+    public static void BindTo(ServiceBinderBase target, Action<ServiceBinderBase> bindService, Func<IMethod, bool>? serializeOnce = null) =>
+        bindService(new WrappingBinder(target, serializeOnce ?? (_ => false)));
+
+    /// <summary>The definition of what <paramref name="bind"/> binds.</summary>
+    public static ServerServiceDefinition Build(Action<ServiceBinderBase> bind)
     {
         var builder = ServerServiceDefinition.CreateBuilder();
-        bindService(new WrappingBinder(builder, serializeOnce ?? (_ => false)));
+        bind(new BuilderBinder(builder));
         return builder.Build();
     }
 
@@ -54,32 +62,47 @@ public static class ServiceDefinitions
             }
         });
 
-    private sealed class WrappingBinder(ServerServiceDefinition.Builder builder, Func<IMethod, bool> serializeOnce) : ServiceBinderBase
+    private sealed class WrappingBinder(ServiceBinderBase target, Func<IMethod, bool> serializeOnce) : ServiceBinderBase
     {
-        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, UnaryServerMethod<TRequest, TResponse>? handler)
-        {
-            if (handler is not null) builder.AddMethod(Wrap(method), handler);
-        }
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, UnaryServerMethod<TRequest, TResponse>? handler) =>
+            target.AddMethod(Wrap(method), handler);
 
-        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, ClientStreamingServerMethod<TRequest, TResponse>? handler)
-        {
-            if (handler is not null) builder.AddMethod(Wrap(method), handler);
-        }
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, ClientStreamingServerMethod<TRequest, TResponse>? handler) =>
+            target.AddMethod(Wrap(method), handler);
 
-        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, ServerStreamingServerMethod<TRequest, TResponse>? handler)
-        {
-            if (handler is not null) builder.AddMethod(Wrap(method), handler);
-        }
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, ServerStreamingServerMethod<TRequest, TResponse>? handler) =>
+            target.AddMethod(Wrap(method), handler);
 
-        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, DuplexStreamingServerMethod<TRequest, TResponse>? handler)
-        {
-            if (handler is not null) builder.AddMethod(Wrap(method), handler);
-        }
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, DuplexStreamingServerMethod<TRequest, TResponse>? handler) =>
+            target.AddMethod(Wrap(method), handler);
 
         private Method<TRequest, TResponse> Wrap<TRequest, TResponse>(Method<TRequest, TResponse> method) where TRequest : class where TResponse : class =>
             new(method.Type, method.ServiceName, method.Name,
                 ParseFailuresAsInvalidArgument(method.RequestMarshaller),
                 serializeOnce(method) ? SerializeOnce(method.ResponseMarshaller) : method.ResponseMarshaller);
+    }
+
+    private sealed class BuilderBinder(ServerServiceDefinition.Builder builder) : ServiceBinderBase
+    {
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, UnaryServerMethod<TRequest, TResponse>? handler)
+        {
+            if (handler is not null) builder.AddMethod(method, handler);
+        }
+
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, ClientStreamingServerMethod<TRequest, TResponse>? handler)
+        {
+            if (handler is not null) builder.AddMethod(method, handler);
+        }
+
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, ServerStreamingServerMethod<TRequest, TResponse>? handler)
+        {
+            if (handler is not null) builder.AddMethod(method, handler);
+        }
+
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, DuplexStreamingServerMethod<TRequest, TResponse>? handler)
+        {
+            if (handler is not null) builder.AddMethod(method, handler);
+        }
     }
 
     private static byte[] Serialize<T>(Marshaller<T> inner, T message)

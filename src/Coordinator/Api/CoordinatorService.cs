@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Sockets;
 using Grpc.Core;
 using Google.Protobuf;
-using Mesh.Coordinator.Cluster;
 using Mesh.Coordinator.Control;
 using Mesh.Coordinator.Sync;
 using Mesh.Protos.V1;
@@ -10,28 +9,33 @@ using Mesh.Transport;
 
 namespace Mesh.Coordinator.Api;
 
-/// <summary>mesh.v1.Coordinator: challenges and registration through the node registry, the agents' sync streams through this replica's hub.</summary>
-public sealed class CoordinatorService(IGrainFactory grains, SyncHub hub, int stunPort, string? publicHost) : Protos.V1.Coordinator.CoordinatorBase
+/// <summary>
+/// mesh.v1.Coordinator: challenges and registration through the node registry, the agents' sync streams through
+/// this replica's hub. Cancellations run their callbacks inline and the keepalive timer is on the given clock,
+/// so the NAT lab can drive the service on its one thread and virtual time.
+/// </summary>
+public sealed class CoordinatorService(IRegistrar registry, SyncHub hub, int stunPort, string? publicHost, TimeProvider time) : Protos.V1.Coordinator.CoordinatorBase
 {
     private const int MaxCandidates = 64;
     private static readonly WriteOptions Batched = new(WriteFlags.BufferHint);
     private static readonly TimeSpan KeepaliveInterval = TimeSpan.FromSeconds(25);
 
     /// <summary>The service, with Sync's responses serialized once per message: every change goes to every agent as the same instance.</summary>
-    public ServerServiceDefinition Bind() =>
-        ServiceDefinitions.Bind(binder => Protos.V1.Coordinator.BindService(binder, this), method => method.Name == "Sync");
+    public ServerServiceDefinition Bind() => ServiceDefinitions.Build(Bind);
 
-    private IRegistryGrain Registry => grains.GetGrain<IRegistryGrain>(0);
+    /// <summary>Binds the service to a binder of another server (the NAT lab's).</summary>
+    public void Bind(ServiceBinderBase binder) =>
+        ServiceDefinitions.BindTo(binder, wrapped => Protos.V1.Coordinator.BindService(wrapped, this), method => method.Name == "Sync");
 
     public override async Task<Challenge> GetChallenge(GetChallengeRequest request, ServerCallContext context)
     {
-        var challenge = await Registry.IssueChallenge();
+        var challenge = await registry.IssueChallengeAsync();
         return new Challenge { CoordinatorKey = ByteString.CopyFrom(challenge.CoordinatorKey), Nonce = ByteString.CopyFrom(challenge.Nonce) };
     }
 
     public override async Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context)
     {
-        var registration = (await Registry.Register(new RegistrationRequest(
+        var registration = (await registry.RegisterAsync(new RegistrationRequest(
             request.NodeKey.ToByteArray(), request.AuthKey, request.Hostname, request.Nonce.ToByteArray(), request.Proof.ToByteArray()))).OrThrow();
         return new RegisterResponse
         {
@@ -64,24 +68,24 @@ public sealed class CoordinatorService(IGrainFactory grains, SyncHub hub, int st
         finally
         {
             hub.Close(session);
-            await stop.CancelAsync();
+            stop.Cancel();
         }
         var readError = await reading;
         if (readError is not null) throw readError;
         if (session.CloseReason is { } reason) throw reason.ToRpc();
     }
 
-    private static async Task WriteLoopAsync(SyncSession session, IServerStreamWriter<SyncResponse> responses, CancellationToken cancellationToken)
+    private async Task WriteLoopAsync(SyncSession session, IServerStreamWriter<SyncResponse> responses, CancellationToken cancellationToken)
     {
         var keepalive = new SyncResponse { Keepalive = new Keepalive() };
         while (!cancellationToken.IsCancellationRequested)
         {
-            using var idle = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            idle.CancelAfter(KeepaliveInterval);
+            using var idle = new CancellationTokenSource(KeepaliveInterval, time);
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
             bool more;
             try
             {
-                more = await session.Outbound.WaitToReadAsync(idle.Token);
+                more = await session.Outbound.WaitToReadAsync(wait.Token);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
@@ -131,7 +135,7 @@ public sealed class CoordinatorService(IGrainFactory grains, SyncHub hub, int st
         }
         finally
         {
-            await stop.CancelAsync();
+            stop.Cancel();
         }
     }
 

@@ -166,7 +166,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         var stunHost = options.PublicHost ?? (options.Listen.Address.Equals(IPAddress.Any) || options.Listen.Address.Equals(IPAddress.IPv6Any) ? "*" : options.Listen.Address.ToString());
         IReadOnlyList<string> publicStun = [$"{stunHost}:{stunPort}", $"{stunHost}:{stun.Ports[1]}"];
 
-        app.MapGrpcService(new CoordinatorService(grains, hub, stunPort, options.PublicHost).Bind());
+        app.MapGrpcService(new CoordinatorService(new GrainRegistrar(grains), hub, stunPort, options.PublicHost, TimeProvider.System).Bind());
         app.MapGrpcService(ServiceDefinitions.Bind(binder => Protos.V1.Admin.BindService(binder,
             new AdminService(grains, DateTimeOffset.UtcNow, () => publicStun))));
         app.MapGrpcHealthChecksService();

@@ -32,7 +32,8 @@ public interface IMeshPort
 /// notices and ends streams it is told to. It keeps the peers' keys from the maps it sees, which is what this
 /// replica's relay serves. Thread-safe.
 /// </summary>
-public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILogger logger) : IHubLink
+/// <param name="synchronousSends">A stream's writer runs on the thread that queues to it rather than a reader's: the NAT lab's one thread.</param>
+public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILogger logger, bool synchronousSends = false) : IHubLink
 {
     private readonly object _lock = new();
     private readonly Dictionary<long, SyncSession> _sessions = new();
@@ -103,7 +104,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         var node = await mesh.AuthenticateAsync(sessionToken).ConfigureAwait(false);
         if (!node.Ok) return node.Problem!;
         var endpoints = (hello.Endpoints ?? new Endpoints()).ToByteArray();
-        var session = new SyncSession(node.Value!, stunServers) { Endpoints = endpoints };
+        var session = new SyncSession(node.Value!, stunServers, synchronousSends) { Endpoints = endpoints };
         SyncSession? replaced;
         lock (_lock)
         {

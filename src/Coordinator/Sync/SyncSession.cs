@@ -14,16 +14,18 @@ public sealed class SyncSession
     /// <summary>An agent further behind than this many messages is disconnected; it resumes or gets a full map.</summary>
     public const int QueueLimit = 8192;
 
-    private readonly Channel<SyncResponse> _outbound = Channel.CreateBounded<SyncResponse>(new BoundedChannelOptions(QueueLimit)
-    {
-        SingleReader = true,
-        FullMode = BoundedChannelFullMode.Wait,
-    });
+    private readonly Channel<SyncResponse> _outbound;
     private readonly CancellationTokenSource _closed = new();
     private readonly object _lock = new();
 
-    internal SyncSession(NodeRecord node, IReadOnlyList<string> stunServers)
+    internal SyncSession(NodeRecord node, IReadOnlyList<string> stunServers, bool synchronousSends)
     {
+        _outbound = Channel.CreateBounded<SyncResponse>(new BoundedChannelOptions(QueueLimit)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+            AllowSynchronousContinuations = synchronousSends,
+        });
         Node = node;
         StunServers = stunServers;
     }

@@ -51,7 +51,8 @@ public sealed class AgentDaemon : IAsyncDisposable
         _io.Engine = engine;
         AddressResolver? resolver = null;
         Node = new MeshNode(host.Device, engine, hostAndPort => resolver!.Resolve(hostAndPort));
-        Control = new ControlClient(options, key, Node, connector, loggers.CreateLogger("control"));
+        var control = new ControlClientOptions { Coordinators = options.Coordinators, AuthKey = options.AuthKey, Hostname = options.Hostname };
+        Control = new ControlClient(control, key, Node, new GrpcCoordinatorChannels(connector), loggers.CreateLogger("control"));
         resolver = new AddressResolver(() => Control.Coordinator);
         _io.EndpointsChanged = Control.PublishEndpoints;
         _io.ConnectRequested = Control.RequestConnect;

@@ -3,54 +3,49 @@ using Google.Protobuf;
 using Grpc.Core;
 using Mesh.Control;
 using Mesh.Protos.V1;
-using Grpc.Net.Client;
-using Mesh.Transport;
 using Mesh.Traversal.Node;
 using Mesh.WireGuard.Keys;
 using Microsoft.Extensions.Logging;
 using Polly;
 using Polly.Retry;
 
-namespace Mesh.Agent.Daemon;
+namespace Mesh.Traversal.Hosting;
 
 /// <summary>
 /// The agent's side of the control plane: registers the node key, keeps one sync stream open with one of the
 /// coordinator's replicas, applies what arrives to the mesh node, and sends endpoint changes and connect requests
 /// up. Whenever the stream breaks it moves on to the next replica, with exponential backoff and jitter, and
-/// resumes from its serial; the data plane never waits on it.
+/// resumes from its serial; the data plane never waits on it. The agent runs it over gRPC channels, the NAT lab
+/// over its virtual network and clock.
 /// </summary>
 public sealed class ControlClient : IDisposable
 {
-    /// <summary>HTTP/2 pings on the sync stream: a dead connection shows within about 25 s.</summary>
-    private static readonly TimeSpan KeepAlive = TimeSpan.FromSeconds(15);
-
-    /// <summary>A full netmap of a large mesh is one message: about 200 bytes a peer.</summary>
-    private const int MaxNetmapMessage = 64 * 1024 * 1024;
-
-    private readonly AgentOptions _options;
+    private readonly ControlClientOptions _options;
     private readonly PrivateKey _key;
     private readonly MeshNode _node;
+    private readonly ICoordinatorChannels _channels;
     private readonly ILogger _logger;
-    private readonly HttpConnector _connector;
     private readonly CoordinatorTargets _targets;
-    private readonly Dictionary<CoordinatorTarget, GrpcChannel> _channels = new();
+    private readonly object _lock = new();
     private int _channelGeneration;
     private CancellationTokenSource? _session;
     private readonly ResiliencePipeline _reconnect;
-    private Channel<SyncRequest> _outbound = NewOutbound();
+    private Channel<SyncRequest> _outbound;
     private Endpoints _endpoints = new();
     private string? _token;
 
-    public ControlClient(AgentOptions options, PrivateKey key, MeshNode node, HttpConnector connector, ILogger logger)
+    public ControlClient(ControlClientOptions options, PrivateKey key, MeshNode node, ICoordinatorChannels channels, ILogger logger)
     {
-        _connector = connector;
         _options = options;
         _key = key;
         _node = node;
+        _channels = channels;
         _logger = logger;
+        _outbound = NewOutbound();
         _targets = new CoordinatorTargets(options.Coordinators, BitConverter.ToInt32(key.PublicKey.Span));
-        _reconnect = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
+        _reconnect = new ResiliencePipelineBuilder { TimeProvider = options.Time }.AddRetry(new RetryStrategyOptions
         {
+            Randomizer = options.Jitter.NextDouble,
             ShouldHandle = new PredicateBuilder().Handle<Exception>(ex => ex is not OperationCanceledException),
             MaxRetryAttempts = int.MaxValue,
             BackoffType = DelayBackoffType.Exponential,
@@ -76,7 +71,7 @@ public sealed class ControlClient : IDisposable
 
     public void PublishEndpoints(Endpoints endpoints)
     {
-        lock (_outbound)
+        lock (_lock)
         {
             _endpoints = endpoints;
             _outbound.Writer.TryWrite(new SyncRequest { Endpoints = endpoints });
@@ -89,31 +84,17 @@ public sealed class ControlClient : IDisposable
     /// </summary>
     public void Reconnect()
     {
-        lock (_outbound)
+        lock (_lock)
         {
             _channelGeneration++;
             _session?.Cancel();
-            DisposeChannels();
+            _channels.Reset();
         }
     }
 
-    private (GrpcChannel Channel, int Generation) ChannelFor(CoordinatorTarget target)
+    private (CallInvoker Invoker, int Generation) InvokerFor(CoordinatorTarget target)
     {
-        lock (_outbound)
-        {
-            if (!_channels.TryGetValue(target, out var channel))
-            {
-                var connector = target.Address is { } address ? _connector.PinnedTo(address) : _connector;
-                _channels[target] = channel = GrpcChannels.ForAddress(target.Url, connector, KeepAlive, MaxNetmapMessage);
-            }
-            return (channel, _channelGeneration);
-        }
-    }
-
-    private void DisposeChannels()
-    {
-        foreach (var channel in _channels.Values) channel.Dispose();
-        _channels.Clear();
+        lock (_lock) return (_channels.For(target), _channelGeneration);
     }
 
     public void RequestConnect(PublicKey peer) => _outbound.Writer.TryWrite(new SyncRequest { Connect = new ConnectRequest { PeerKey = ByteString.CopyFrom(peer.Span) } });
@@ -151,15 +132,14 @@ public sealed class ControlClient : IDisposable
             {
                 Connected = false;
             }
-            await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(200, 700)), cancellationToken).ConfigureAwait(false);
+            await Task.Delay(TimeSpan.FromMilliseconds(_options.Jitter.Next(200, 700)), _options.Time, cancellationToken).ConfigureAwait(false);
         }
     }
 
     private async ValueTask<(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> Call, int Generation)> OpenAsync(CancellationToken cancellationToken)
     {
         var target = await _targets.NextAsync(cancellationToken).ConfigureAwait(false);
-        var (channel, generation) = ChannelFor(target);
-        var invoker = channel.CreateCallInvoker();
+        var (invoker, generation) = InvokerFor(target);
         if (_token is null)
         {
             var response = await Mesh.Control.Registration.RegisterAsync(new Protos.V1.Coordinator.CoordinatorClient(invoker), _key, _options.AuthKey, _options.Hostname, cancellationToken).ConfigureAwait(false);
@@ -172,10 +152,10 @@ public sealed class ControlClient : IDisposable
             _logger.LogInformation("Registered as {Name} with {Addresses}", response.Name, string.Join(", ", response.Addresses));
             Registered?.Invoke(response);
         }
-        var client = new Protos.V1.Coordinator.CoordinatorClient(invoker.WithBearerToken(_token));
-        var call = client.Sync(cancellationToken: cancellationToken);
+        var client = new Protos.V1.Coordinator.CoordinatorClient(invoker);
+        var call = client.Sync(new Metadata { { "authorization", "Bearer " + _token } }, cancellationToken: cancellationToken);
         Endpoints endpoints;
-        lock (_outbound)
+        lock (_lock)
         {
             // Whatever was queued while disconnected is stale: the hello carries the current endpoints.
             _outbound = NewOutbound();
@@ -198,7 +178,7 @@ public sealed class ControlClient : IDisposable
     private async Task HoldAsync(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> call, int generation, CancellationToken cancellationToken)
     {
         using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        lock (_outbound)
+        lock (_lock)
         {
             // The network changed while this stream was opening: its connection is as stale as the channel.
             if (generation != _channelGeneration) session.Cancel();
@@ -213,7 +193,7 @@ public sealed class ControlClient : IDisposable
         }
         finally
         {
-            lock (_outbound) _session = null;
+            lock (_lock) _session = null;
             session.Cancel();
             // Ending the call fails a write still waiting on its HTTP/2 stream, so the writer always finishes.
             call.Dispose();
@@ -232,10 +212,15 @@ public sealed class ControlClient : IDisposable
         }
     }
 
-    private static Channel<SyncRequest> NewOutbound() => Channel.CreateBounded<SyncRequest>(new BoundedChannelOptions(256) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
+    private Channel<SyncRequest> NewOutbound() => Channel.CreateBounded<SyncRequest>(new BoundedChannelOptions(256)
+    {
+        FullMode = BoundedChannelFullMode.DropOldest,
+        SingleReader = true,
+        AllowSynchronousContinuations = _options.SynchronousSends,
+    });
 
     public void Dispose()
     {
-        lock (_outbound) DisposeChannels();
+        lock (_lock) _channels.Dispose();
     }
 }

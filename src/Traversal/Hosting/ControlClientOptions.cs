@@ -1,0 +1,18 @@
+namespace Mesh.Traversal.Hosting;
+
+/// <summary>What the control client registers with, and the clock and randomness its reconnects run on.</summary>
+public sealed record ControlClientOptions
+{
+    /// <summary>The coordinator's replicas; the stream is held with one at a time.</summary>
+    public required IReadOnlyList<Uri> Coordinators { get; init; }
+    public required string AuthKey { get; init; }
+    public required string Hostname { get; init; }
+
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>Jitter of the reconnect backoff (the NAT lab seeds it).</summary>
+    public Random Jitter { get; init; } = Random.Shared;
+
+    /// <summary>Requests go out on the thread that queues them, not a queue reader's: the NAT lab's one thread.</summary>
+    public bool SynchronousSends { get; init; }
+}
