@@ -105,11 +105,24 @@ public static class ServiceDefinitions
         }
     }
 
-    private static byte[] Serialize<T>(Marshaller<T> inner, T message)
+    /// <summary>The bytes a marshaller makes of a message (for transports that carry no gRPC, such as the NAT lab's).</summary>
+    public static byte[] Serialize<T>(Marshaller<T> inner, T message)
     {
         var capture = new CapturingContext();
         inner.ContextualSerializer(message, capture);
         return capture.Payload ?? throw new InvalidOperationException("The serializer did not complete the message.");
+    }
+
+    /// <summary>The message a marshaller reads from these bytes.</summary>
+    public static T Deserialize<T>(Marshaller<T> marshaller, byte[] payload) => marshaller.ContextualDeserializer(new PayloadContext(payload));
+
+    private sealed class PayloadContext(byte[] payload) : DeserializationContext
+    {
+        public override int PayloadLength => payload.Length;
+
+        public override byte[] PayloadAsNewBuffer() => (byte[])payload.Clone();
+
+        public override ReadOnlySequence<byte> PayloadAsReadOnlySequence() => new(payload);
     }
 
     private sealed class CapturingContext : SerializationContext

@@ -1,10 +1,7 @@
 using System.Net;
-using Google.Protobuf;
 using Mesh.Control;
 using Mesh.NatLab.Net;
 using Mesh.NatLab.Sim;
-using Mesh.Coordinator.Control;
-using Mesh.Coordinator.Sync;
 using Mesh.Protos.V1;
 using Mesh.Traversal.Hosting;
 using Mesh.Traversal.Node;
@@ -19,27 +16,24 @@ namespace Mesh.NatLab.Lab;
 
 /// <summary>
 /// An agent on a virtual host: the production WireGuard <see cref="Device"/>, <see cref="PathEngine"/>,
-/// <see cref="MeshNode"/> and relay link (<see cref="RelayStreamLink"/>, a WebSocket over virtual TCP) on
-/// virtual time and virtual sockets. Only the edges are the lab's: sockets and the sync stream
-/// (reconnecting with backoff like the real agent).
+/// <see cref="MeshNode"/>, <see cref="ControlClient"/> (gRPC calls to the coordinator's production service over
+/// <see cref="VirtualGrpc"/>) and relay link (<see cref="RelayStreamLink"/>, a WebSocket over virtual TCP) on
+/// virtual time and virtual sockets. Only the edges are the lab's: sockets, calls and streams.
 /// </summary>
 public sealed class LabAgent : IPacketSink, IPathOutput
 {
     public const int MainPort = 41641;
     private const int FirstExtraPort = 50000;
-    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(8);
 
     private readonly Scheduler _scheduler;
     private readonly LabCoordinator _coordinator;
     private readonly PrivateKey _key;
     private readonly Dictionary<int, int> _extraPorts = new();
+    private readonly CancellationTokenSource _stopping = new();
     private int _nextSocket = 1;
-    private SyncSession? _session;
-    private string? _token;
-    private Endpoints _endpoints = new();
-    private TimeSpan _backoff = TimeSpan.FromMilliseconds(500);
     private readonly LabTimeProvider _time;
     private RelayStreamLink? _relayStream;
+    private List<IPAddress>? _addresses;
     private bool _stopped;
 
     public LabAgent(string name, LabHost host, LabCoordinator coordinator, int seed, PathOptions options)
@@ -56,6 +50,15 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         Device.SetPrivateKey(_key);
         Engine = new PathEngine(_key, clock, entropy, this, options);
         Node = new MeshNode(Device, Engine, text => NetEndpoint.Parse(text));
+        Control = new ControlClient(new ControlClientOptions
+        {
+            Coordinators = [coordinator.Url],
+            AuthKey = coordinator.AuthKey,
+            Hostname = name,
+            Time = _time,
+            Jitter = new Random(seed),
+            SynchronousSends = true,
+        }, _key, Node, coordinator.ChannelsFor(host), NullLogger.Instance);
     }
 
     public string Name { get; }
@@ -63,9 +66,12 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     public Device Device { get; }
     public PathEngine Engine { get; }
     public MeshNode Node { get; }
+    public ControlClient Control { get; }
     public PublicKey PublicKey => _key.PublicKey;
+
+    /// <summary>When the sync stream first held (as a status poll every tick would see it).</summary>
     public TimeSpan? OnlineAt { get; private set; }
-    public bool Connected => _session is not null;
+    public bool Connected => Control.Connected;
 
     /// <summary>Called with every packet the tunnel delivers.</summary>
     public Action<byte[]>? TunnelReceived { get; set; }
@@ -77,17 +83,21 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     {
         Host.Bind(MainPort, OnMainSocket);
         NetworkMoved();
-        Connect();
+        _ = Control.RunAsync(_stopping.Token);
         _scheduler.Every(TimeSpan.FromMilliseconds(10), () =>
         {
-            if (!_stopped) Node.Tick();
-            return !_stopped;
+            if (_stopped) return false;
+            Node.Tick();
+            if (OnlineAt is null && Control.Connected) OnlineAt = _scheduler.Now;
+            return true;
         });
     }
 
     public void Stop()
     {
         _stopped = true;
+        _stopping.Cancel();
+        Control.Dispose();
         _relayStream?.Dispose();
     }
 
@@ -113,6 +123,14 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     {
         Engine.NetworkChanged(Host.Addresses, MainPort);
         Engine.SetGateway(Host.Segment.GatewayAddress, Host.Segment.GatewayAddress is null ? null : Host.Address);
+        var addresses = Host.Addresses.ToList();
+        if (_addresses is not null && !_addresses.SequenceEqual(addresses))
+        {
+            // As the agent's network watch does: the streams' connections went with the old address.
+            Control.Reconnect();
+            _relayStream?.Reconnect();
+        }
+        _addresses = addresses;
     }
 
     /// <summary>Sends an IP packet into the tunnel, as the TUN device would.</summary>
@@ -168,56 +186,7 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         if (_extraPorts.Remove(socket, out var port)) Host.Unbind(port);
     }
 
-    public void PublishEndpoints(Endpoints endpoints)
-    {
-        _endpoints = endpoints;
-        var session = _session;
-        if (session is not null) _scheduler.After(LabCoordinator.ControlLatency, () => { if (_coordinator.Up && _session == session) _coordinator.Mesh.Hub.UpdateEndpoints(session, endpoints); });
-    }
+    public void PublishEndpoints(Endpoints endpoints) => Control.PublishEndpoints(endpoints);
 
-    public void RequestConnect(PublicKey peer)
-    {
-        var session = _session;
-        var key = ByteString.CopyFrom(peer.Span);
-        if (session is not null) _scheduler.After(LabCoordinator.ControlLatency, () => { if (_coordinator.Up && _session == session) _ = _coordinator.Mesh.Hub.RequestConnectionAsync(session, key); });
-    }
-
-    public void OnControlMessage(SyncSession session, SyncResponse message)
-    {
-        if (_session != session || _stopped) return;
-        Node.Apply(message);
-    }
-
-    public void ControlLost(SyncSession session)
-    {
-        if (_session != session) return;
-        _session = null;
-        Connect();
-    }
-
-    /// <summary>Registers (once) and opens the sync stream after a round trip; retries with doubling backoff while the coordinator is away.</summary>
-    private void Connect()
-    {
-        _scheduler.After(LabCoordinator.ControlLatency * 2, () =>
-        {
-            if (_stopped) return;
-            if (!_coordinator.Up)
-            {
-                _scheduler.After(_backoff, Connect);
-                _backoff = TimeSpan.FromTicks(Math.Min(MaxBackoff.Ticks, _backoff.Ticks * 2));
-                return;
-            }
-            _backoff = TimeSpan.FromMilliseconds(500);
-            if (_token is null)
-            {
-                var challenge = _coordinator.Mesh.Registry.IssueChallenge();
-                var proof = RegistrationProof.Compute(_key, new PublicKey(challenge.CoordinatorKey), challenge.Nonce, _coordinator.AuthKey, Name);
-                var registration = LabMesh.Completed(_coordinator.Mesh.Registry.RegisterAsync(new RegistrationRequest(
-                    _key.PublicKey.Span.ToArray(), _coordinator.AuthKey, Name, challenge.Nonce, proof)));
-                _token = registration.Value!.SessionToken;
-            }
-            _session = _coordinator.Open(this, _token, new SyncHello { LastSerial = Node.View.Serial, Endpoints = _endpoints });
-            OnlineAt ??= _scheduler.Now;
-        });
-    }
+    public void RequestConnect(PublicKey peer) => Control.RequestConnect(peer);
 }

@@ -1,5 +1,7 @@
 using System.Net;
 using Google.Protobuf;
+using Grpc.Core;
+using Mesh.Coordinator.Api;
 using Mesh.Coordinator.Control;
 using Mesh.Coordinator.Store;
 using Mesh.Coordinator.Sync;
@@ -20,27 +22,27 @@ namespace Mesh.NatLab.Lab;
 
 /// <summary>
 /// The coordinator on the virtual internet: the production node registry, key ring, netmap publisher and hub
-/// (<see cref="LabMesh"/>, with the SQLite store and timers on virtual time), STUN on two ports, and the production <see cref="RelayServer"/> over UDP and,
-/// for networks that block UDP, the production relay streams (<see cref="RelayStreams"/>: WebSockets) over
-/// virtual TCP that UDP blocking does not touch. Sync sessions are drained to the agents with a control-plane
-/// latency. It can be stopped and started again from the same store.
+/// (<see cref="LabMesh"/>, with the SQLite store and timers on virtual time) behind the production gRPC
+/// <see cref="CoordinatorService"/> (served by <see cref="VirtualGrpc"/> with a control-plane latency), STUN on
+/// two ports, and the production <see cref="RelayServer"/> over UDP and, for networks that block UDP, the
+/// production relay streams (<see cref="RelayStreams"/>: WebSockets) over virtual TCP that UDP blocking does not
+/// touch. It can be stopped and started again from the same store.
 /// </summary>
 public sealed class LabCoordinator : IRelayOutput, IDisposable
 {
     public const int StunPort = 3478;
     public const int RelayPort = 3480;
+    public const int GrpcPort = 443;
     public static readonly TimeSpan ControlLatency = TimeSpan.FromMilliseconds(15);
-    private static readonly TimeSpan PumpInterval = TimeSpan.FromMilliseconds(5);
 
     private readonly Network _network;
     private readonly LabTimeProvider _time;
     private readonly string _dataDirectory;
-    private readonly Dictionary<SyncSession, LabAgent> _sessions = new();
+    private readonly VirtualGrpc _grpc;
     private readonly List<VirtualTcp> _connections = new();
     private readonly byte[] _stunResponse = new byte[StunMessage.MaxResponseSize];
     private SqliteStore? _store;
     private RelayStreams? _relayStreams;
-    private int _generation;
 
     public LabCoordinator(Network network, LabHost host, string dataDirectory)
     {
@@ -48,6 +50,7 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
         _time = new LabTimeProvider(network.Scheduler);
         Host = host;
         _dataDirectory = dataDirectory;
+        _grpc = new VirtualGrpc(network.Scheduler, ControlLatency);
     }
 
     public LabHost Host { get; }
@@ -56,6 +59,10 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
     public bool Up { get; private set; }
     public string AuthKey { get; private set; } = "";
     public string RelayId => "coordinator";
+    public Uri Url => new($"http://{Host.Address}:{GrpcPort}");
+
+    /// <summary>The sync streams the service holds open now.</summary>
+    public int OpenCalls => _grpc.OpenCalls;
     private Scheduler Scheduler => _network.Scheduler;
     private TimeSpan Now => Scheduler.Now;
 
@@ -78,14 +85,25 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
         Host.Bind(StunPort, AnswerStun);
         Host.Bind(StunPort + 1, AnswerStun);
         Host.Bind(RelayPort, d => relay.Receive(d.Payload, d.Source, Now, _relayStreams));
+        _grpc.Start(new CoordinatorService(mesh, mesh.Hub, StunPort, Host.Address.ToString(), _time).Bind);
         Up = true;
-        var generation = ++_generation;
-        Scheduler.Every(PumpInterval, () =>
+    }
+
+    /// <summary>How an agent on <paramref name="host"/> reaches the service: gRPC calls over the virtual network.</summary>
+    public ICoordinatorChannels ChannelsFor(LabHost host) => new Channels(_grpc.Invoker($"ipv4:{host.Address}:{LabAgent.MainPort}"));
+
+    /// <summary>One replica; a virtual call needs no connection of its own, so there is none to keep or drop.</summary>
+    private sealed class Channels(CallInvoker invoker) : ICoordinatorChannels
+    {
+        public CallInvoker For(CoordinatorTarget target) => invoker;
+
+        public void Reset()
         {
-            if (generation != _generation) return false;
-            Pump();
-            return true;
-        });
+        }
+
+        public void Dispose()
+        {
+        }
     }
 
     /// <summary>A node that is not in the lab's network joins through the production registration (proof and all), as churn for the others' netmaps.</summary>
@@ -107,28 +125,18 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
     {
         if (!Up) return;
         Up = false;
-        _generation++;
         Host.Unbind(StunPort);
         Host.Unbind(StunPort + 1);
         Host.Unbind(RelayPort);
-        foreach (var (session, agent) in _sessions) Scheduler.After(ControlLatency, () => agent.ControlLost(session));
+        _grpc.Stop();
         foreach (var connection in _connections) Scheduler.After(ControlLatency, connection.Reset);
         Mesh.Hub.CloseAll(new Problem(Failure.Unavailable, "The coordinator is shutting down."));
-        _sessions.Clear();
         _connections.Clear();
         _store!.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _store = null;
     }
 
     public IReadOnlyList<string> StunServers => [$"{Host.Address}:{StunPort}", $"{Host.Address}:{StunPort + 1}"];
-
-    /// <summary>Opens an agent's sync stream (the agent calls this after the control latency).</summary>
-    public SyncSession Open(LabAgent agent, string token, SyncHello hello)
-    {
-        var session = LabMesh.Completed(Mesh.Hub.OpenAsync(token, hello, StunServers)).Value!;
-        _sessions[session] = agent;
-        return session;
-    }
 
     /// <summary>
     /// Opens a relay stream as an agent's connector would: a TCP and HTTP round trip, then a WebSocket on each
@@ -152,28 +160,6 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
     {
         var length = StunMessage.Answer(datagram.Payload, datagram.Source, _stunResponse, stackalloc ushort[8]);
         if (length > 0) Host.Send(datagram.Destination.Port, datagram.Source, _stunResponse.AsSpan(0, length));
-    }
-
-    private void Pump()
-    {
-        List<SyncSession>? closed = null;
-        foreach (var (session, agent) in _sessions)
-        {
-            while (session.Outbound.TryRead(out var handle))
-            {
-                var message = SyncResponse.Parser.ParseFrom(ServiceDefinitions.WireBytes(handle));
-                Scheduler.After(ControlLatency, () => agent.OnControlMessage(session, message));
-            }
-            if (session.Closed.IsCancellationRequested) (closed ??= new()).Add(session);
-        }
-        if (closed is null) return;
-        foreach (var session in closed)
-        {
-            var agent = _sessions[session];
-            _sessions.Remove(session);
-            Mesh.Hub.Close(session);
-            Scheduler.After(ControlLatency, () => agent.ControlLost(session));
-        }
     }
 
     public void Dispose()

@@ -1,3 +1,4 @@
+using Mesh.Coordinator.Api;
 using Mesh.Coordinator.Control;
 using Mesh.Coordinator.Store;
 using Mesh.Coordinator.Sync;
@@ -13,7 +14,7 @@ namespace Mesh.NatLab.Lab;
 /// together in one thread on virtual time, where a silo would wire them through grains. Every store call returns
 /// at once (SQLite), so the asynchronous domain methods complete before they return.
 /// </summary>
-public sealed class LabMesh : IKeyService, INetmapSink, IPresenceSink, IMeshPort
+public sealed class LabMesh : IKeyService, INetmapSink, IPresenceSink, IMeshPort, IRegistrar
 {
     private NodeRegistry _registry = null!;
     private NetmapPublisher _publisher = null!;
@@ -37,7 +38,7 @@ public sealed class LabMesh : IKeyService, INetmapSink, IPresenceSink, IMeshPort
         mesh.Keys = Completed(KeyRing.LoadAsync(store));
         mesh._registry = Completed(NodeRegistry.LoadAsync(store, options, mesh.Identity, mesh, mesh, work, time, NullLogger.Instance));
         mesh._publisher = new NetmapPublisher(options, mesh._registry.List(), mesh, work, time);
-        mesh.Hub = new SyncHub("lab", mesh, time, NullLogger.Instance) { Relay = relayOf(mesh.Identity) };
+        mesh.Hub = new SyncHub("lab", mesh, time, NullLogger.Instance, synchronousSends: true) { Relay = relayOf(mesh.Identity) };
         Completed(mesh.Hub.AttachAsync());
         return mesh;
     }
@@ -51,6 +52,10 @@ public sealed class LabMesh : IKeyService, INetmapSink, IPresenceSink, IMeshPort
         if (!task.IsCompleted) throw new InvalidOperationException("A lab call to the coordinator did not complete at once.");
         task.GetAwaiter().GetResult();
     }
+
+    Task<ChallengeData> IRegistrar.IssueChallengeAsync() => Task.FromResult(_registry.IssueChallenge());
+
+    Task<Result<Registration>> IRegistrar.RegisterAsync(RegistrationRequest request) => _registry.RegisterAsync(request);
 
     Task<Result<KeyGrant>> IKeyService.UseAsync(string secret, DateTime now) => Keys.UseAsync(secret, now);
 

@@ -10,6 +10,16 @@ public sealed class Scheduler
 
     private readonly int _thread = Environment.CurrentManagedThreadId;
 
+    /// <summary>
+    /// The lab runs on a thread with no synchronization context, so awaits in the production code it drives resume
+    /// right here when a later event (or a call the scenario makes) completes them, as on any plain thread; a test
+    /// framework's context would send them to other threads, and a method resumed under it would keep sending them there.
+    /// </summary>
+    public Scheduler()
+    {
+        if (SynchronizationContext.Current is { } context) throw new InvalidOperationException($"The lab must run on a thread with no synchronization context, not {context.GetType().Name}'s (start it with Task.Run).");
+    }
+
     /// <summary>Events are scheduled from the lab's own thread only: the queue is not thread-safe, and virtual time cannot follow other threads.</summary>
     public void At(TimeSpan when, Action action)
     {
@@ -31,7 +41,6 @@ public sealed class Scheduler
 
     public void RunUntil(TimeSpan end)
     {
-        using var context = new NoSynchronizationContext();
         while (_events.TryPeek(out _, out var key) && key.Ticks <= end.Ticks)
         {
             var action = _events.Dequeue();
@@ -44,7 +53,6 @@ public sealed class Scheduler
     /// <summary>Runs until <paramref name="condition"/> holds (checked after every event) or <paramref name="limit"/> passes; true if it held.</summary>
     public bool RunUntil(Func<bool> condition, TimeSpan limit)
     {
-        using var context = new NoSynchronizationContext();
         var end = Now + limit;
         while (!condition())
         {
@@ -58,23 +66,5 @@ public sealed class Scheduler
             action();
         }
         return true;
-    }
-
-    /// <summary>
-    /// Events run with no synchronization context, so awaits in the production code they drive (relay links,
-    /// WebSockets over virtual TCP) resume right here when a later event completes them, as on any plain thread;
-    /// a test framework's context would send them to the thread pool.
-    /// </summary>
-    private readonly struct NoSynchronizationContext : IDisposable
-    {
-        private readonly SynchronizationContext? _previous;
-
-        public NoSynchronizationContext()
-        {
-            _previous = SynchronizationContext.Current;
-            SynchronizationContext.SetSynchronizationContext(null);
-        }
-
-        public void Dispose() => SynchronizationContext.SetSynchronizationContext(_previous);
     }
 }
