@@ -32,7 +32,7 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     private readonly CancellationTokenSource _stopping = new();
     private int _nextSocket = 1;
     private readonly LabTimeProvider _time;
-    private RelayStreamLink? _relayStream;
+    private readonly RelayStreamSet _relayStreams;
     private List<IPAddress>? _addresses;
     private bool _stopped;
 
@@ -59,6 +59,8 @@ public sealed class LabAgent : IPacketSink, IPathOutput
             Jitter = new Random(seed),
             SynchronousSends = true,
         }, _key, Node, coordinator.ChannelsFor(host), NullLogger.Instance);
+        _relayStreams = new RelayStreamSet(relayId => RelayStreamSet.UrlIn(Node.View, Control.Coordinator, relayId), coordinator.ConnectRelayStreamAsync,
+            (relayId, frame) => Engine.OnRelayStreamFrame(relayId, frame.Span), NullLogger.Instance, _time, synchronousSends: true);
     }
 
     public string Name { get; }
@@ -98,11 +100,8 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         _stopped = true;
         _stopping.Cancel();
         Control.Dispose();
-        _relayStream?.Dispose();
+        _relayStreams.Dispose();
     }
-
-    /// <summary>The agent's TCP stream to the coordinator's relay, once it opened one (its network blocks UDP).</summary>
-    public RelayStreamLink? RelayStream => _relayStream;
 
     /// <summary>`mesh-agent up --relay`: this node also relays for the mesh, on its own address.</summary>
     public void ServeRelay()
@@ -128,7 +127,7 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         {
             // As the agent's network watch does: the streams' connections went with the old address.
             Control.Reconnect();
-            _relayStream?.Reconnect();
+            _relayStreams.Reconnect();
         }
         _addresses = addresses;
     }
@@ -162,13 +161,7 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         if (port != 0) Host.Send(port, to, datagram, ttl);
     }
 
-    public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame)
-    {
-        if (relayId != _coordinator.RelayId || _stopped) return;
-        _relayStream ??= new RelayStreamLink(relayId, new Uri($"ws://{_coordinator.Host.Address}/relay"), _coordinator.ConnectRelayStreamAsync,
-            received => Engine.OnRelayStreamFrame(relayId, received.Span), NullLogger.Instance, _time, synchronousSends: true);
-        _relayStream.Send(frame);
-    }
+    public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame) => _relayStreams.Send(relayId, frame);
 
     public void DeliverWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint from) => Device.ReceiveDatagram(datagram, from);
 

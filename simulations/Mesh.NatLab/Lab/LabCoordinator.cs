@@ -33,6 +33,7 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
     public const int StunPort = 3478;
     public const int RelayPort = 3480;
     public const int GrpcPort = 443;
+    public const string RelayPath = "/relay";
     public static readonly TimeSpan ControlLatency = TimeSpan.FromMilliseconds(15);
 
     private readonly Network _network;
@@ -74,7 +75,7 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
         {
             Id = RelayId,
             UdpAddress = $"{Host.Address}:{RelayPort}",
-            TcpUrl = $"lab://{Host.Address}/relay",
+            TcpUrl = RelayPath,
             NodeKey = ByteString.CopyFrom(identity.Key.PublicKey.Span),
         });
         var mesh = Mesh;
@@ -142,9 +143,10 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
     /// Opens a relay stream as an agent's connector would: a TCP and HTTP round trip, then a WebSocket on each
     /// end of a virtual TCP connection, the server's end served by the production <see cref="RelayStreams"/>.
     /// </summary>
-    public async ValueTask<RelayStreamConnection> ConnectRelayStreamAsync(CancellationToken cancellationToken)
+    public async ValueTask<RelayStreamConnection> ConnectRelayStreamAsync(Uri url, CancellationToken cancellationToken)
     {
         await Task.Delay(ControlLatency * 2, _time, cancellationToken).ConfigureAwait(false);
+        if (url.Host != Host.Address.ToString() || url.AbsolutePath != RelayPath) throw new IOException($"Nothing serves {url} in the lab.");
         if (!Up || _relayStreams is not { } streams) throw new IOException("Connection refused (the coordinator is down).");
         var connection = VirtualTcp.Open(Scheduler, ControlLatency);
         _connections.Add(connection);

@@ -220,15 +220,7 @@ public sealed class AgentDaemon : IAsyncDisposable
     }
 
     /// <summary>A relay's TCP transport URL: relative ones ("/relay") live on the coordinator's own address.</summary>
-    private Uri? RelayStreamUrl(string relayId)
-    {
-        string? url;
-        lock (Node.View) url = Node.View.Relays.FirstOrDefault(r => r.Id == relayId)?.TcpUrl;
-        if (string.IsNullOrEmpty(url)) return null;
-        var absolute = new Uri(Control.Coordinator, url);
-        var builder = new UriBuilder(absolute) { Scheme = absolute.Scheme == "https" ? "wss" : "ws" };
-        return builder.Uri;
-    }
+    private Uri? RelayStreamUrl(string relayId) => RelayStreamSet.UrlIn(Node.View, Control.Coordinator, relayId);
 
     private async Task StartApiAsync(ILoggerFactory loggers)
     {

@@ -17,14 +17,22 @@ namespace Mesh.Agent.Daemon;
 /// path; everything else comes here), extra sockets for the hard-NAT search, TCP streams to relays
 /// for networks that block UDP, and the coordinator for endpoints and connect requests.
 /// </summary>
-public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl, HttpConnector connector, ILogger logger) : IPathOutput, IDatagramRouter, IDisposable
+public sealed class MeshIo : IPathOutput, IDatagramRouter, IDisposable
 {
     private const int DefaultTtl = 64;
     private readonly ConcurrentDictionary<int, Socket> _sockets = new();
-    private readonly ConcurrentDictionary<string, RelayStreamLink> _streams = new();
-    private readonly RelayWebSocketConnector _webSockets = new(connector);
+    private readonly RelayWebSocketConnector _webSockets;
+    private readonly RelayStreamSet _streams;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly InterfaceHost _host;
     private int _nextSocket;
+
+    public MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl, HttpConnector connector, ILogger logger)
+    {
+        _host = host;
+        _webSockets = new RelayWebSocketConnector(connector);
+        _streams = new RelayStreamSet(relayStreamUrl, _webSockets.ConnectAsync, (id, frame) => Engine.OnRelayStreamFrame(id, frame.Span), logger);
+    }
 
     /// <summary>Set once, right after construction: the engine needs this object as its output.</summary>
     public PathEngine Engine { get; set; } = null!;
@@ -40,7 +48,7 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
     {
         if (socket == 0)
         {
-            host.SendRaw(datagram, to, ttl);
+            _host.SendRaw(datagram, to, ttl);
             return;
         }
         if (!_sockets.TryGetValue(socket, out var extra)) return;
@@ -54,27 +62,15 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
         }
     }
 
-    public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame)
-    {
-        if (!_streams.TryGetValue(relayId, out var stream))
-        {
-            if (relayStreamUrl(relayId) is not { } url) return;
-            stream = _streams.GetOrAdd(relayId, id => new RelayStreamLink(id, url, cancellationToken => _webSockets.ConnectAsync(url, cancellationToken),
-                received => Engine.OnRelayStreamFrame(id, received.Span), logger));
-        }
-        stream.Send(frame);
-    }
+    public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame) => _streams.Send(relayId, frame);
 
     /// <summary>The relay streams opened so far, for `mesh-agent status`.</summary>
-    public ICollection<RelayStreamLink> RelayStreams => _streams.Values;
+    public ICollection<RelayStreamLink> RelayStreams => _streams.Links;
 
     /// <summary>The host's addresses changed: relay streams dial again rather than wait for keepalives to find them dead.</summary>
-    public void NetworkChanged()
-    {
-        foreach (var stream in _streams.Values) stream.Reconnect();
-    }
+    public void NetworkChanged() => _streams.Reconnect();
 
-    public void DeliverWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint from) => host.ReceiveWireGuard(datagram, from);
+    public void DeliverWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint from) => _host.ReceiveWireGuard(datagram, from);
 
     public int OpenSocket()
     {
@@ -108,7 +104,7 @@ public sealed class MeshIo(InterfaceHost host, Func<string, Uri?> relayStreamUrl
         _stopping.Cancel();
         foreach (var socket in _sockets.Values) socket.Dispose();
         _sockets.Clear();
-        foreach (var stream in _streams.Values) stream.Dispose();
+        _streams.Dispose();
         _webSockets.Dispose();
     }
 

@@ -1,0 +1,64 @@
+using System.Collections.Concurrent;
+using Mesh.Control;
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.Traversal.Hosting;
+
+/// <summary>
+/// An agent's TCP links to relays (<see cref="RelayStreamLink"/>), one per relay it needed one for: opened on the
+/// first frame for that relay, at the URL the netmap gives it, and dialled again after a network change. How a
+/// socket is opened is the caller's (the agent's HTTP connector, or the NAT lab's virtual TCP).
+/// </summary>
+/// <param name="urlOf">The relay's stream URL, or null when the netmap names none (its frames are dropped).</param>
+/// <param name="received">A frame from a relay, with the relay's id.</param>
+public sealed class RelayStreamSet(
+    Func<string, Uri?> urlOf,
+    Func<Uri, CancellationToken, ValueTask<RelayStreamConnection>> connect,
+    Action<string, ReadOnlyMemory<byte>> received,
+    ILogger logger,
+    TimeProvider? time = null,
+    bool synchronousSends = false) : IDisposable
+{
+    private readonly ConcurrentDictionary<string, RelayStreamLink> _links = new();
+    private volatile bool _disposed;
+
+    /// <summary>The links opened so far, for `mesh-agent status`.</summary>
+    public ICollection<RelayStreamLink> Links => _links.Values;
+
+    public void Send(string relayId, ReadOnlySpan<byte> frame)
+    {
+        if (_disposed) return;
+        if (!_links.TryGetValue(relayId, out var link))
+        {
+            if (urlOf(relayId) is not { } url) return;
+            link = _links.GetOrAdd(relayId, id => new RelayStreamLink(id, url, cancellationToken => connect(url, cancellationToken),
+                frame => received(id, frame), logger, time, synchronousSends));
+        }
+        link.Send(frame);
+    }
+
+    /// <summary>The host's addresses changed: every link dials again rather than wait for keepalives to find it dead.</summary>
+    public void Reconnect()
+    {
+        foreach (var link in _links.Values) link.Reconnect();
+    }
+
+    /// <summary>
+    /// Where a relay of the netmap takes streams: its TCP URL, relative to the coordinator's when it is a path
+    /// (a single coordinator's own relay), as a WebSocket URL.
+    /// </summary>
+    public static Uri? UrlIn(NetMapView view, Uri coordinator, string relayId)
+    {
+        string? url;
+        lock (view) url = view.Relays.FirstOrDefault(r => r.Id == relayId)?.TcpUrl;
+        if (string.IsNullOrEmpty(url)) return null;
+        var absolute = new Uri(coordinator, url);
+        return new UriBuilder(absolute) { Scheme = absolute.Scheme == "https" ? "wss" : "ws" }.Uri;
+    }
+
+    public void Dispose()
+    {
+        _disposed = true;
+        foreach (var link in _links.Values) link.Dispose();
+    }
+}
