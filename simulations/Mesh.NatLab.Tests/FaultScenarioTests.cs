@@ -1,4 +1,5 @@
 using Mesh.NatLab.Scenarios;
+using Mesh.NatLab.Sim;
 using Xunit.Abstractions;
 
 namespace Mesh.NatLab.Tests;
@@ -6,31 +7,31 @@ namespace Mesh.NatLab.Tests;
 public sealed class FaultScenarioTests(ITestOutputHelper output)
 {
     [Fact]
-    public void NetworkChangeMidFlow() => Check(FaultScenarios.NetworkChange(1));
+    public void NetworkChangeMidFlow() => Check(Scheduler.OffContext(() => FaultScenarios.NetworkChange(1)));
 
     [Fact]
-    public void KeepalivesKeepAPathThrough30SecondMappings() => Check(FaultScenarios.MappingTimeout(2, keepalives: true));
+    public void KeepalivesKeepAPathThrough30SecondMappings() => Check(Scheduler.OffContext(() => FaultScenarios.MappingTimeout(2, keepalives: true)));
 
     [Fact]
-    public void WithoutKeepalivesTrafficStillResumesWithoutLoss() => Check(FaultScenarios.MappingTimeout(3, keepalives: false));
+    public void WithoutKeepalivesTrafficStillResumesWithoutLoss() => Check(Scheduler.OffContext(() => FaultScenarios.MappingTimeout(3, keepalives: false)));
 
     [Fact]
-    public void RelayDeathLeavesADirectPathAlone() => Check(FaultScenarios.RelayDiesWhileDirect(4));
+    public void RelayDeathLeavesADirectPathAlone() => Check(Scheduler.OffContext(() => FaultScenarios.RelayDiesWhileDirect(4)));
 
     [Fact]
-    public void RelayDeathMovesRelayedTrafficToAnotherRelay() => Check(FaultScenarios.RelayDiesWhileRelayed(5));
+    public void RelayDeathMovesRelayedTrafficToAnotherRelay() => Check(Scheduler.OffContext(() => FaultScenarios.RelayDiesWhileRelayed(5)));
 
     [Fact]
-    public void CoordinatorDownForAMinute() => Check(FaultScenarios.CoordinatorDownForAMinute(6));
+    public void CoordinatorDownForAMinute() => Check(Scheduler.OffContext(() => FaultScenarios.CoordinatorDownForAMinute(6)));
 
     [Fact]
-    public void TwentyPercentLoss() => Check(FaultScenarios.LossyLink(7));
+    public void TwentyPercentLoss() => Check(Scheduler.OffContext(() => FaultScenarios.LossyLink(7)));
 
     [Fact]
-    public void HandshakeFloodFromSpoofedSources() => Check(FaultScenarios.HandshakeFlood(8));
+    public void HandshakeFloodFromSpoofedSources() => Check(Scheduler.OffContext(() => FaultScenarios.HandshakeFlood(8)));
 
     [Fact]
-    public void NetmapChurnLosesNoPacket() => Check(FaultScenarios.NetmapChurn(9));
+    public void NetmapChurnLosesNoPacket() => Check(Scheduler.OffContext(() => FaultScenarios.NetmapChurn(9)));
 
     private void Check(FaultResult result)
     {

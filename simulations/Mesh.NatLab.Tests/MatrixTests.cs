@@ -1,4 +1,5 @@
 using Mesh.NatLab.Scenarios;
+using Mesh.NatLab.Sim;
 using Mesh.Traversal.Paths;
 using Xunit.Abstractions;
 
@@ -19,7 +20,7 @@ public sealed class MatrixTests(ITestOutputHelper output)
     public void EveryPairGetsItsExpectedPath(string a, string b)
     {
         var (left, right) = (Find(a), Find(b));
-        var result = PairScenario.Run(left, right, 1, new PathOptions());
+        var result = Scheduler.OffContext(() => PairScenario.Run(left, right, 1, new PathOptions()));
         output.WriteLine($"{a} x {b}: {result.Outcome} {result.Technique.Name()} {result.Transport}, first packet {Report.Ms(result.FirstPacket)}, direct {Report.Ms(result.ToDirect)}, lost {result.LostWhileSwitching}");
         Assert.Equal(PairScenario.Expected(left, right, hardNatTechnique: true), result.Outcome);
         Assert.NotEqual(Outcome.Failed, result.Outcome);
@@ -37,7 +38,7 @@ public sealed class MatrixTests(ITestOutputHelper output)
     public void WithoutTheHardNatTechniqueAHardNatPairIsRelayed()
     {
         var options = new PathOptions { HardNatTechnique = false };
-        var result = PairScenario.Run(Profiles.Symmetric, Profiles.PortRestricted, 1, options);
+        var result = Scheduler.OffContext(() => PairScenario.Run(Profiles.Symmetric, Profiles.PortRestricted, 1, options));
         output.WriteLine($"hard-NAT technique off: {result.Outcome}; {result.Reason}");
         Assert.Equal(Outcome.Relayed, result.Outcome);
         Assert.Equal(Outcome.Relayed, PairScenario.Expected(Profiles.Symmetric, Profiles.PortRestricted, hardNatTechnique: false));
@@ -48,8 +49,8 @@ public sealed class MatrixTests(ITestOutputHelper output)
     [Fact]
     public void PortRestrictedPairsGoDirectWithOpeningPackets()
     {
-        var with = PairScenario.Run(Profiles.PortRestricted, Profiles.PortRestricted, 1, new PathOptions());
-        var without = PairScenario.Run(Profiles.PortRestricted, Profiles.PortRestricted, 1, new PathOptions { OpeningTtl = 0 });
+        var with = Scheduler.OffContext(() => PairScenario.Run(Profiles.PortRestricted, Profiles.PortRestricted, 1, new PathOptions()));
+        var without = Scheduler.OffContext(() => PairScenario.Run(Profiles.PortRestricted, Profiles.PortRestricted, 1, new PathOptions { OpeningTtl = 0 }));
         output.WriteLine($"with opening packets: {with.Outcome}; without: {without.Outcome} ({without.Reason})");
         Assert.Equal(Outcome.Direct, with.Outcome);
         Assert.NotEqual(Outcome.Failed, without.Outcome);
@@ -58,8 +59,8 @@ public sealed class MatrixTests(ITestOutputHelper output)
     [Fact]
     public void TheSameSeedGivesTheSameRun()
     {
-        var first = PairScenario.Run(Profiles.Symmetric, Profiles.Cgnat, 42, new PathOptions());
-        var second = PairScenario.Run(Profiles.Symmetric, Profiles.Cgnat, 42, new PathOptions());
+        var first = Scheduler.OffContext(() => PairScenario.Run(Profiles.Symmetric, Profiles.Cgnat, 42, new PathOptions()));
+        var second = Scheduler.OffContext(() => PairScenario.Run(Profiles.Symmetric, Profiles.Cgnat, 42, new PathOptions()));
         Assert.Equal(first, second);
     }
 

@@ -1,3 +1,5 @@
+using System.Runtime.ExceptionServices;
+
 namespace Mesh.NatLab.Sim;
 
 /// <summary>Virtual time: events run in time order (ties in the order they were scheduled), as fast as the CPU allows.</summary>
@@ -17,10 +19,41 @@ public sealed class Scheduler
     /// </summary>
     public Scheduler()
     {
-        if (SynchronizationContext.Current is { } context) throw new InvalidOperationException($"The lab must run on a thread with no synchronization context, not {context.GetType().Name}'s (start it with Task.Run).");
+        if (SynchronizationContext.Current is { } context) throw new InvalidOperationException($"The lab must run on a thread with no synchronization context, not {context.GetType().Name}'s (run it through OffContext).");
     }
 
     /// <summary>Events are scheduled from the lab's own thread only: the queue is not thread-safe, and virtual time cannot follow other threads.</summary>
+    /// <summary>Runs a scenario on a thread with no synchronization context, as the scheduler needs (a test framework's thread has one).</summary>
+    public static T OffContext<T>(Func<T> scenario)
+    {
+        if (SynchronizationContext.Current is null) return scenario();
+        // A thread of its own: a task waited on could be inlined right back onto this thread.
+        T result = default!;
+        ExceptionDispatchInfo? failure = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                result = scenario();
+            }
+            catch (Exception ex)
+            {
+                failure = ExceptionDispatchInfo.Capture(ex);
+            }
+        });
+        thread.Start();
+        thread.Join();
+        failure?.Throw();
+        return result;
+    }
+
+    /// <inheritdoc cref="OffContext{T}(Func{T})"/>
+    public static void OffContext(Action scenario) => OffContext(() =>
+    {
+        scenario();
+        return true;
+    });
+
     public void At(TimeSpan when, Action action)
     {
         if (Environment.CurrentManagedThreadId != _thread) throw new InvalidOperationException($"An event was scheduled from thread {Environment.CurrentManagedThreadId}, not the lab's thread {_thread}: some awaited code resumed elsewhere.");
