@@ -5,7 +5,7 @@ namespace Mesh.Integration.Tests;
 
 /// <summary>
 /// The NAT lab's cells on real Linux networks: each row builds both sides of a lab cell out of network
-/// namespaces, iptables and miniupnpd, and asserts the outcome the lab expects of that cell
+/// namespaces, iptables, nftables and miniupnpd, and asserts the outcome the lab expects of that cell
 /// (<see cref="PairScenario.Expected"/>). simulations/RESULTS.md lists the twins and what they measured.
 /// </summary>
 [Collection("mesh")]
@@ -57,6 +57,8 @@ public sealed class LabTwinTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(expected == Outcome.Direct ? "direct" : "relay", path);
         // Two IPv6 homes meet over IPv6: their IPv4 NATs randomize ports.
         if (a == "ipv6" && b == "ipv6") Assert.StartsWith("[2001:db8:", endpoint);
+        // A cone takes the randomizing side's new port at once, as the lab's cone cells do: no birthday search.
+        if (a is "full-cone" or "restricted-cone") Assert.Equal("peer-reflexive", seen.GetProperty("technique").GetString());
         Assert.True(left.Ping(right.MeshAddress, "2"), "traffic flows on the path the pair ended on");
     }
 
@@ -65,6 +67,8 @@ public sealed class LabTwinTests(ITestOutputHelper output) : IDisposable
     private MeshAgentProcess Build(string profile, string role, string variant) => profile switch
     {
         "public" => _world.AddPublicAgent(role),
+        "full-cone" => ConeHome(role, addressRestricted: false),
+        "restricted-cone" => ConeHome(role, addressRestricted: true),
         "port-restricted" => _world.AddAgent(_world.AddSite("h" + role, Nat.PortKeeping, inputFirewall: variant == "input firewall"), role),
         "symmetric" => _world.AddAgent(_world.AddSite("h" + role, Nat.Randomizing), role),
         "portmap" => PortMappingHome(role),
@@ -74,6 +78,13 @@ public sealed class LabTwinTests(ITestOutputHelper output) : IDisposable
         "udp-blocked" => UdpBlockedHome(role),
         _ => throw new ArgumentException($"no namespace twin for the lab profile {profile}"),
     };
+
+    private MeshAgentProcess ConeHome(string role, bool addressRestricted)
+    {
+        var site = _world.AddSite("h" + role, Nat.PortKeeping, inputFirewall: true);
+        _world.Cone(site, addressRestricted);
+        return _world.AddAgent(site, role);
+    }
 
     private MeshAgentProcess PortMappingHome(string role)
     {

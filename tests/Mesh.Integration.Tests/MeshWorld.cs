@@ -260,6 +260,25 @@ public sealed class MeshWorld : IDisposable
         return StartAgent(ns, role, device, $"{site.Lan}.{host}", environment, extra);
     }
 
+    /// <summary>
+    /// Makes a port-keeping site's router a cone NAT for the next agent added to it: inbound UDP to the agent's
+    /// mapped port (its default listen port, which MASQUERADE keeps) goes to it from anyone (a full cone), or with
+    /// <paramref name="addressRestricted"/> only from an address it has sent to, from any port (a restricted cone,
+    /// an nftables set of the addresses it sent to). Linux has neither behaviour built in; this is how they are made.
+    /// </summary>
+    public void Cone(Site site, bool addressRestricted)
+    {
+        var agent = $"{site.Lan}.{10 + site.Hosts}";
+        const int port = 41641;
+        var rules = Lab.WriteFile($"cone-{site.Index}.nft", string.Join('\n',
+            "table ip cone {",
+            "  set contacted { type ipv4_addr; flags dynamic,timeout; timeout 5m; }",
+            $"  chain outbound {{ type filter hook forward priority -10; policy accept; iifname \"lan\" ip saddr {agent} udp sport {port} update @contacted {{ ip daddr }}; }}",
+            $"  chain inbound {{ type nat hook prerouting priority -110; policy accept; iifname \"{site.Wan}\" udp dport {port}{(addressRestricted ? " ip saddr @contacted" : "")} dnat to {agent}:{port}; }}",
+            "}", ""));
+        Lab.Exec(site.Router, "nft", "-f", rules);
+    }
+
     /// <summary>The site's router forwards no UDP from its LAN at all, as some hotel, office and guest networks do.</summary>
     public void BlockUdp(Site site) => Lab.Exec(site.Router, "iptables", "-A", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP");
 
