@@ -119,7 +119,7 @@ public sealed class MeshWorld : IDisposable
     /// <paramref name="wanPrefix"/>.{index}.2 toward the internet's .1. miniupnpd refuses reserved WAN addresses
     /// (10/8 among them), so its sites take a block that is not reserved; it never leaves the test's namespaces.
     /// <see cref="Nat.None"/> makes the router a stateful firewall in front of a routed public LAN (10.200.{index}.0/24);
-    /// <paramref name="behindCarrierNat"/> puts the home router behind a carrier's port-keeping NAT (100.64.{index}.0/24 between them).
+    /// <paramref name="behindCarrierNat"/> puts the home router behind a carrier's port-keeping NAT (100.64.{index}.0/24 between them) with an input firewall.
     /// </summary>
     public Site AddSite(string role, Nat nat, bool inputFirewall = false, bool sharedSegment = false, string wanPrefix = "10.100", bool behindCarrierNat = false)
     {
@@ -134,6 +134,8 @@ public sealed class MeshWorld : IDisposable
             Lab.Exec(carrier, "ip", "route", "add", "default", "via", $"10.100.{index}.1");
             Lab.Exec(carrier, "sysctl", "-qw", "net.ipv4.ip_forward=1");
             Lab.Exec(carrier, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", carrierWan, "-j", "MASQUERADE");
+            // A carrier's NAT takes no new connections to itself; an unreplied probe to it could move a customer's mapping.
+            DropNewInbound(carrier, carrierWan);
             uplink = $"100.64.{index}.1";
             (_, wan) = Lab.Link(carrier, $"{uplink}/24", router, $"100.64.{index}.2/24");
             Lab.Exec(router, "ip", "route", "add", "default", "via", uplink);
@@ -175,11 +177,7 @@ public sealed class MeshWorld : IDisposable
         }
         else if (nat == Nat.Randomizing) Lab.Exec(router, [.. masquerade, "--random-fully"]);
         else Lab.Exec(router, masquerade);
-        if (inputFirewall)
-        {
-            Lab.Exec(router, "iptables", "-A", "INPUT", "-i", wan, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT");
-            Lab.Exec(router, "iptables", "-A", "INPUT", "-i", wan, "-j", "DROP");
-        }
+        if (inputFirewall) DropNewInbound(router, wan);
         return new Site(router, index, publicAddress, nat) { Wan = wan, Uplink = uplink, Lan = lan };
     }
 
@@ -277,6 +275,13 @@ public sealed class MeshWorld : IDisposable
             $"  chain inbound {{ type nat hook prerouting priority -110; policy accept; iifname \"{site.Wan}\" udp dport {port}{(addressRestricted ? " ip saddr @contacted" : "")} dnat to {agent}:{port}; }}",
             "}", ""));
         Lab.Exec(site.Router, "nft", "-f", rules);
+    }
+
+    /// <summary>A router's input firewall: replies pass, new connections to the router itself from <paramref name="wan"/> are dropped.</summary>
+    private void DropNewInbound(string router, string wan)
+    {
+        Lab.Exec(router, "iptables", "-A", "INPUT", "-i", wan, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT");
+        Lab.Exec(router, "iptables", "-A", "INPUT", "-i", wan, "-j", "DROP");
     }
 
     /// <summary>The site's router forwards no UDP from its LAN at all, as some hotel, office and guest networks do.</summary>

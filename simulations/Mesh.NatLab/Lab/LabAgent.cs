@@ -17,7 +17,7 @@ namespace Mesh.NatLab.Lab;
 /// <summary>
 /// An agent on a virtual host: the production WireGuard <see cref="Device"/>, <see cref="PathEngine"/>,
 /// <see cref="MeshNode"/>, <see cref="ControlClient"/> (gRPC calls to the coordinator's production service over
-/// <see cref="VirtualGrpc"/>) and relay link (<see cref="RelayStreamLink"/>, a WebSocket over virtual TCP) on
+/// <see cref="VirtualGrpc"/>) and relay links (<see cref="RelayStreamSet"/>, WebSockets over virtual TCP) on
 /// virtual time and virtual sockets. Only the edges are the lab's: sockets, calls and streams.
 /// </summary>
 public sealed class LabAgent : IPacketSink, IPathOutput
@@ -26,7 +26,6 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     private const int FirstExtraPort = 50000;
 
     private readonly Scheduler _scheduler;
-    private readonly LabCoordinator _coordinator;
     private readonly PrivateKey _key;
     private readonly Dictionary<int, int> _extraPorts = new();
     private readonly CancellationTokenSource _stopping = new();
@@ -40,7 +39,6 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     {
         Name = name;
         Host = host;
-        _coordinator = coordinator;
         _scheduler = host.Segment.Network.Scheduler;
         var entropy = new SeededEntropy(seed);
         _key = PrivateKey.Generate(entropy);

@@ -84,6 +84,13 @@ public static class Report
             "(new inbound to the router dropped, as OpenWrt does) the same pair goes direct, and so does the pair on separate links " +
             "(`PortKeepingNatsGoDirect`). No hole-punching technique gets this pair direct; port mapping does: with miniupnpd on one of the two routers " +
             "the pair goes direct by `portmap` (`AdjacentRoutersWithPortMappingOnOneGoDirect`: first packet 271 ms, direct 836 ms, recorded " + Twins.RecordedOn + ").");
+        text.AppendLine();
+        text.AppendLine("The same clash makes a race of a home router behind a carrier NAT against a port-keeping router, though the routers are " +
+            "not adjacent, wherever a router on the way lacks an input firewall: the double-NATed side's TTL-limited opening packets expire at its " +
+            "carrier NAT before they open it, so a probe can reach the other side's router, or the carrier NAT itself, before the mapping it should " +
+            "have matched exists. On 2026-12-03 one of four runs stayed relayed (the reason above) and one went direct only after 60 s; the lab's " +
+            "cgnat cell does not model it. The cgnat twin therefore has input firewalls on the port-restricted router and the carrier NAT, as a " +
+            "carrier's NAT and most home routers have, and goes direct in every run.");
         return text.ToString();
     }
 

@@ -22,7 +22,7 @@ public static class Twins
         new(Profiles.Symmetric, Profiles.Symmetric, "", "MASQUERADE --random-fully on both", "relayed over UDP, first packet 230 ms"),
         new(Profiles.Symmetric, Profiles.PortMapping, "", "--random-fully on both; miniupnpd (PCP) on the second", "direct (portmap), first packet 230 ms, direct 752 ms"),
         new(Profiles.IPv6, Profiles.IPv6, "", "--random-fully for IPv4 on both; routed IPv6 behind stateful ip6tables", "direct (local) over IPv6, first packet 263 ms, direct 1178 ms"),
-        new(Profiles.Cgnat, Profiles.PortRestricted, "", "MASQUERADE behind a carrier's MASQUERADE; MASQUERADE", "direct (stun), first packet 209 ms, direct 667 ms"),
+        new(Profiles.Cgnat, Profiles.PortRestricted, "input firewall", "MASQUERADE behind a carrier's MASQUERADE (new inbound to it dropped); MASQUERADE, new inbound to the router dropped", "direct (stun), first packet 235 ms, direct 648 ms"),
         new(Profiles.Firewall, Profiles.PortRestricted, "", "a routed public LAN behind a stateful FORWARD firewall; MASQUERADE", "direct (stun), first packet 236 ms, direct 739 ms"),
         new(Profiles.PortRestricted, Profiles.UdpBlocked, "", "MASQUERADE; a router that forwards no UDP", "relayed (the blocked side over TCP), first packet 2711 ms"),
     ];
