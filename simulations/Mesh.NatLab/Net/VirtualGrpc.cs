@@ -96,7 +96,12 @@ public sealed class VirtualGrpc(Scheduler scheduler, TimeSpan latency) : Service
             if (options.Deadline is not null) throw new NotSupportedException("The lab's calls carry no deadlines.");
             _server = server;
             _clientMethod = method;
-            ClientReader = new MessageReader<TResponse>(method.ResponseMarshaller, token => new RpcException(new Status(StatusCode.Cancelled, "Call canceled by the client.")));
+            // A read whose token is cancelled cancels the whole call, as Grpc.Net.Client does.
+            ClientReader = new MessageReader<TResponse>(method.ResponseMarshaller, token =>
+            {
+                Dispose();
+                return new RpcException(GetStatus());
+            });
             ClientWriter = new RequestWriter(this);
             Context = new LabServerCallContext(method.FullName, peer, options.Headers ?? new Metadata(), _serverCancelled.Token);
             server.Later(Arrive);
@@ -126,7 +131,7 @@ public sealed class VirtualGrpc(Scheduler scheduler, TimeSpan latency) : Service
         {
             _clientCancellation.Dispose();
             if (Finished) return;
-            Finish(new Status(StatusCode.Cancelled, "Call canceled by the client."));
+            Finish(new Status(StatusCode.Cancelled, "Call canceled by the client."), reset: true);
             _server.Later(EndOnServer);
         }
 
@@ -135,7 +140,7 @@ public sealed class VirtualGrpc(Scheduler scheduler, TimeSpan latency) : Service
             EndOnServer();
             _server.Later(() =>
             {
-                if (!Finished) Finish(status);
+                if (!Finished) Finish(status, reset: true);
             });
         }
 
@@ -147,7 +152,7 @@ public sealed class VirtualGrpc(Scheduler scheduler, TimeSpan latency) : Service
                 // The connection is refused: the reset takes another latency to come back.
                 _server.Later(() =>
                 {
-                    if (!Finished) Finish(new Status(StatusCode.Unavailable, "Error connecting to subchannel: connection refused."));
+                    if (!Finished) Finish(new Status(StatusCode.Unavailable, "Error connecting to subchannel: connection refused."), reset: true);
                 });
                 return;
             }
@@ -183,13 +188,13 @@ public sealed class VirtualGrpc(Scheduler scheduler, TimeSpan latency) : Service
             Reply(status);
         }
 
-        /// <summary>The handler is done: the status follows its responses to the client.</summary>
+        /// <summary>The handler is done: the status follows its responses to the client, which reads them all first.</summary>
         private void Reply(Status status)
         {
             _served = true;
             _server.Later(() =>
             {
-                if (!Finished) Finish(status);
+                if (!Finished) Finish(status, reset: false);
             });
         }
 
@@ -197,24 +202,28 @@ public sealed class VirtualGrpc(Scheduler scheduler, TimeSpan latency) : Service
         {
             _server._calls.Remove(this);
             _served = true;
-            _requests?.Fail(new OperationCanceledException("The client reset the stream."));
+            _requests?.Fail(new OperationCanceledException("The client reset the stream."), dropUnread: true);
             _serverCancelled.Cancel();
         }
 
-        private void Finish(Status status)
+        /// <summary>The client learns the status; a reset (the call dropped, the server gone) loses what had not been read.</summary>
+        private void Finish(Status status, bool reset)
         {
+            _clientCancellation.Dispose();
             _status = status;
+            var single = _clientMethod.Type is MethodType.Unary or MethodType.ClientStreaming;
             if (status.StatusCode == StatusCode.OK)
             {
                 ClientReader.End();
+                if (!single) return;
                 if (ClientReader.TryTakeOnly(out var only)) _single.TrySetResult(only);
                 else _single.TrySetException(new RpcException(new Status(StatusCode.Internal, "The call ended without a response.")));
             }
             else
             {
                 var error = new RpcException(status);
-                ClientReader.Fail(error);
-                _single.TrySetException(error);
+                ClientReader.Fail(error, dropUnread: reset);
+                if (single) _single.TrySetException(error);
             }
         }
 
@@ -228,6 +237,7 @@ public sealed class VirtualGrpc(Scheduler scheduler, TimeSpan latency) : Service
 
             public Task WriteAsync(TRequest message, CancellationToken cancellationToken)
             {
+                if (cancellationToken.IsCancellationRequested) call.Dispose();
                 if (call.Finished) return Task.FromException(call._status!.Value.StatusCode == StatusCode.OK
                     ? new InvalidOperationException("Can't write the message because the call is complete.")
                     : new RpcException(call._status.Value));
@@ -316,12 +326,13 @@ public sealed class VirtualGrpc(Scheduler scheduler, TimeSpan latency) : Service
             if (_arrived.Count == 0) Release(w => w.TrySetResult(false));
         }
 
-        public void Fail(Exception error)
+        /// <summary>The stream ends with an error, read after the messages before it unless <paramref name="dropUnread"/>.</summary>
+        public void Fail(Exception error, bool dropUnread)
         {
             if (_ended && _arrived.Count == 0) return;
             _error = error;
-            _arrived.Clear();
-            Release(w => w.TrySetException(error));
+            if (dropUnread) _arrived.Clear();
+            if (_arrived.Count == 0) Release(w => w.TrySetException(error));
         }
 
         /// <summary>The one message a unary or client-streaming call answers with.</summary>

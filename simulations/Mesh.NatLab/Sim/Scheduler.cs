@@ -22,7 +22,6 @@ public sealed class Scheduler
         if (SynchronizationContext.Current is { } context) throw new InvalidOperationException($"The lab must run on a thread with no synchronization context, not {context.GetType().Name}'s (run it through OffContext).");
     }
 
-    /// <summary>Events are scheduled from the lab's own thread only: the queue is not thread-safe, and virtual time cannot follow other threads.</summary>
     /// <summary>Runs a scenario on a thread with no synchronization context, as the scheduler needs (a test framework's thread has one).</summary>
     public static T OffContext<T>(Func<T> scenario)
     {
@@ -54,6 +53,7 @@ public sealed class Scheduler
         return true;
     });
 
+    /// <summary>Events are scheduled from the lab's own thread only: the queue is not thread-safe, and virtual time cannot follow other threads.</summary>
     public void At(TimeSpan when, Action action)
     {
         if (Environment.CurrentManagedThreadId != _thread) throw new InvalidOperationException($"An event was scheduled from thread {Environment.CurrentManagedThreadId}, not the lab's thread {_thread}: some awaited code resumed elsewhere.");

@@ -20,21 +20,30 @@ public sealed class RelayStreamSet(
     bool synchronousSends = false) : IDisposable
 {
     private readonly ConcurrentDictionary<string, RelayStreamLink> _links = new();
-    private volatile bool _disposed;
+    private readonly object _opening = new();
+    private bool _disposed;
 
     /// <summary>The links opened so far, for `mesh-agent status`.</summary>
     public ICollection<RelayStreamLink> Links => _links.Values;
 
     public void Send(string relayId, ReadOnlySpan<byte> frame)
     {
-        if (_disposed) return;
-        if (!_links.TryGetValue(relayId, out var link))
-        {
-            if (urlOf(relayId) is not { } url) return;
-            link = _links.GetOrAdd(relayId, id => new RelayStreamLink(id, url, cancellationToken => connect(url, cancellationToken),
-                frame => received(id, frame), logger, time, synchronousSends));
-        }
+        if (!_links.TryGetValue(relayId, out var link) && (link = Open(relayId)) is null) return;
         link.Send(frame);
+    }
+
+    /// <summary>Opens a relay's link once (a link starts dialling as it is made), never after <see cref="Dispose"/>.</summary>
+    private RelayStreamLink? Open(string relayId)
+    {
+        lock (_opening)
+        {
+            if (_disposed) return null;
+            if (_links.TryGetValue(relayId, out var link)) return link;
+            if (urlOf(relayId) is not { } url) return null;
+            link = new RelayStreamLink(relayId, url, cancellationToken => connect(url, cancellationToken), frame => received(relayId, frame), logger, time, synchronousSends);
+            _links[relayId] = link;
+            return link;
+        }
     }
 
     /// <summary>The host's addresses changed: every link dials again rather than wait for keepalives to find it dead.</summary>
@@ -58,7 +67,7 @@ public sealed class RelayStreamSet(
 
     public void Dispose()
     {
-        _disposed = true;
+        lock (_opening) _disposed = true;
         foreach (var link in _links.Values) link.Dispose();
     }
 }
