@@ -80,12 +80,13 @@ public sealed class CoordinatorService(IRegistrar registry, SyncHub hub, int stu
         var keepalive = new SyncResponse { Keepalive = new Keepalive() };
         while (!cancellationToken.IsCancellationRequested)
         {
+            // One source per wait, as a linked one with CancelAfter was, but timed by the injected clock.
             using var idle = new CancellationTokenSource(KeepaliveInterval, time);
-            using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
+            using var stopped = cancellationToken.UnsafeRegister(static source => ((CancellationTokenSource)source!).Cancel(), idle);
             bool more;
             try
             {
-                more = await session.Outbound.WaitToReadAsync(wait.Token);
+                more = await session.Outbound.WaitToReadAsync(idle.Token);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
