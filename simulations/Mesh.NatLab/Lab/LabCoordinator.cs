@@ -137,8 +137,6 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
         _store = null;
     }
 
-    public IReadOnlyList<string> StunServers => [$"{Host.Address}:{StunPort}", $"{Host.Address}:{StunPort + 1}"];
-
     /// <summary>
     /// Opens a relay stream as an agent's connector would: a TCP and HTTP round trip, then a WebSocket on each
     /// end of a virtual TCP connection, the server's end served by the production <see cref="RelayStreams"/>.
