@@ -135,7 +135,7 @@ async Task<(Process, string)> StartCoordinatorAsync(PostgresServer? postgres, in
     if (postgres is not null)
     {
         arguments.AddRange(["--postgres", postgres.ConnectionString, "--advertise-address", "127.0.0.1",
-            "--silo-port", $"{21111 + replica}", "--gateway-port", $"{31111 + replica}"]);
+            "--silo-port", $"{21111 + replica}"]);
     }
     foreach (var arg in arguments) info.ArgumentList.Add(arg);
     info.Environment["DOTNET_gcServer"] = "0";

@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
-using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
 namespace Mesh.Transport;
@@ -11,9 +10,9 @@ namespace Mesh.Transport;
 /// through an HTTP proxy with CONNECT, because networks that block UDP often allow TCP only through a proxy.
 /// TLS and HTTP/2 run inside the tunnel, so h2c works through a proxy as well as TLS does. A connector pinned to
 /// an address connects there instead of looking the host up (one replica of several behind one name), while
-/// TLS still checks the certificate against the host name.
+/// TLS still checks the certificate against the host name (or the pin: <see cref="ServerTrust"/>).
 /// </summary>
-public sealed class HttpConnector(ProxySettings? proxy, X509Certificate2? trustedCa = null, IPAddress? pinnedAddress = null)
+public sealed class HttpConnector(ProxySettings? proxy, ServerTrust? trust = null, IPAddress? pinnedAddress = null)
 {
     private const int MaxProxyResponse = 8192;
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
@@ -21,10 +20,12 @@ public sealed class HttpConnector(ProxySettings? proxy, X509Certificate2? truste
     public ProxySettings? Proxy { get; } = proxy;
 
     /// <summary>This connector, connecting to <paramref name="address"/> whatever host a URL names.</summary>
-    public HttpConnector PinnedTo(IPAddress address) => new(Proxy, trustedCa, address);
+    public HttpConnector PinnedTo(IPAddress address) => new(Proxy, Trust, address);
 
-    /// <summary>A connector for the proxy the environment names (if any), trusting the system's CAs or the one given.</summary>
-    public static HttpConnector FromEnvironment(X509Certificate2? trustedCa = null) => new(ProxySettings.FromEnvironment(), trustedCa);
+    public ServerTrust Trust { get; } = trust ?? ServerTrust.SystemRoots;
+
+    /// <summary>A connector for the proxy the environment names (if any), trusting the system's CAs or as given.</summary>
+    public static HttpConnector FromEnvironment(ServerTrust? trust = null) => new(ProxySettings.FromEnvironment(), trust);
 
     /// <summary>A handler for HTTP/2 clients: connections through this connector, keepalive pings, several connections when streams run out.</summary>
     public SocketsHttpHandler CreateHandler(TimeSpan keepAlive)
@@ -40,7 +41,8 @@ public sealed class HttpConnector(ProxySettings? proxy, X509Certificate2? truste
             KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests,
             ConnectTimeout = ConnectTimeout,
         };
-        if (trustedCa is not null) handler.SslOptions.RemoteCertificateValidationCallback = ValidateWithCa;
+        handler.SslOptions.RemoteCertificateValidationCallback = (sender, certificate, _, errors) =>
+            Trust.Validate(sender is SslStream { TargetHostName: { Length: > 0 } host } ? host : "(unknown)", certificate, errors);
         return handler;
     }
 
@@ -114,16 +116,4 @@ public sealed class HttpConnector(ProxySettings? proxy, X509Certificate2? truste
     }
 
     private static string Authority(string host, int port) => (IPAddress.TryParse(host, out var address) && address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{host}]" : host) + ":" + port;
-
-    private bool ValidateWithCa(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
-    {
-        if (certificate is null) return false;
-        using var custom = new X509Chain();
-        custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        custom.ChainPolicy.CustomTrustStore.Add(trustedCa!);
-        custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        using var leaf = new X509Certificate2(certificate);
-        // The name must still match: only the chain's root is ours.
-        return custom.Build(leaf) && (errors & SslPolicyErrors.RemoteCertificateNameMismatch) == 0;
-    }
 }

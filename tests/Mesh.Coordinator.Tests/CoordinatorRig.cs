@@ -37,7 +37,6 @@ public sealed class CoordinatorRig : IAsyncDisposable
             Postgres = postgres,
             AdminKey = adminKey,
             SiloPort = postgres is null ? null : Mesh.Tests.Shared.FreePorts.Tcp(),
-            GatewayPort = postgres is null ? null : Mesh.Tests.Shared.FreePorts.Tcp(),
         };
         await rig.StartHostAsync(mesh);
         return rig;
@@ -47,10 +46,9 @@ public sealed class CoordinatorRig : IAsyncDisposable
     public string? Postgres { get; private init; }
     public string? AdminKey { get; private set; }
     private int? SiloPort { get; init; }
-    private int? GatewayPort { get; init; }
 
     /// <summary>A connector that trusts the rig's certificate, if it has one.</summary>
-    public HttpConnector Connector(ProxySettings? proxy = null) => new(proxy, Certificate);
+    public HttpConnector Connector(ProxySettings? proxy = null) => new(proxy, Certificate is null ? null : new ServerTrust(Certificate));
 
     public async Task RestartAsync(MeshOptions? mesh = null)
     {
@@ -66,9 +64,10 @@ public sealed class CoordinatorRig : IAsyncDisposable
         return new Protos.V1.Coordinator.CoordinatorClient(token is null ? invoker : invoker.WithBearerToken(token));
     }
 
+    /// <summary>An admin client on the admin listener (the data directory's unix socket).</summary>
     public Admin.AdminClient AdminWithKey(string? key)
     {
-        var channel = GrpcChannels.ForAddress(Address, Connector(), Timeout.InfiniteTimeSpan);
+        var channel = GrpcChannels.ForUnixSocket(Host.AdminUrl["unix:".Length..]);
         _channels.Add(channel);
         var invoker = channel.CreateCallInvoker();
         return new Admin.AdminClient(key is null ? invoker : invoker.WithBearerToken(key));
@@ -114,7 +113,6 @@ public sealed class CoordinatorRig : IAsyncDisposable
             Mesh = mesh ?? new MeshOptions(),
             Postgres = Postgres,
             SiloPort = SiloPort,
-            GatewayPort = GatewayPort,
             AdvertiseAddress = Postgres is null ? null : IPAddress.Loopback,
         });
         AdminKey ??= File.ReadAllText(Path.Combine(DataDir, CoordinatorOptions.AdminKeyFile)).Trim();

@@ -48,6 +48,8 @@ public sealed class MeshWorld : IDisposable
                 if (i > 0) File.Copy(Path.Combine(_dataDirs[0], "admin.key"), Path.Combine(_dataDirs[i], "admin.key"));
             }
             AuthKey = Admin(0, "keys", "create", "--reusable").Trim();
+            // The replicas share the self-signed certificate through the store: one pin for all of them.
+            Pin = System.Text.Json.JsonDocument.Parse(Admin(0, "status", "--json")).RootElement.GetProperty("tlsPin").GetString()!;
         }
         catch
         {
@@ -58,7 +60,7 @@ public sealed class MeshWorld : IDisposable
 
     public static string ReplicaAddress(int replica) => $"203.0.113.{replica + 1}";
 
-    public static string ReplicaUrl(int replica) => $"http://{ReplicaAddress(replica)}:8443";
+    public static string ReplicaUrl(int replica) => $"https://{ReplicaAddress(replica)}:8443";
 
     /// <summary>The agents' --coordinator: every replica's URL.</summary>
     public string CoordinatorUrls => string.Join(',', Enumerable.Range(0, _coordinators.Length).Select(ReplicaUrl));
@@ -69,6 +71,9 @@ public sealed class MeshWorld : IDisposable
     public NetworkLab Lab { get; } = new();
     public string Internet { get; }
     public string AuthKey { get; }
+
+    /// <summary>The coordinator's certificate pin, as `mesh-coordinator status` shows it and agents take it.</summary>
+    public string Pin { get; }
     public List<MeshAgentProcess> Agents { get; } = new();
 
     public void StartCoordinator(int replica = 0)
@@ -81,7 +86,7 @@ public sealed class MeshWorld : IDisposable
             [
                 "dotnet", Binaries.Coordinator, "serve", "--listen", $"{address}:8443", "--data-dir", dataDir, "--public-address", address,
                 "--postgres", _postgres.ConnectionString, "--advertise-address", address,
-                "--silo-port", $"{11111 + replica}", "--gateway-port", $"{30000 + replica}",
+                "--silo-port", $"{11111 + replica}",
             ];
         if (!_coordinatorRelay) args.Add("--no-relay");
         File.Delete(Path.Combine(dataDir, "server.url"));
@@ -326,10 +331,11 @@ public sealed class MeshWorld : IDisposable
         var stateDir = Lab.TempPath($"agent-{role}");
         string[] command =
         [
-            "dotnet", Binaries.Agent, "up", "--foreground", "--coordinator", CoordinatorUrls, "--auth-key", AuthKey,
+            "dotnet", Binaries.Agent, "up", "--foreground", "--coordinator", CoordinatorUrls, "--coordinator-pin", Pin,
             "--state-dir", stateDir, "--interface", Lab.InterfaceName(role), "--hostname", role, .. extra,
         ];
-        var (process, log) = Lab.StartDaemon(ns, environment, command);
+        var withKey = new Dictionary<string, string>(environment ?? new Dictionary<string, string>()) { ["MESH_AUTH_KEY"] = AuthKey };
+        var (process, log) = Lab.StartDaemon(ns, withKey, command);
         var agent = new MeshAgentProcess(Lab, ns, role, stateDir, device, underlay, process, log);
         Agents.Add(agent);
         return agent;

@@ -23,7 +23,7 @@ public sealed class TlsTests
         await using var server = await EchoHost.StartTcpAsync(certificate);
         var address = server.Address!;
 
-        using var trusting = GrpcChannels.ForAddress(address, new HttpConnector(null, certificate), Timeout.InfiniteTimeSpan);
+        using var trusting = GrpcChannels.ForAddress(address, new HttpConnector(null, new ServerTrust(certificate)), Timeout.InfiniteTimeSpan);
         Assert.Equal("tls", (await new Echo.V1.Echo.EchoClient(trusting).UnaryAsync(new EchoRequest { Message = "tls" })).Message);
 
         using var strict = GrpcChannels.ForAddress(address, new HttpConnector(null), Timeout.InfiniteTimeSpan);

@@ -7,11 +7,14 @@ using Mesh.Protos.V1;
 
 namespace Mesh.Coordinator.Api;
 
+/// <summary>What the coordinator tells admins about where agents reach it: STUN servers, the URL to join, the certificate's pin.</summary>
+public sealed record Announcement(IReadOnlyList<string> StunServers, string AgentsUrl, string? Pin);
+
 /// <summary>
 /// mesh.v1.Admin over the cluster's grains: every call needs `authorization: Bearer &lt;admin API key&gt;`, and any
 /// replica answers for the whole cluster. Nodes are shown with their presence from the netmap publisher.
 /// </summary>
-public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, Func<IReadOnlyList<string>> stunServers)
+public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, Func<Announcement> announced)
     : Admin.AdminBase
 {
     private IRegistryGrain Registry => grains.GetGrain<IRegistryGrain>(0);
@@ -47,7 +50,8 @@ public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, F
         if (request.ExpirationSeconds < 0) throw new RpcException(new Status(StatusCode.InvalidArgument, "expiration_seconds must not be negative."));
         var (key, secret) = (await Keys.CreatePreAuthKey(request.Reusable, request.Ephemeral,
             request.ExpirationSeconds > 0 ? TimeSpan.FromSeconds(request.ExpirationSeconds) : null, request.Tags.ToList())).OrThrow();
-        return new CreatePreAuthKeyResponse { Key = View(key), Secret = secret };
+        var announcement = announced();
+        return new CreatePreAuthKeyResponse { Key = View(key), Secret = secret, AgentUrl = announcement.AgentsUrl, TlsPin = announcement.Pin ?? "" };
     }
 
     public override async Task<ListPreAuthKeysResponse> ListPreAuthKeys(ListPreAuthKeysRequest request, ServerCallContext context)
@@ -102,7 +106,10 @@ public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, F
             Serial = serial,
             Started = Timestamp.FromDateTimeOffset(started),
         };
-        status.StunServers.AddRange(stunServers());
+        var announcement = announced();
+        status.StunServers.AddRange(announcement.StunServers);
+        status.AgentUrl = announcement.AgentsUrl;
+        status.TlsPin = announcement.Pin ?? "";
         return status;
     }
 

@@ -23,12 +23,19 @@ internal static class AdminCommands
         Recursive = true,
     };
     private static readonly Option<FileInfo?> CaCert = new("--ca-cert") { Description = "PEM certificate to trust for an https server with a private CA.", Recursive = true };
+    private static readonly Option<string?> Pin = new("--coordinator-pin")
+    {
+        Description = "Trust the https server whose certificate has this pin (sha256:..., from `mesh-coordinator status`); default: $MESH_COORDINATOR_PIN.",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("MESH_COORDINATOR_PIN") is { Length: > 0 } pin ? pin : null,
+        Recursive = true,
+    };
+    private static readonly Option<bool> InsecurePlaintext = new("--insecure-plaintext") { Description = "Allow an http:// --server on another host (the API key then crosses the network in clear).", Recursive = true };
     private static readonly Option<bool> Json = new("--json") { Description = "Print JSON for scripts instead of a table.", Recursive = true };
 
     public static IEnumerable<Command> Build()
     {
         var node = new Argument<string>("node") { Description = "Node id, name or base64 node key." };
-        var nodes = new Command("nodes", "List and manage nodes.") { Server, ApiKey, DataDir, CaCert, Json };
+        var nodes = new Command("nodes", "List and manage nodes.") { Server, ApiKey, DataDir, CaCert, Pin, InsecurePlaintext, Json };
         nodes.Subcommands.Add(Call("list", "List nodes.", [], (admin, _) => admin.ListNodesAsync(new ListNodesRequest()), PrintNodes));
         nodes.Subcommands.Add(Call("show", "Show one node.", [node], (admin, p) => admin.GetNodeAsync(new NodeRef { Node = p.GetValue(node) }), n => PrintNodes(new ListNodesResponse { Nodes = { n } })));
         var newName = new Argument<string>("new-name");
@@ -53,14 +60,14 @@ internal static class AdminCommands
         var tags = new Option<string?>("--tags") { Description = "Comma-separated tags for nodes that join with it." };
         var keyId = new Argument<string>("id");
         var expireNodes = new Option<bool>("--expire-nodes") { Description = "Also expire every node that joined with this key." };
-        var keys = new Command("keys", "Pre-auth keys for agents to join with.") { Server, ApiKey, DataDir, CaCert, Json };
+        var keys = new Command("keys", "Pre-auth keys for agents to join with.") { Server, ApiKey, DataDir, CaCert, Pin, InsecurePlaintext, Json };
         keys.Subcommands.Add(Call("create", "Create a pre-auth key; its secret is shown once.", [reusable, ephemeral, expiration, tags], (admin, p) => admin.CreatePreAuthKeyAsync(new CreatePreAuthKeyRequest
         {
             Reusable = p.GetValue(reusable),
             Ephemeral = p.GetValue(ephemeral),
             ExpirationSeconds = (long)(p.GetValue(expiration)?.TotalSeconds ?? 0),
             Tags = { (p.GetValue(tags) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
-        }), created => Console.WriteLine(created.Secret)));
+        }), PrintJoin));
         keys.Subcommands.Add(Call("list", "List pre-auth keys.", [], (admin, _) => admin.ListPreAuthKeysAsync(new ListPreAuthKeysRequest()), r => PrintKeys(r.Keys)));
         keys.Subcommands.Add(Call("revoke", "Revoke a pre-auth key.", [keyId, expireNodes], (admin, p) => admin.RevokePreAuthKeyAsync(new RevokePreAuthKeyRequest
         {
@@ -68,13 +75,13 @@ internal static class AdminCommands
             ExpireNodes = p.GetValue(expireNodes),
         }), k => PrintKeys([k])));
 
-        var apiKeys = new Command("apikeys", "Admin API keys.") { Server, ApiKey, DataDir, CaCert, Json };
+        var apiKeys = new Command("apikeys", "Admin API keys.") { Server, ApiKey, DataDir, CaCert, Pin, InsecurePlaintext, Json };
         apiKeys.Subcommands.Add(Call("create", "Create an admin API key; its secret is shown once.", [], (admin, _) => admin.CreateApiKeyAsync(new CreateApiKeyRequest()), created => Console.WriteLine(created.Secret)));
         apiKeys.Subcommands.Add(Call("list", "List admin API keys.", [], (admin, _) => admin.ListApiKeysAsync(new ListApiKeysRequest()),
             r => Table(["ID", "CREATED", "REVOKED"], r.Keys.Select(k => new[] { k.Id, Time(k.Created), k.Revoked ? "yes" : "no" }))));
         apiKeys.Subcommands.Add(Call("revoke", "Revoke an admin API key.", [keyId], (admin, p) => admin.RevokeApiKeyAsync(new KeyRef { Id = p.GetValue(keyId) }), k => Console.WriteLine($"revoked {k.Id}")));
 
-        var relays = new Command("relays", "Bounce-node relays.") { Server, ApiKey, DataDir, CaCert, Json };
+        var relays = new Command("relays", "Bounce-node relays.") { Server, ApiKey, DataDir, CaCert, Pin, InsecurePlaintext, Json };
         relays.Subcommands.Add(Call("list", "List relays.", [], (admin, _) => admin.ListRelaysAsync(new ListRelaysRequest()),
             r => Table(["ID", "UDP", "TCP"], r.Relays.Select(x => new[] { x.Id, x.UdpAddress, x.TcpUrl }))));
 
@@ -85,11 +92,15 @@ internal static class AdminCommands
             Console.WriteLine($"nodes          {s.NodesTotal} ({s.NodesOnline} online)");
             Console.WriteLine($"serial         {s.Serial}");
             Console.WriteLine($"stun servers   {string.Join(", ", s.StunServers)}");
+            Console.WriteLine($"agents join    {s.AgentUrl}");
+            Console.WriteLine($"tls pin        {(s.TlsPin.Length > 0 ? s.TlsPin : "- (a certificate the agents trust, or plaintext)")}");
         });
         status.Options.Add(Server);
         status.Options.Add(ApiKey);
         status.Options.Add(DataDir);
         status.Options.Add(CaCert);
+        status.Options.Add(Pin);
+        status.Options.Add(InsecurePlaintext);
         status.Options.Add(Json);
         return [nodes, keys, apiKeys, relays, status];
     }
@@ -106,26 +117,20 @@ internal static class AdminCommands
         command.SetAction(async (parse, cancellationToken) =>
         {
             string server, key;
-            try
-            {
-                (server, key) = Connection(parse);
-            }
-            catch (InvalidOperationException ex)
-            {
-                Console.Error.WriteLine($"mesh-coordinator: {ex.Message}");
-                return 2;
-            }
             HttpConnector connector;
             try
             {
-                connector = new HttpConnector(ProxySettings.FromEnvironment(), LoadCa(parse.GetValue(CaCert)));
+                (server, key) = Connection(parse);
+                connector = new HttpConnector(ProxySettings.FromEnvironment(), Trust(parse));
             }
-            catch (Exception ex) when (ex is FormatException or IOException or System.Security.Cryptography.CryptographicException)
+            catch (Exception ex) when (ex is InvalidOperationException or FormatException or IOException or System.Security.Cryptography.CryptographicException)
             {
                 Console.Error.WriteLine($"mesh-coordinator: {ex.Message}");
                 return 2;
             }
-            using var channel = GrpcChannels.ForAddress(new Uri(server), connector, Timeout.InfiniteTimeSpan);
+            using var channel = server.StartsWith(UnixScheme, StringComparison.Ordinal)
+                ? GrpcChannels.ForUnixSocket(server[UnixScheme.Length..])
+                : GrpcChannels.ForAddress(new Uri(server), connector, Timeout.InfiniteTimeSpan);
             var admin = new Admin.AdminClient(channel.CreateCallInvoker().WithBearerToken(key));
             try
             {
@@ -134,6 +139,11 @@ internal static class AdminCommands
                 if (parse.GetValue(Json)) Console.WriteLine(new JsonFormatter(new JsonFormatter.Settings(formatDefaultValues: true)).Format(result));
                 else print(result);
                 return 0;
+            }
+            catch (RpcException ex) when (ServerTrustException.In(ex) is { } refused)
+            {
+                Console.Error.WriteLine($"mesh-coordinator: {refused.Message}");
+                return 1;
             }
             catch (RpcException ex)
             {
@@ -149,16 +159,37 @@ internal static class AdminCommands
         return command;
     }
 
+    /// <summary>"unix:PATH": the admin socket in a coordinator's data directory, which server.url names by default.</summary>
+    private const string UnixScheme = "unix:";
+
     private static (string Server, string Key) Connection(ParseResult parse)
     {
         var dataDir = parse.GetValue(DataDir)!;
         var server = parse.GetValue(Server) ?? Environment.GetEnvironmentVariable("MESH_SERVER") ?? ReadFile(dataDir, CoordinatorOptions.ServerUrlFile, "--server");
         var key = parse.GetValue(ApiKey) ?? Environment.GetEnvironmentVariable("MESH_API_KEY") ?? ReadFile(dataDir, CoordinatorOptions.AdminKeyFile, "--api-key");
+        if (server.StartsWith(UnixScheme, StringComparison.Ordinal)) return (server, key);
         if (!Uri.TryCreate(server, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
         {
-            throw new InvalidOperationException($"--server: \"{server}\" is not an http:// or https:// URL.");
+            throw new InvalidOperationException($"--server: \"{server}\" is not an https:// URL or unix:PATH.");
         }
+        if (PlaintextPolicy.Refusal(uri, parse.GetValue(InsecurePlaintext), "--server") is { } refusal) throw new InvalidOperationException(refusal);
         return (server, key);
+    }
+
+    private static ServerTrust Trust(ParseResult parse)
+    {
+        var pin = parse.GetValue(Pin);
+        if (pin is not null && CertificatePin.Check(pin) is { } problem) throw new InvalidOperationException($"--coordinator-pin: {problem}");
+        return new ServerTrust(LoadCa(parse.GetValue(CaCert)), pin);
+    }
+
+    /// <summary>The key, and the line that joins a node with it: one paste on the node.</summary>
+    private static void PrintJoin(CreatePreAuthKeyResponse created)
+    {
+        Console.WriteLine(created.Secret);
+        var pin = created.TlsPin.Length > 0 ? $" --coordinator-pin {created.TlsPin}" : "";
+        Console.Error.WriteLine("Join a node with it (as root; the key stays out of the process list):");
+        Console.Error.WriteLine($"  MESH_AUTH_KEY={created.Secret} mesh-agent up --coordinator {created.AgentUrl}{pin}");
     }
 
     private static string ReadFile(string dataDir, string file, string flag)

@@ -19,7 +19,7 @@ public static class CoordinatorCli
     {
         var listen = new Option<IPEndPoint>("--listen")
         {
-            Description = "HOST:PORT for the gRPC API (h2c, or TLS with --tls-cert).",
+            Description = "HOST:PORT for the agents' gRPC API: TLS (a self-signed certificate unless --tls-cert is given) beyond loopback, h2c on loopback.",
             DefaultValueFactory = _ => new CoordinatorOptions().Listen,
             CustomParser = result =>
             {
@@ -34,7 +34,7 @@ public static class CoordinatorCli
             Description = "Directory for the database and the admin key.",
             DefaultValueFactory = _ => CoordinatorOptions.DefaultDataDir(),
         };
-        var tlsCert = new Option<FileInfo?>("--tls-cert") { Description = "PEM certificate (chain) for TLS." };
+        var tlsCert = new Option<FileInfo?>("--tls-cert") { Description = "PEM certificate (chain) for TLS (default: a self-signed one made on first start, trusted by agents through its pin)." };
         var tlsKey = new Option<FileInfo?>("--tls-key") { Description = "PEM private key for --tls-cert." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Log debug details." };
         var stunPort = new Option<int>("--stun-port")
@@ -76,8 +76,19 @@ public static class CoordinatorCli
             Description = "Run as a replica of a cluster: an Npgsql connection string (\"Host=db;Database=mesh;Username=mesh;Password=...\") for the shared store and Orleans membership (default: $MESH_POSTGRES, which keeps a password out of the process list).",
             DefaultValueFactory = _ => Environment.GetEnvironmentVariable("MESH_POSTGRES") is { Length: > 0 } fromEnvironment ? fromEnvironment : null,
         };
-        var siloPort = new Option<int?>("--silo-port") { Description = $"TCP port the other replicas reach this one's silo at (default {CoordinatorOptions.DefaultSiloPort} with --postgres, else a free loopback port)." };
-        var gatewayPort = new Option<int?>("--gateway-port") { Description = $"TCP port of the silo's gateway (default {CoordinatorOptions.DefaultGatewayPort} with --postgres, else a free loopback port)." };
+        var siloPort = new Option<int?>("--silo-port") { Description = $"TCP port the other replicas reach this one's silo at, with mutual TLS (with --postgres; default {CoordinatorOptions.DefaultSiloPort})." };
+        var insecurePlaintext = new Option<bool>("--insecure-plaintext") { Description = "Serve h2c (no TLS) on a non-loopback --listen: only behind a TLS-terminating proxy; keys and netmaps are otherwise in clear." };
+        var adminListen = new Option<IPEndPoint?>("--admin-listen")
+        {
+            Description = "HOST:PORT for admin calls (TLS beyond loopback); default: the unix socket admin.sock in the data directory.",
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Single().Value;
+                if (EndpointParser.TryParse(text, out var endpoint, out var error)) return endpoint;
+                result.AddError($"--admin-listen: {error}");
+                return null;
+            },
+        };
         var advertise = new Option<IPAddress?>("--advertise-address")
         {
             Description = "IP address the other replicas reach this one at (default: this host's address).",
@@ -91,7 +102,7 @@ public static class CoordinatorCli
 
         var serve = new Command("serve", "Run the coordinator.")
         {
-            listen, dataDir, tlsCert, tlsKey, stunPort, relayPort, noRelay, publicHost, ipv4Prefix, ephemeralTimeout, postgres, siloPort, gatewayPort, advertise, verbose,
+            listen, dataDir, tlsCert, tlsKey, stunPort, relayPort, noRelay, publicHost, ipv4Prefix, ephemeralTimeout, postgres, siloPort, advertise, insecurePlaintext, adminListen, verbose,
         };
         serve.SetAction(async (parse, cancellationToken) =>
         {
@@ -107,7 +118,8 @@ public static class CoordinatorCli
                 Mesh = new Control.MeshOptions { Ipv4Prefix = parse.GetValue(ipv4Prefix), EphemeralTimeout = parse.GetValue(ephemeralTimeout) },
                 Postgres = parse.GetValue(postgres),
                 SiloPort = parse.GetValue(siloPort),
-                GatewayPort = parse.GetValue(gatewayPort),
+                InsecurePlaintext = parse.GetValue(insecurePlaintext),
+                AdminListen = parse.GetValue(adminListen),
                 AdvertiseAddress = parse.GetValue(advertise),
             };
             if (options.Validate() is { } problem)

@@ -1,27 +1,38 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Mesh.Coordinator.Hosting;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
+using Orleans.Connections.Security;
 
 namespace Mesh.Coordinator.Cluster;
 
 /// <summary>
-/// How a coordinator's silo joins its cluster. Embedded: the only silo, on loopback and free ports, with
-/// localhost clustering. Cluster: Orleans' ADO.NET membership in the replicas' PostgreSQL (its tables are part of
-/// <see cref="Store.PostgresStore"/>'s schema), listening on every address and advertising the one the other
-/// replicas reach. Failure detection is tuned so that a replica that dies is declared dead within a few
-/// seconds, which is how long the grains it held take to move.
+/// How a coordinator's silo joins its cluster, closed to everyone else. Embedded: the only silo, with localhost
+/// clustering and no network at all (no gateway, and a silo listener that accepts nothing: a single silo hands
+/// its messages to itself in memory), so no local user can connect an Orleans client and call a grain. Cluster:
+/// Orleans' ADO.NET membership in the replicas' PostgreSQL (its tables are part of
+/// <see cref="Store.PostgresStore"/>'s schema), the silo listening on the address the other replicas reach, and
+/// every silo connection mutual TLS with the cluster's certificate (made once, kept in the store), pinned, so a
+/// foreign silo or client is refused at the handshake. No replica opens a gateway: each coordinator process is a
+/// silo with its client inside. Failure detection is tuned so that a replica that dies is declared dead within a
+/// few seconds, which is how long the grains it held take to move.
 /// </summary>
 internal static class SiloSetup
 {
     public const string ServiceId = "mesh-coordinator";
 
-    public static void Configure(ISiloBuilder silo, CoordinatorOptions options)
+    /// <summary>The embedded silo's port: part of its address, never bound.</summary>
+    private const int EmbeddedSiloPort = 11111;
+
+    public static void Configure(ISiloBuilder silo, CoordinatorOptions options, X509Certificate2? clusterCertificate)
     {
         if (options.Postgres is { } postgres)
         {
             var siloPort = options.SiloPort is > 0 and var s ? s : CoordinatorOptions.DefaultSiloPort;
-            var gatewayPort = options.GatewayPort is > 0 and var g ? g : CoordinatorOptions.DefaultGatewayPort;
             silo.UseAdoNetClustering(clustering =>
             {
                 clustering.Invariant = "Npgsql";
@@ -35,16 +46,15 @@ internal static class SiloSetup
             silo.Configure<EndpointOptions>(endpoints =>
             {
                 endpoints.SiloPort = siloPort;
-                endpoints.GatewayPort = gatewayPort;
+                endpoints.GatewayPort = 0;
                 if (options.AdvertiseAddress is { } advertised) endpoints.AdvertisedIPAddress = advertised;
-                endpoints.SiloListeningEndpoint = new IPEndPoint(IPAddress.Any, siloPort);
-                endpoints.GatewayListeningEndpoint = new IPEndPoint(IPAddress.Any, gatewayPort);
             });
+            UseClusterTls(silo, clusterCertificate ?? throw new ArgumentNullException(nameof(clusterCertificate)));
         }
         else
         {
-            silo.UseLocalhostClustering(options.SiloPort is > 0 and var s ? s : FreeLoopbackPort(), options.GatewayPort is > 0 and var g ? g : FreeLoopbackPort(),
-                serviceId: ServiceId, clusterId: ServiceId);
+            silo.UseLocalhostClustering(EmbeddedSiloPort, 0, serviceId: ServiceId, clusterId: ServiceId);
+            WithoutNetwork(silo.Services);
         }
         silo.Configure<ClusterMembershipOptions>(membership =>
         {
@@ -56,11 +66,73 @@ internal static class SiloSetup
         silo.Configure<SiloMessagingOptions>(messaging => messaging.ResponseTimeout = TimeSpan.FromSeconds(10));
     }
 
-    /// <summary>A port nothing listens on right now; the silo binds it moments later.</summary>
-    private static int FreeLoopbackPort()
+    /// <summary>
+    /// Both ends present the cluster's certificate and take only that one (by its SHA-256), whatever the chain or
+    /// name: setting the validation callback makes it the only check, which is what lets a self-signed one work.
+    /// </summary>
+    private static void UseClusterTls(ISiloBuilder silo, X509Certificate2 certificate)
     {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
+        var pinned = certificate.GetCertHash(HashAlgorithmName.SHA256);
+        silo.UseTls(certificate, tls =>
+        {
+            tls.RemoteCertificateMode = RemoteCertificateMode.RequireCertificate;
+            tls.ClientCertificateMode = RemoteCertificateMode.RequireCertificate;
+            tls.RemoteCertificateValidation = (remote, _, _) => CryptographicOperations.FixedTimeEquals(remote.GetCertHash(HashAlgorithmName.SHA256), pinned);
+        });
+    }
+
+    /// <summary>
+    /// Replaces Orleans' socket transport (its keyed listener and connection factories, whose keys are internal and
+    /// so are taken from the registrations Orleans made) with one that listens on nothing and connects nowhere.
+    /// </summary>
+    private static void WithoutNetwork(IServiceCollection services)
+    {
+        foreach (var registration in services.Where(d => d.IsKeyedService && d.ServiceType == typeof(IConnectionListenerFactory)).ToList())
+        {
+            services.Remove(registration);
+            services.AddKeyedSingleton<IConnectionListenerFactory>(registration.ServiceKey, (_, _) => new NoListeners());
+        }
+        foreach (var registration in services.Where(d => d.IsKeyedService && d.ServiceType == typeof(IConnectionFactory)).ToList())
+        {
+            services.Remove(registration);
+            services.AddKeyedSingleton<IConnectionFactory>(registration.ServiceKey, (_, _) => new NoConnections());
+        }
+    }
+
+    private sealed class NoListeners : IConnectionListenerFactory
+    {
+        public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default) => new(new Listener(endpoint));
+
+        /// <summary>Accepts nothing until unbound, then says it is closed (null), which ends Orleans' accept loop quietly.</summary>
+        private sealed class Listener(EndPoint endpoint) : IConnectionListener
+        {
+            private readonly TaskCompletionSource _unbound = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+            public EndPoint EndPoint => endpoint;
+
+            public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
+            {
+                await _unbound.Task.WaitAsync(cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+                return null;
+            }
+
+            public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
+            {
+                _unbound.TrySetResult();
+                return default;
+            }
+
+            public ValueTask DisposeAsync()
+            {
+                _unbound.TrySetResult();
+                return default;
+            }
+        }
+    }
+
+    private sealed class NoConnections : IConnectionFactory
+    {
+        public ValueTask<ConnectionContext> ConnectAsync(EndPoint endpoint, CancellationToken cancellationToken = default) =>
+            throw new SocketException((int)SocketError.ConnectionRefused);
     }
 }

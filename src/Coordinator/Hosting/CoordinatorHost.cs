@@ -40,12 +40,14 @@ public sealed class CoordinatorHost : IAsyncDisposable
     private readonly CancellationTokenSource _stopping;
     private readonly Task _attaching;
 
-    private CoordinatorHost(WebApplication app, Uri grpcAddress, ICoordinatorStore store, CoordinatorIdentity identity, SyncHub hub, StunServer stun, RelayHost? relay,
+    private CoordinatorHost(WebApplication app, Uri grpcAddress, string adminUrl, string? pin, ICoordinatorStore store, CoordinatorIdentity identity, SyncHub hub, StunServer stun, RelayHost? relay,
         CancellationTokenSource stopping, Task attaching)
     {
         _stopping = stopping;
         _app = app;
         GrpcAddress = grpcAddress;
+        AdminUrl = adminUrl;
+        Pin = pin;
         _store = store;
         Identity = identity;
         Hub = hub;
@@ -56,6 +58,12 @@ public sealed class CoordinatorHost : IAsyncDisposable
 
     /// <summary>The bound gRPC address, with the real port when the options asked for port 0.</summary>
     public Uri GrpcAddress { get; }
+
+    /// <summary>Where admin calls go: "unix:PATH" (the default) or the --admin-listen URL, as server.url holds it.</summary>
+    public string AdminUrl { get; }
+
+    /// <summary>The self-signed certificate's pin agents pass as --coordinator-pin; null when given a certificate or plaintext.</summary>
+    public string? Pin { get; }
     public CoordinatorIdentity Identity { get; }
     public SyncHub Hub { get; }
     public StunServer Stun { get; }
@@ -78,12 +86,13 @@ public sealed class CoordinatorHost : IAsyncDisposable
         Directory.CreateDirectory(options.DataDir);
         File.SetUnixFileMode(options.DataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
 
-        var certificate = options.TlsCertFile is null ? null : LoadCertificate(options.TlsCertFile, options.TlsKeyFile!);
+        var given = options.TlsCertFile is null ? null : LoadCertificate(options.TlsCertFile, options.TlsKeyFile!);
         ICoordinatorStore store = options.Postgres is { } postgres
             ? await PostgresStore.OpenAsync(postgres)
             : SqliteStore.Open(Path.Combine(options.DataDir, CoordinatorOptions.DatabaseFile));
         try
         {
+            var certificate = given ?? (NeedsTls(options) ? await SelfSignedCertificate.LoadOrCreateAsync(store, SelfSignedCertificate.AgentsKey, CertificateNames(options)) : null);
             return await StartAsync(options, certificate, store, configureLogging, cancellationToken);
         }
         catch
@@ -93,10 +102,26 @@ public sealed class CoordinatorHost : IAsyncDisposable
         }
     }
 
+    /// <summary>Whether some TCP listener leaves the machine without a certificate given and without --insecure-plaintext.</summary>
+    private static bool NeedsTls(CoordinatorOptions options) =>
+        !options.PlaintextAt(options.Listen) || options.AdminListen is { } admin && !options.PlaintextAt(admin);
+
+    private static IEnumerable<string> CertificateNames(CoordinatorOptions options)
+    {
+        if (options.PublicHost is { } host) yield return host;
+        foreach (var endpoint in new[] { options.Listen, options.AdminListen })
+        {
+            if (endpoint is not null && !endpoint.Address.Equals(IPAddress.Any) && !endpoint.Address.Equals(IPAddress.IPv6Any)) yield return endpoint.Address.ToString();
+        }
+    }
+
     private static async Task<CoordinatorHost> StartAsync(CoordinatorOptions options, X509Certificate2? certificate, ICoordinatorStore store,
         Action<ILoggingBuilder>? configureLogging, CancellationToken cancellationToken)
     {
+        var agentsTls = options.PlaintextAt(options.Listen) ? null : certificate;
+        var pin = certificate is not null && options.TlsCertFile is null ? CertificatePin.Of(certificate) : null;
         var identity = await CoordinatorIdentity.LoadAsync(store, options.Mesh);
+        if (options.AdminListen is null && File.Exists(options.AdminSocketPath)) File.Delete(options.AdminSocketPath);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         configureLogging?.Invoke(builder.Logging);
@@ -105,12 +130,15 @@ public sealed class CoordinatorHost : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             GrpcEndpoints.Configure(kestrel);
-            GrpcEndpoints.ListenTcp(kestrel, options.Listen, certificate);
+            GrpcEndpoints.ListenTcp(kestrel, options.Listen, agentsTls);
+            if (options.AdminListen is { } admin) GrpcEndpoints.ListenTcp(kestrel, admin, options.PlaintextAt(admin) ? null : certificate, ListenerRoles.MarkAdmin);
+            else GrpcEndpoints.ListenUnixSocket(kestrel, options.AdminSocketPath, ListenerRoles.MarkAdmin);
         });
         builder.Services.AddSingleton(store);
         builder.Services.AddSingleton(options.Mesh);
         builder.Services.AddSingleton(identity);
-        builder.UseOrleans(silo => SiloSetup.Configure(silo, options));
+        var clusterCertificate = options.Clustered ? await SelfSignedCertificate.LoadOrCreateAsync(store, SelfSignedCertificate.ClusterKey, []) : null;
+        builder.UseOrleans(silo => SiloSetup.Configure(silo, options, clusterCertificate));
         var readiness = new Readiness();
         builder.Services.AddGrpc(grpc => grpc.Interceptors.Add<ClusterFailures>());
         builder.Services.AddGrpcHealthChecks(health =>
@@ -166,9 +194,11 @@ public sealed class CoordinatorHost : IAsyncDisposable
         var stunHost = options.PublicHost ?? (options.Listen.Address.Equals(IPAddress.Any) || options.Listen.Address.Equals(IPAddress.IPv6Any) ? "*" : options.Listen.Address.ToString());
         IReadOnlyList<string> publicStun = [$"{stunHost}:{stunPort}", $"{stunHost}:{stun.Ports[1]}"];
 
+        Uri? agentsUrl = null;
+        app.Use(ListenerRoles.GateAsync);
         app.MapGrpcService(new CoordinatorService(new GrainRegistrar(grains), hub, stunPort, options.PublicHost, TimeProvider.System).Bind());
         app.MapGrpcService(ServiceDefinitions.Bind(binder => Protos.V1.Admin.BindService(binder,
-            new AdminService(grains, DateTimeOffset.UtcNow, () => publicStun))));
+            new AdminService(grains, DateTimeOffset.UtcNow, () => new Announcement(publicStun, AgentsUrl(options, agentsUrl!), pin)))));
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         if (relay is not null)
@@ -193,7 +223,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
             var bound = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
-            if (relay is not null) hub.Relay = AnnouncedRelay(options, identity, relay.Port, bound.Port, certificate is not null, app.Services.GetRequiredService<ILocalSiloDetails>().SiloAddress.Endpoint.Address);
+            if (relay is not null) hub.Relay = AnnouncedRelay(options, identity, relay.Port, bound.Port, agentsTls is not null, app.Services.GetRequiredService<ILocalSiloDetails>().SiloAddress.Endpoint.Address);
             await hub.AttachAsync().ConfigureAwait(false);
             var adminKey = (await grains.GetGrain<IKeyRingGrain>(0).BootstrapApiKey()).OrThrow();
             if (adminKey is not null) WritePrivateFile(Path.Combine(options.DataDir, CoordinatorOptions.AdminKeyFile), adminKey + "\n");
@@ -207,13 +237,22 @@ public sealed class CoordinatorHost : IAsyncDisposable
         }
         readiness.Ready();
 
-        var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()
-            .Replace("http://", certificate is null ? "http://" : "https://", StringComparison.Ordinal));
-        File.WriteAllText(Path.Combine(options.DataDir, CoordinatorOptions.ServerUrlFile), LocalUrl(address) + "\n");
-        app.Logger.LogInformation("Coordinator serving gRPC on {Address} ({Transport}), STUN on UDP {Stun1} and {Stun2}, data in {DataDir}",
-            address, certificate is null ? "h2c" : "TLS", stun.Ports[0], stun.Ports[1], options.DataDir);
-        if (relay is not null) app.Logger.LogInformation("Relay on UDP {Port} and WebSocket {Path}", relay.Port, RelayPath);
-        return new CoordinatorHost(app, address, store, identity, hub, stun, relay, stopping, KeepAttachedAsync(hub, app.Logger, stopping.Token));
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        var address = new Uri(addresses.First().Replace("http://", agentsTls is null ? "http://" : "https://", StringComparison.Ordinal));
+        agentsUrl = address;
+        var adminUrl = options.AdminListen is null
+            ? "unix:" + options.AdminSocketPath
+            : LocalUrl(new Uri(addresses.Skip(1).First().Replace("http://", options.PlaintextAt(options.AdminListen) ? "http://" : "https://", StringComparison.Ordinal)));
+        if (options.AdminListen is null) File.SetUnixFileMode(options.AdminSocketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.WriteAllText(Path.Combine(options.DataDir, CoordinatorOptions.ServerUrlFile), adminUrl + "\n");
+        app.Logger.LogInformation("Coordinator serving agents on {Address} ({Transport}), admin on {Admin}, STUN on UDP {Stun1} and {Stun2}, data in {DataDir}",
+            address, agentsTls is null ? "h2c" : "TLS", adminUrl, stun.Ports[0], stun.Ports[1], options.DataDir);
+        if (pin is not null) app.Logger.LogInformation("TLS with a self-signed certificate, pin {Pin}: agents join with --coordinator-pin {Pin}", pin, pin);
+        if (options.InsecurePlaintext && (!IPAddress.IsLoopback(options.Listen.Address) || options.AdminListen is { } plainAdmin && !IPAddress.IsLoopback(plainAdmin.Address)))
+        {
+            app.Logger.LogWarning("Serving plaintext (--insecure-plaintext) beyond loopback: pre-auth keys, session tokens, admin keys and netmaps cross the network in clear unless a TLS proxy terminates in front of this port");
+        }
+        return new CoordinatorHost(app, address, adminUrl, agentsTls is null ? null : pin, store, identity, hub, stun, relay, stopping, KeepAttachedAsync(hub, app.Logger, stopping.Token));
     }
 
     /// <summary>
@@ -296,6 +335,14 @@ public sealed class CoordinatorHost : IAsyncDisposable
         Relay?.Dispose();
         Stun.Dispose();
         await _store.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>The URL agents join with, as `status` and `keys create` print it: the public address when one is set.</summary>
+    private static string AgentsUrl(CoordinatorOptions options, Uri bound)
+    {
+        if (options.PublicHost is null) return bound.ToString().TrimEnd('/');
+        var host = IPAddress.TryParse(options.PublicHost, out var ip) && ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{ip}]" : options.PublicHost;
+        return new UriBuilder(bound) { Host = host }.Uri.ToString().TrimEnd('/');
     }
 
     /// <summary>The address the admin CLI on this machine uses: a wildcard listen address becomes loopback.</summary>

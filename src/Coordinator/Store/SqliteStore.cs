@@ -37,7 +37,7 @@ public sealed class SqliteStore : SqlStore
 
     private static async Task MigrateAsync(SqliteConnection connection)
     {
-        await ExecuteAsync(connection, null, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+        await ExecuteAsync(connection, null, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
         // Version 1 is the first release's schema, which did not record a version: CREATE IF NOT EXISTS takes
         // such a database as it is, and makes a new one.
         await ExecuteAsync(connection, null, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);");

@@ -27,7 +27,8 @@ internal static class Daemonize
     }
 
     /// <summary>Starts this program again with <paramref name="arguments"/> in a new session, output to <paramref name="log"/>; returns once <paramref name="isUp"/> holds or the child failed.</summary>
-    public static async Task<int> DetachAsync(IReadOnlyList<string> arguments, string log, Func<bool> isUp, Func<string> upMessage, string what)
+    /// <param name="environment">Variables for the child alone: secrets go here, never into its argv.</param>
+    public static async Task<int> DetachAsync(IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment, string log, Func<bool> isUp, Func<string> upMessage, string what)
     {
         var self = Environment.ProcessPath!;
         var command = new List<string>();
@@ -41,6 +42,7 @@ internal static class Daemonize
         info.ArgumentList.Add(self);
         foreach (var arg in command) info.ArgumentList.Add(arg);
         info.Environment["LOG"] = log;
+        foreach (var (name, value) in environment) info.Environment[name] = value;
         using var child = Process.Start(info)!;
 
         var until = DateTime.UtcNow + StartTimeout;

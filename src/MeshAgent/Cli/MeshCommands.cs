@@ -27,10 +27,17 @@ internal static class MeshCommands
     {
         var coordinator = new Option<string>("--coordinator")
         {
-            Description = "The coordinator's URL, e.g. http://coord.example.net:8443; for a cluster, its replicas' URLs separated by commas (a name with several addresses counts as several).",
-            Required = true,
+            Description = "The coordinator's URL, e.g. https://coord.example.net:8443; for a cluster, its replicas' URLs separated by commas (a name with several addresses counts as several). Default: $MESH_COORDINATOR.",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("MESH_COORDINATOR") ?? "",
         };
-        var authKey = new Option<string>("--auth-key") { Description = "A pre-auth key from `mesh-coordinator keys create` (without one the node waits for approval).", DefaultValueFactory = _ => Environment.GetEnvironmentVariable("MESH_AUTH_KEY") ?? "" };
+        var authKey = new Option<string>("--auth-key") { Description = "A pre-auth key from `mesh-coordinator keys create` (without one the node waits for approval); better given as $MESH_AUTH_KEY, which keeps it out of the process list.", DefaultValueFactory = _ => Environment.GetEnvironmentVariable("MESH_AUTH_KEY") ?? "" };
+        var pin = new Option<string?>("--coordinator-pin")
+        {
+            Description = "Trust the coordinator whose self-signed certificate has this pin (sha256:..., printed by `mesh-coordinator status` and `keys create`). Default: $MESH_COORDINATOR_PIN.",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("MESH_COORDINATOR_PIN") is { Length: > 0 } fromEnvironment ? fromEnvironment : null,
+        };
+        var caCert = new Option<FileInfo?>("--ca-cert") { Description = "PEM certificate of a private CA that signed the coordinator's certificate." };
+        var insecurePlaintext = new Option<bool>("--insecure-plaintext") { Description = "Allow an http:// coordinator on another host (only behind a TLS-terminating proxy you trust the path to)." };
         var interfaceName = new Option<string>("--interface") { Description = "Name of the TUN interface.", DefaultValueFactory = _ => "mesh0" };
         var port = new Option<int>("--port") { Description = "UDP port for WireGuard, STUN and probes (0: any).", DefaultValueFactory = _ => AgentOptions.DefaultListenPort };
         var hostname = new Option<string>("--hostname") { Description = "The name to register under.", DefaultValueFactory = _ => Environment.MachineName };
@@ -41,7 +48,7 @@ internal static class MeshCommands
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Log debug details." };
         var up = new Command("up", "Join the mesh: register, bring the interface up and keep peers connected.")
         {
-            coordinator, authKey, stateDir, interfaceName, port, hostname, relay, relayPort, relayAddress, foreground, verbose,
+            coordinator, authKey, pin, caCert, insecurePlaintext, stateDir, interfaceName, port, hostname, relay, relayPort, relayAddress, foreground, verbose,
         };
         up.SetAction(async (parse, cancellationToken) =>
         {
@@ -50,20 +57,42 @@ internal static class MeshCommands
             {
                 if (!Uri.TryCreate(text, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
                 {
-                    Console.Error.WriteLine($"mesh-agent: --coordinator: \"{text}\" is not an http:// or https:// URL.");
+                    Console.Error.WriteLine($"mesh-agent: --coordinator: \"{text}\" is not an https:// URL.");
+                    return 2;
+                }
+                if (PlaintextPolicy.Refusal(url, parse.GetValue(insecurePlaintext), "--coordinator") is { } refusal)
+                {
+                    Console.Error.WriteLine($"mesh-agent: {refusal}");
                     return 2;
                 }
                 urls.Add(url);
             }
+            var pinned = parse.GetValue(pin);
+            if (pinned is not null && CertificatePin.Check(pinned) is { } badPin)
+            {
+                Console.Error.WriteLine($"mesh-agent: --coordinator-pin: {badPin}");
+                return 2;
+            }
+            ServerTrust trust;
+            try
+            {
+                trust = new ServerTrust(parse.GetValue(caCert) is { } ca ? System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(ca.FullName) : null, pinned);
+            }
+            catch (Exception ex) when (ex is IOException or System.Security.Cryptography.CryptographicException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"mesh-agent: --ca-cert: {ex.Message}");
+                return 2;
+            }
             if (urls.Count == 0)
             {
-                Console.Error.WriteLine("mesh-agent: --coordinator: give the coordinator's URL.");
+                Console.Error.WriteLine("mesh-agent: --coordinator: give the coordinator's URL (or set $MESH_COORDINATOR).");
                 return 2;
             }
             var options = new AgentOptions
             {
                 Coordinators = urls,
                 AuthKey = parse.GetValue(authKey)!,
+                Trust = trust,
                 StateDir = Path.GetFullPath(parse.GetValue(stateDir)!),
                 InterfaceName = parse.GetValue(interfaceName)!,
                 ListenPort = parse.GetValue(port),
@@ -80,13 +109,18 @@ internal static class MeshCommands
             if (parse.GetValue(foreground)) return await RunAsync(options, parse.GetValue(verbose), cancellationToken);
             Directory.CreateDirectory(options.StateDir);
             var pidFile = Path.Combine(options.StateDir, AgentOptions.PidFile);
+            // The daemon gets the key through its environment: a process's argv is readable by every local user.
             var arguments = new List<string> { "up", "--foreground" };
-            foreach (var token in parse.Tokens)
+            var tokens = parse.Tokens;
+            for (var i = 0; i < tokens.Count; i++)
             {
-                if (token.Value is not ("up" or "--foreground" or "-f")) arguments.Add(token.Value);
+                if (tokens[i].Value is "--auth-key") i++;
+                else if (tokens[i].Value.StartsWith("--auth-key=", StringComparison.Ordinal) || tokens[i].Value is "up" or "--foreground" or "-f") continue;
+                else arguments.Add(tokens[i].Value);
             }
             if (parse.GetResult(stateDir) is null) arguments.AddRange(["--state-dir", options.StateDir]);
-            return await Daemonize.DetachAsync(arguments, Path.Combine(options.StateDir, AgentOptions.LogFile),
+            if (parse.GetResult(coordinator) is null) arguments.AddRange(["--coordinator", string.Join(',', urls)]);
+            return await Daemonize.DetachAsync(arguments, new Dictionary<string, string> { ["MESH_AUTH_KEY"] = options.AuthKey }, Path.Combine(options.StateDir, AgentOptions.LogFile),
                 () => File.Exists(pidFile) && File.Exists(options.SocketPath),
                 () => $"agent is up (pid {File.ReadAllText(pidFile).Trim()}, state {options.StateDir}); see `mesh-agent status`", "the agent");
         });

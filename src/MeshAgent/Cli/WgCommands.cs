@@ -89,7 +89,7 @@ internal static class WgCommands
     {
         Directory.CreateDirectory(UapiServer.SocketDirectory);
         var log = Path.Combine(UapiServer.SocketDirectory, name + ".log");
-        return Daemonize.DetachAsync(["wg", "up", file.FullName, "--foreground"], log,
+        return Daemonize.DetachAsync(["wg", "up", file.FullName, "--foreground"], new Dictionary<string, string>(), log,
             () => File.Exists(PidFile(name)) && File.Exists(UapiServer.SocketPath(name)),
             () => $"{name} is up (pid {File.ReadAllText(PidFile(name)).Trim()}, log {log})", name);
     }

@@ -70,7 +70,7 @@ public sealed class AgentDaemon : IAsyncDisposable
 
     public static async Task<AgentDaemon> StartAsync(AgentOptions options, ILoggerFactory loggers)
     {
-        var connector = HttpConnector.FromEnvironment();
+        var connector = HttpConnector.FromEnvironment(options.Trust);
         Directory.CreateDirectory(options.StateDir);
         File.SetUnixFileMode(options.StateDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var key = NodeKeyStore.LoadOrCreate(options.StateDir);

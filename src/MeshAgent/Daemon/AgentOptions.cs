@@ -1,3 +1,5 @@
+using Mesh.Transport;
+
 namespace Mesh.Agent.Daemon;
 
 /// <summary>What `mesh-agent up` runs with. Only the coordinator's URL (or its replicas' URLs) is needed; everything else has a default.</summary>
@@ -13,6 +15,9 @@ public sealed record AgentOptions
     /// <summary>The coordinator's replicas (one URL for a single coordinator); the agent holds its stream with one at a time.</summary>
     public required IReadOnlyList<Uri> Coordinators { get; init; }
     public string AuthKey { get; init; } = "";
+
+    /// <summary>Which certificates the coordinator and its relays may present: the system's roots, a private CA, or a pin.</summary>
+    public ServerTrust Trust { get; init; } = ServerTrust.SystemRoots;
     public string StateDir { get; init; } = DefaultStateDir();
     public string InterfaceName { get; init; } = "mesh0";
     public string Hostname { get; init; } = Environment.MachineName;

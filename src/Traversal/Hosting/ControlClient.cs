@@ -54,10 +54,22 @@ public sealed class ControlClient : IDisposable
             MaxDelay = TimeSpan.FromSeconds(10),
             OnRetry = args =>
             {
-                _logger.LogWarning("Coordinator {Target}: {Message}; trying the next in {Delay:0.0}s", _targets.Current, args.Outcome.Exception?.Message, args.RetryDelay.TotalSeconds);
+                _logger.LogWarning("Coordinator {Target}: {Message}; trying the next in {Delay:0.0}s", _targets.Current, Describe(args.Outcome.Exception), args.RetryDelay.TotalSeconds);
                 return ValueTask.CompletedTask;
             },
         }).Build();
+    }
+
+    /// <summary>
+    /// A refused certificate says so in one line (what to pass); gRPC nests it in its status under HTTP's wrapping.
+    /// </summary>
+    private static string? Describe(Exception? exception)
+    {
+        for (var inner = exception; inner is not null; inner = inner is RpcException rpc ? rpc.Status.DebugException : inner.InnerException)
+        {
+            if (inner is System.Security.Authentication.AuthenticationException refused) return refused.Message;
+        }
+        return exception?.Message;
     }
 
     public RegisterResponse? Self { get; private set; }
