@@ -54,11 +54,14 @@ async Task<Figures> RunAsync(int n, int replicaCount)
     try
     {
         for (var r = 0; r < replicaCount; r++) processes.Add(await StartCoordinatorAsync(postgres, r));
-        var urls = processes.Select(p => File.ReadAllText(Path.Combine(p.DataDir, "server.url")).Trim()).ToArray();
         var adminKey = File.ReadAllText(Path.Combine(processes[0].DataDir, "admin.key")).Trim();
+        // Admin calls go to each replica's admin socket (server.url names it); agents to the URL its status gives.
+        var adminChannels = processes.Select(p => GrpcChannels.ForUnixSocket(File.ReadAllText(Path.Combine(p.DataDir, "server.url")).Trim()["unix:".Length..])).ToArray();
+        var admin = new Admin.AdminClient(adminChannels[0].CreateCallInvoker().WithBearerToken(adminKey));
+        var urls = new string[replicaCount];
+        for (var r = 0; r < replicaCount; r++) urls[r] = (await new Admin.AdminClient(adminChannels[r].CreateCallInvoker().WithBearerToken(adminKey)).GetStatusAsync(new GetStatusRequest())).AgentUrl;
         // One HTTP/2 connection per 200 streams, spread over the replicas.
         var channels = Enumerable.Range(0, Math.Max(replicaCount, n / 200)).Select(c => GrpcChannels.ForAddress(new Uri(urls[c % replicaCount]), new HttpConnector(null), Timeout.InfiniteTimeSpan)).ToArray();
-        var admin = new Admin.AdminClient(channels[0].CreateCallInvoker().WithBearerToken(adminKey));
         var authKey = (await admin.CreatePreAuthKeyAsync(new CreatePreAuthKeyRequest { Reusable = true })).Secret;
         var baseline = Rss(processes);
 
@@ -69,7 +72,7 @@ async Task<Figures> RunAsync(int n, int replicaCount)
             var key = PrivateKey.Generate();
             var client = new Coordinator.CoordinatorClient(channels[i % channels.Length]);
             var registration = await Registration.RegisterAsync(client, key, authKey, $"agent{i}", ct);
-            agents[i] = new Agent(i, registration, channels[i % channels.Length]);
+            agents[i] = new Agent(i, key, registration, channels[i % channels.Length]);
         });
         var registered = clock.Elapsed;
         var registeredRss = Rss(processes);
@@ -199,7 +202,7 @@ static TimeSpan CpuTime(List<(Process Process, string DataDir)> processes)
 sealed record Figures(int N, double MappedSeconds, double P99Ms, double KiBPerStream, double CpuMsPerChange);
 
 /// <summary>One simulated agent: a registered node with a sync stream, noting when an expected change arrives.</summary>
-sealed class Agent(int index, RegisterResponse registration, GrpcChannel channel) : IDisposable
+sealed class Agent(int index, PrivateKey key, RegisterResponse registration, GrpcChannel channel) : IDisposable
 {
     private AsyncDuplexStreamingCall<SyncRequest, SyncResponse>? _call;
     private Expectation? _expected;
@@ -225,8 +228,9 @@ sealed class Agent(int index, RegisterResponse registration, GrpcChannel channel
 
     public async Task ConnectAsync()
     {
+        var hello = await Registration.HelloAsync(new Coordinator.CoordinatorClient(channel), key, registration.SessionToken, 0, Endpoints($"192.0.2.{index % 250 + 1}:{10000 + index}"));
         _call = channel.CreateCallInvoker().WithBearerToken(registration.SessionToken).AsyncDuplexStreamingCall(LightSync, null, new CallOptions());
-        await _call.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello { Endpoints = Endpoints($"192.0.2.{index % 250 + 1}:{10000 + index}") } });
+        await _call.RequestStream.WriteAsync(new SyncRequest { Hello = hello });
         _ = Task.Run(ReadAsync);
     }
 

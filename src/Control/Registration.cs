@@ -22,4 +22,20 @@ public static class Registration
             Proof = ByteString.CopyFrom(proof),
         }, cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
     }
+
+    /// <summary>A sync stream's hello: a fresh challenge, and the proof over it and the session token that this agent holds the node key.</summary>
+    public static async Task<SyncHello> HelloAsync(Coordinator.CoordinatorClient client, PrivateKey nodeKey, string sessionToken, ulong lastSerial, Endpoints? endpoints,
+        CancellationToken cancellationToken = default)
+    {
+        var challenge = await client.GetChallengeAsync(new GetChallengeRequest(), cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
+        var proof = RegistrationProof.ComputeForSync(nodeKey, new PublicKey(challenge.CoordinatorKey.Span), challenge.Nonce.Span, sessionToken);
+        return new SyncHello
+        {
+            LastSerial = lastSerial,
+            Endpoints = endpoints,
+            NodeKey = ByteString.CopyFrom(nodeKey.PublicKey.Span),
+            Nonce = challenge.Nonce,
+            Proof = ByteString.CopyFrom(proof),
+        };
+    }
 }

@@ -53,10 +53,10 @@ public sealed class BadInputTests : IAsyncLifetime
         var token = _agent.Registration.SessionToken;
         Assert.Equal(StatusCode.InvalidArgument, await SyncWith(token, new SyncRequest { Endpoints = new Endpoints() }));
         Assert.Equal(StatusCode.InvalidArgument, await SyncWith(token, new SyncRequest { Hello = new SyncHello { Endpoints = TestAgent.Candidates("not an address") } }));
-        Assert.Equal(StatusCode.InvalidArgument, await SyncWith(token, new SyncRequest { Hello = new SyncHello() }, new SyncRequest { Connect = new ConnectRequest() }));
-        Assert.Equal(StatusCode.InvalidArgument, await SyncWith(token, new SyncRequest { Hello = new SyncHello() }, new SyncRequest { Hello = new SyncHello() }));
-        Assert.Equal(StatusCode.InvalidArgument, await SyncWith(token, new SyncRequest { Hello = new SyncHello() },
-            new SyncRequest { Endpoints = TestAgent.Candidates(Enumerable.Range(1, 65).Select(i => $"192.0.2.1:{i}").ToArray()) }));
+        Assert.Equal(StatusCode.InvalidArgument, await SyncWith(token, new SyncRequest { Hello = await _agent.HelloAsync() }, new SyncRequest { Connect = new ConnectRequest() }));
+        Assert.Equal(StatusCode.InvalidArgument, await SyncWith(token, new SyncRequest { Hello = await _agent.HelloAsync() }, new SyncRequest { Hello = new SyncHello() }));
+        Assert.Equal(StatusCode.InvalidArgument, await SyncWith(token, new SyncRequest { Hello = await _agent.HelloAsync() },
+            new SyncRequest { Endpoints = TestAgent.Candidates(Enumerable.Range(1, 17).Select(i => $"192.0.2.1:{i}").ToArray()) }));
         var node = await _rig.Admin.GetNodeAsync(new NodeRef { Node = "a" });
         Assert.Empty(node.Endpoints.Candidates);
     }

@@ -147,13 +147,18 @@ public sealed class TestAgent(CoordinatorRig rig, string hostname) : IAsyncDispo
         return Registration;
     }
 
+    /// <summary>A hello that proves this agent's key over a fresh challenge and its session token, as the agent's own.</summary>
+    public Task<SyncHello> HelloAsync(ulong lastSerial = 0, Endpoints? endpoints = null) =>
+        Mesh.Control.Registration.HelloAsync(rig.NewClient(), Key, Registration.SessionToken, lastSerial, endpoints);
+
     public async Task ConnectAsync(Endpoints endpoints, ulong lastSerial = 0)
     {
         _view ??= new NetMapView(NodeKey);
         StreamEnded = false;
         StreamError = null;
+        var hello = await HelloAsync(lastSerial, endpoints);
         _call = rig.NewClient(Registration.SessionToken).Sync();
-        await _call.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello { LastSerial = lastSerial, Endpoints = endpoints } });
+        await _call.RequestStream.WriteAsync(new SyncRequest { Hello = hello });
         var call = _call;
         var opened = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _reader = Task.Run(async () =>
@@ -200,7 +205,11 @@ public sealed class TestAgent(CoordinatorRig rig, string hostname) : IAsyncDispo
     public TestAgent MovedTo(CoordinatorRig replica) => new(replica, hostname) { Registration = Registration, Key = Key, _view = _view };
 
     /// <summary>Another stream for the same node, as a restarted agent process would open.</summary>
-    public TestAgent SecondStream() => new(rig, hostname) { Registration = Registration };
+    /// <summary>Another stream of this node (same key and token), as a restarted agent would open.</summary>
+    public TestAgent SecondStream() => new(rig, hostname) { Registration = Registration, Key = Key };
+
+    /// <summary>This node's token in the hands of someone without its key.</summary>
+    public TestAgent StolenToken() => new(rig, hostname) { Registration = Registration };
 
     public Task SendAsync(SyncRequest request) => _call!.RequestStream.WriteAsync(request);
 

@@ -70,9 +70,16 @@ public sealed class RegistrationTests : IAsyncLifetime
         var pending = await agent.RegisterAsync("");
         Assert.Equal(RegistrationState.Pending, pending.State);
         Assert.Empty(pending.SessionToken);
-        Assert.Equal(NodeState.Pending, (await _rig.Admin.GetNodeAsync(new NodeRef { Node = "pending-box" })).State);
+        Assert.Matches("^[A-Z0-9]{4}-[A-Z0-9]{4}$", pending.ApprovalCode);
+        // Waiting costs no row and no address: it is in the queue, and approving it by name is refused (a squatter could take any name).
+        Assert.Equal(StatusCode.NotFound, (await Assert.ThrowsAsync<RpcException>(async () => await _rig.Admin.GetNodeAsync(new NodeRef { Node = "pending-box" }))).StatusCode);
+        var waiting = Assert.Single((await _rig.Admin.ListPendingNodesAsync(new ListPendingNodesRequest())).Nodes);
+        Assert.Equal(("pending-box", pending.ApprovalCode), (waiting.Hostname, waiting.Code));
+        Assert.Equal(StatusCode.NotFound, (await Assert.ThrowsAsync<RpcException>(async () => await _rig.Admin.ApproveNodeAsync(new NodeRef { Node = "pending-box" }))).StatusCode);
 
-        await _rig.Admin.ApproveNodeAsync(new NodeRef { Node = pending.NodeId.ToString() });
+        var node = await _rig.Admin.ApproveNodeAsync(new NodeRef { Node = pending.ApprovalCode.ToLowerInvariant() });
+        Assert.Equal(NodeState.Approved, node.State);
+        Assert.Empty((await _rig.Admin.ListPendingNodesAsync(new ListPendingNodesRequest())).Nodes);
         var approved = await agent.RegisterAsync("");
         Assert.Equal(RegistrationState.Approved, approved.State);
         Assert.NotEmpty(approved.SessionToken);

@@ -45,18 +45,25 @@ public sealed class StoreMigrationTests
             preAuth.Select(k => $"{k.Id} reusable={k.Reusable} ephemeral={k.Ephemeral} used={k.Used} revoked={k.Revoked} tags={string.Join(',', k.Tags)}"));
         Assert.Equal(["f3dd79355326 revoked=False"], (await rig.Admin.ListApiKeysAsync(new ListApiKeysRequest())).Keys.Select(k => $"{k.Id} revoked={k.Revoked}"));
 
-        // The node's session token still opens its stream, whose map holds the approved nodes (the pending one is not) at their old addresses.
+        // A session token alone no longer opens a stream: the hello must prove the node key, which an agent of
+        // the old release does not send, so it is refused and the agent registers again with its key.
         using (var sync = rig.NewClient(AlphaSession).Sync())
         {
-            await sync.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello { Endpoints = TestAgent.Candidates("192.0.2.10:41641") } });
-            Assert.True(await sync.ResponseStream.MoveNext(CancellationToken.None));
-            var map = sync.ResponseStream.Current.Full;
-            Assert.Equal(["alpha 100.64.0.1/32", "bravo 100.64.0.2/32"], map.Peers.OrderBy(p => p.Name).Select(p => $"{p.Name} {p.AllowedIps[0]}"));
+            var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () =>
+            {
+                await sync.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello { Endpoints = TestAgent.Candidates("192.0.2.10:41641") } });
+                await sync.ResponseStream.MoveNext(CancellationToken.None);
+            });
+            Assert.Equal(Grpc.Core.StatusCode.Unauthenticated, refused.StatusCode);
         }
 
-        // The old reusable key still registers nodes, and the next address follows the old ones.
-        var delta = await rig.JoinAsync("delta", ReusableSecret);
+        // The old reusable key still registers nodes, the next address follows the old ones, and the map holds
+        // the approved nodes (the pending one is not) at their old addresses.
+        await using var delta = await rig.JoinAsync("delta", ReusableSecret);
         Assert.Equal("100.64.0.4/32", delta.Registration.Addresses[0]);
+        await Eventually.HoldsAsync(() => delta.Read(v => v.Self) is not null, TimeSpan.FromSeconds(10), "delta's map");
+        Assert.Equal(["alpha 100.64.0.1/32", "bravo 100.64.0.2/32", "delta 100.64.0.4/32"],
+            delta.Read(v => v.Peers.Values.Append(v.Self!).OrderBy(p => p.Name).Select(p => $"{p.Name} {p.AllowedIps[0]}").Distinct().ToList()));
         Assert.Equal(["home", "lab"], (await rig.Admin.GetNodeAsync(new NodeRef { Node = "delta" })).Tags);
     }
 }

@@ -116,7 +116,7 @@ public sealed class SyncTests(Xunit.Abstractions.ITestOutputHelper output) : IAs
         using var retry = _rig.NewClient(a.Registration.SessionToken).Sync();
         var ex = await Assert.ThrowsAsync<RpcException>(async () =>
         {
-            await retry.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello() });
+            await retry.RequestStream.WriteAsync(new SyncRequest { Hello = await a.HelloAsync() });
             await retry.ResponseStream.MoveNext(CancellationToken.None);
         });
         Assert.Equal(StatusCode.Unauthenticated, ex.StatusCode);
@@ -169,6 +169,18 @@ public sealed class SyncTests(Xunit.Abstractions.ITestOutputHelper output) : IAs
         await again.ConnectAsync(TestAgent.Candidates("192.0.2.9:9"));
         await Eventually.HoldsAsync(() => a.StreamEnded, Prompt, "the older stream ends");
         Assert.Equal(StatusCode.Aborted, a.StreamError?.StatusCode);
+    }
+
+    [Fact]
+    public async Task ACopiedTokenWithoutTheNodeKeyOpensNothingAndLeavesTheStreamAlone()
+    {
+        await using var a = await _rig.JoinAsync("a", _key);
+        await using var thief = a.StolenToken();
+        await thief.ConnectAsync(TestAgent.Candidates("198.51.100.7:9"));
+        await Eventually.HoldsAsync(() => thief.StreamEnded, Prompt, "the thief's stream is refused");
+        Assert.Equal(StatusCode.Unauthenticated, thief.StreamError?.StatusCode);
+        Assert.False(a.StreamEnded);
+        Assert.DoesNotContain((await _rig.Admin.GetNodeAsync(new NodeRef { Node = "a" })).Endpoints.Candidates, c => c.Address.StartsWith("198.51.100.7", StringComparison.Ordinal));
     }
 
     [Fact]

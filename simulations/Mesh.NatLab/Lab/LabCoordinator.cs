@@ -81,12 +81,12 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
         var mesh = Mesh;
         Relay = new RelayServer(mesh.Identity.Key, key => mesh.Hub.IsMember(key), new SeededEntropy(_network.Random.Next()));
         var relay = Relay;
-        _relayStreams = new RelayStreams((frame, from) => relay.Receive(frame, from, Now, _relayStreams!), relay.Disconnected, this, synchronousSends: true);
+        _relayStreams = new RelayStreams((frame, from) => relay.Receive(frame, from, Now, _relayStreams!), relay.Disconnected, relay.IsAuthenticated, this, _time, synchronousSends: true);
         if (AuthKey.Length == 0) AuthKey = LabMesh.Completed(Mesh.Keys.CreatePreAuthKeyAsync(reusable: true, ephemeral: false, null, [], LabClock.Epoch + Now)).Value.Secret;
         Host.Bind(StunPort, AnswerStun);
         Host.Bind(StunPort + 1, AnswerStun);
         Host.Bind(RelayPort, d => relay.Receive(d.Payload, d.Source, Now, _relayStreams));
-        _grpc.Start(new CoordinatorService(mesh, mesh.Hub, StunPort, Host.Address.ToString(), _time).Bind);
+        _grpc.Start(new CoordinatorService(mesh, new Challenges(mesh.Identity, new MeshOptions().ChallengeLifetime, _time), mesh.Hub, StunPort, Host.Address.ToString(), _time).Bind);
         Up = true;
     }
 

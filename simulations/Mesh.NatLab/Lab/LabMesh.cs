@@ -53,7 +53,6 @@ public sealed class LabMesh : IKeyService, INetmapSink, IPresenceSink, IMeshPort
         task.GetAwaiter().GetResult();
     }
 
-    Task<ChallengeData> IRegistrar.IssueChallengeAsync() => Task.FromResult(_registry.IssueChallenge());
 
     Task<Result<Registration>> IRegistrar.RegisterAsync(RegistrationRequest request) => _registry.RegisterAsync(request);
 

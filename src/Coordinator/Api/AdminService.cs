@@ -35,6 +35,25 @@ public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, F
 
     public override async Task<Node> ApproveNode(NodeRef request, ServerCallContext context) => await NodeAsync(context, () => Registry.Approve(request.Node));
 
+    public override async Task<ListPendingNodesResponse> ListPendingNodes(ListPendingNodesRequest request, ServerCallContext context)
+    {
+        await AuthorizeAsync(context);
+        return new ListPendingNodesResponse
+        {
+            Nodes =
+            {
+                (await Registry.Pending()).Select(p => new Protos.V1.PendingNode
+                {
+                    NodeKey = ByteString.CopyFrom(p.NodeKey),
+                    Hostname = p.Hostname,
+                    Code = p.Code,
+                    Since = Timestamp.FromDateTimeOffset(p.Since),
+                    Expires = Timestamp.FromDateTimeOffset(p.Expires),
+                }),
+            },
+        };
+    }
+
     public override async Task<Node> ExpireNode(NodeRef request, ServerCallContext context) => await NodeAsync(context, () => Registry.Expire(request.Node));
 
     public override async Task<DeleteNodeResponse> DeleteNode(NodeRef request, ServerCallContext context)

@@ -6,17 +6,25 @@ using Mesh.Coordinator.Control;
 using Mesh.Coordinator.Sync;
 using Mesh.Protos.V1;
 using Mesh.Transport;
+using Mesh.WireGuard.Keys;
 
 namespace Mesh.Coordinator.Api;
 
 /// <summary>
-/// mesh.v1.Coordinator: challenges and registration through the node registry, the agents' sync streams through
-/// this replica's hub. Cancellations run their callbacks inline and the keepalive timer is on the given clock,
-/// so the NAT lab can drive the service on its one thread and virtual time.
+/// mesh.v1.Coordinator: stateless challenges, registration through the node registry, the agents' sync streams
+/// through this replica's hub. A stream must open with a hello within <see cref="HelloTimeout"/> that proves the
+/// node key its token belongs to over a fresh challenge. Cancellations run their callbacks inline and the timers
+/// are on the given clock, so the NAT lab can drive the service on its one thread and virtual time.
 /// </summary>
-public sealed class CoordinatorService(IRegistrar registry, SyncHub hub, int stunPort, string? publicHost, TimeProvider time) : Protos.V1.Coordinator.CoordinatorBase
+public sealed class CoordinatorService(IRegistrar registry, Challenges challenges, SyncHub hub, int stunPort, string? publicHost, TimeProvider time)
+    : Protos.V1.Coordinator.CoordinatorBase
 {
-    private const int MaxCandidates = 64;
+    public const int MaxCandidates = 16;
+    public static readonly TimeSpan HelloTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>Hellos proved on this replica within a challenge's lifetime.</summary>
+    private const int MaxUsedNonces = 100_000;
+    private readonly UsedNonces _usedNonces = new(MaxUsedNonces, time);
     private static readonly WriteOptions Batched = new(WriteFlags.BufferHint);
     private static readonly TimeSpan KeepaliveInterval = TimeSpan.FromSeconds(25);
 
@@ -27,10 +35,10 @@ public sealed class CoordinatorService(IRegistrar registry, SyncHub hub, int stu
     public void Bind(ServiceBinderBase binder) =>
         ServiceDefinitions.BindTo(binder, wrapped => Protos.V1.Coordinator.BindService(wrapped, this), method => method.Name == "Sync");
 
-    public override async Task<Challenge> GetChallenge(GetChallengeRequest request, ServerCallContext context)
+    public override Task<Challenge> GetChallenge(GetChallengeRequest request, ServerCallContext context)
     {
-        var challenge = await registry.IssueChallengeAsync();
-        return new Challenge { CoordinatorKey = ByteString.CopyFrom(challenge.CoordinatorKey), Nonce = ByteString.CopyFrom(challenge.Nonce) };
+        var challenge = challenges.Issue();
+        return Task.FromResult(new Challenge { CoordinatorKey = ByteString.CopyFrom(challenge.CoordinatorKey), Nonce = ByteString.CopyFrom(challenge.Nonce) });
     }
 
     public override async Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context)
@@ -44,18 +52,20 @@ public sealed class CoordinatorService(IRegistrar registry, SyncHub hub, int stu
             Name = registration.Name,
             Addresses = { registration.Addresses },
             SessionToken = registration.SessionToken,
+            ApprovalCode = registration.ApprovalCode,
         };
     }
 
     public override async Task Sync(IAsyncStreamReader<SyncRequest> requestStream, IServerStreamWriter<SyncResponse> responseStream, ServerCallContext context)
     {
         var token = Auth.BearerToken(context) ?? throw new RpcException(new Status(StatusCode.Unauthenticated, "The sync stream needs `authorization: Bearer <session token>`."));
-        var first = await ReadAsync(requestStream, context.CancellationToken);
+        var first = await ReadHelloAsync(requestStream, context.CancellationToken);
         if (first is null) return;
         if (first.KindCase != SyncRequest.KindOneofCase.Hello) throw Invalid("The first message of a sync stream must be a hello.");
         if (first.Hello.Endpoints is { } initial) Validate(initial);
+        var nodeKey = Prove(first.Hello, token);
 
-        var session = (await hub.OpenAsync(token, first.Hello, StunServers(context))).OrThrow();
+        var session = (await hub.OpenAsync(token, nodeKey, first.Hello, StunServers(context))).OrThrow();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, session.Closed);
         var reading = ReadLoopAsync(requestStream, session, stop);
         try
@@ -138,6 +148,43 @@ public sealed class CoordinatorService(IRegistrar registry, SyncHub hub, int stu
         {
             stop.Cancel();
         }
+    }
+
+    /// <summary>The hello, which must come within <see cref="HelloTimeout"/>: a stream that never says who it is holds nothing for long.</summary>
+    private async Task<SyncRequest?> ReadHelloAsync(IAsyncStreamReader<SyncRequest> requests, CancellationToken cancellationToken)
+    {
+        using var deadline = new CancellationTokenSource(HelloTimeout, time);
+        using var stopped = cancellationToken.UnsafeRegister(static source => ((CancellationTokenSource)source!).Cancel(), deadline);
+        try
+        {
+            return await ReadAsync(requests, deadline.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"No hello within {HelloTimeout.TotalSeconds:0} s of opening the sync stream."));
+        }
+    }
+
+    /// <summary>The node key the hello proves over a fresh, unused challenge and the stream's token; UNAUTHENTICATED otherwise.</summary>
+    private PublicKey Prove(SyncHello hello, string token)
+    {
+        if (hello.NodeKey.Length != PublicKey.Size || hello.Nonce.Length != Challenges.NonceSize || hello.Proof.Length != Mesh.Control.RegistrationProof.Size)
+        {
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "The hello must prove the node key (node_key, a challenge's nonce and a proof); an agent older than this coordinator must be upgraded."));
+        }
+        var nodeKey = new PublicKey(hello.NodeKey.Span);
+        if (challenges.VerifySync(nodeKey, hello.Nonce.Span, token, hello.Proof.Span) is not { } expiry)
+        {
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "The hello's proof of the node key does not verify, or its challenge expired; ask for a new one."));
+        }
+        UsedNonces.Outcome outcome;
+        lock (_usedNonces) outcome = _usedNonces.TryUse(hello.Nonce.Span, expiry);
+        return outcome switch
+        {
+            UsedNonces.Outcome.Fresh => nodeKey,
+            UsedNonces.Outcome.Replayed => throw new RpcException(new Status(StatusCode.Unauthenticated, "The hello's challenge was used already; ask for a new one.")),
+            _ => throw new RpcException(new Status(StatusCode.ResourceExhausted, "Too many streams opening at once; try again shortly.")),
+        };
     }
 
     /// <summary>The next request; a message that does not parse is INVALID_ARGUMENT, the end of the stream is null.</summary>

@@ -15,6 +15,7 @@ internal static class Problems
         Failure.PermissionDenied => StatusCode.PermissionDenied,
         Failure.Unauthenticated => StatusCode.Unauthenticated,
         Failure.Unavailable => StatusCode.Unavailable,
+        Failure.ResourceExhausted => StatusCode.ResourceExhausted,
         _ => StatusCode.Aborted,
     };
 

@@ -41,7 +41,10 @@ internal static class AdminCommands
         var newName = new Argument<string>("new-name");
         nodes.Subcommands.Add(Call("rename", "Rename a node.", [node, newName],
             (admin, p) => admin.RenameNodeAsync(new RenameNodeRequest { Node = p.GetValue(node), NewName = p.GetValue(newName) }), n => PrintNodes(new ListNodesResponse { Nodes = { n } })));
-        nodes.Subcommands.Add(Call("approve", "Approve a pending node.", [node], (admin, p) => admin.ApproveNodeAsync(new NodeRef { Node = p.GetValue(node) }), n => PrintNodes(new ListNodesResponse { Nodes = { n } })));
+        nodes.Subcommands.Add(Call("pending", "List nodes that asked to join without a key.", [], (admin, _) => admin.ListPendingNodesAsync(new ListPendingNodesRequest()),
+            r => Table(["CODE", "HOSTNAME", "NODE KEY", "SINCE", "EXPIRES"],
+                r.Nodes.Select(p => new[] { p.Code, p.Hostname, Convert.ToBase64String(p.NodeKey.ToByteArray()), Time(p.Since), Time(p.Expires) }))));
+        nodes.Subcommands.Add(Call("approve", "Approve a node: a waiting one by the code its agent printed (or its node key).", [node], (admin, p) => admin.ApproveNodeAsync(new NodeRef { Node = p.GetValue(node) }), n => PrintNodes(new ListNodesResponse { Nodes = { n } })));
         nodes.Subcommands.Add(Call("expire", "Expire a node: it leaves every netmap and must register again.", [node], (admin, p) => admin.ExpireNodeAsync(new NodeRef { Node = p.GetValue(node) }), n => PrintNodes(new ListNodesResponse { Nodes = { n } })));
         nodes.Subcommands.Add(Call("delete", "Delete a node.", [node], (admin, p) => admin.DeleteNodeAsync(new NodeRef { Node = p.GetValue(node) }), _ => Console.WriteLine("deleted")));
 

@@ -7,7 +7,9 @@ namespace Mesh.Coordinator.Cluster;
 /// <summary>The node registry of the whole cluster (one activation, key 0): the only writer of nodes.</summary>
 public interface IRegistryGrain : IGrainWithIntegerKey
 {
-    Task<ChallengeData> IssueChallenge();
+    Task<List<Control.PendingNode>> Pending();
+
+    Task<long> AddressCounter();
 
     Task<Result<Registration>> Register(RegistrationRequest request);
 

@@ -8,7 +8,5 @@ internal sealed class GrainRegistrar(IGrainFactory grains) : IRegistrar
 {
     private IRegistryGrain Registry => grains.GetGrain<IRegistryGrain>(0);
 
-    public Task<ChallengeData> IssueChallengeAsync() => Registry.IssueChallenge();
-
     public Task<Result<Registration>> RegisterAsync(RegistrationRequest request) => Registry.Register(request);
 }

@@ -27,7 +27,9 @@ internal sealed class RegistryGrain(ICoordinatorStore store, MeshOptions options
     public override async Task OnActivateAsync(CancellationToken cancellationToken) =>
         _registry = await NodeRegistry.LoadAsync(store, options, identity, this, this, new GrainWorkScheduler(this), TimeProvider.System, logger);
 
-    public Task<ChallengeData> IssueChallenge() => Task.FromResult(_registry.IssueChallenge());
+    public Task<List<Control.PendingNode>> Pending() => Task.FromResult(_registry.Pending());
+
+    public Task<long> AddressCounter() => Task.FromResult(_registry.AddressCounter);
 
     public Task<Result<Registration>> Register(RegistrationRequest request) => _registry.RegisterAsync(request);
 

@@ -37,11 +37,15 @@ public sealed class AddressAllocator
     /// <summary>Takes back an allocation whose node was never stored.</summary>
     public void Reset(long next) => _next = next;
 
-    /// <summary>The next pair of addresses; the caller persists <see cref="Next"/> with the node.</summary>
-    public (IPAddress Ipv4, IPAddress Ipv6) Allocate()
+    /// <summary>The next pair of addresses, false when the IPv4 prefix is used up; the caller persists <see cref="Next"/> with the node.</summary>
+    public bool TryAllocate(out IPAddress ipv4, out IPAddress ipv6)
     {
         var hosts = (1L << (32 - _ipv4.PrefixLength)) - 2;
-        if (_next > hosts) throw new InvalidOperationException($"The IPv4 prefix {_ipv4} has no free addresses left.");
+        if (_next > hosts)
+        {
+            ipv4 = ipv6 = IPAddress.None;
+            return false;
+        }
         var index = _next++;
         var v4 = BinaryPrimitives.ReadUInt32BigEndian(_ipv4.BaseAddress.GetAddressBytes()) + (uint)index;
         var v4Bytes = new byte[4];
@@ -52,7 +56,9 @@ public sealed class AddressAllocator
         var padded = new byte[16];
         var length = v6.GetByteCount(isUnsigned: true);
         v6Bytes.AsSpan(0, length).CopyTo(padded.AsSpan(16 - length));
-        return (new IPAddress(v4Bytes), new IPAddress(padded));
+        ipv4 = new IPAddress(v4Bytes);
+        ipv6 = new IPAddress(padded);
+        return true;
     }
 
     /// <summary>A random ULA /48 (RFC 4193: fd00::/8 with a 40-bit random global ID).</summary>

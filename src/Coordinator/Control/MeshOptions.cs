@@ -18,6 +18,13 @@ public sealed record MeshOptions
 
     public TimeSpan ChallengeLifetime { get; init; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>Whether nodes may ask to join without a pre-auth key and wait for an admin (--no-keyless-registration turns it off).</summary>
+    public bool KeylessRegistration { get; init; } = true;
+
+    /// <summary>How many keyless nodes may wait for approval at once, and for how long each.</summary>
+    public int MaxPendingNodes { get; init; } = 1000;
+    public TimeSpan PendingLifetime { get; init; } = TimeSpan.FromHours(24);
+
     /// <summary>
     /// Changes within this window go out as one delta: a storm of agents coming online is a few deltas, not
     /// one per agent. Zero publishes every change at once.

@@ -17,28 +17,40 @@ public sealed record RegistrationRequest(
     [property: Id(3)] byte[] Nonce,
     [property: Id(4)] byte[] Proof);
 
-/// <summary>What registering gave the node: its name and addresses, and a session token once it is approved.</summary>
+/// <summary>What registering gave the node: its name and addresses and a session token once it is approved, the code to approve it by while it waits.</summary>
 [GenerateSerializer, Immutable]
 public sealed record Registration(
     [property: Id(0)] bool Approved,
     [property: Id(1)] long NodeId,
     [property: Id(2)] string Name,
     [property: Id(3)] IReadOnlyList<string> Addresses,
-    [property: Id(4)] string SessionToken);
+    [property: Id(4)] string SessionToken,
+    [property: Id(5)] string ApprovalCode = "");
+
+/// <summary>A node that asked to join without a key: no row and no address until an admin approves it by its code or key.</summary>
+[GenerateSerializer, Immutable]
+public sealed record PendingNode(
+    [property: Id(0)] byte[] NodeKey,
+    [property: Id(1)] string Hostname,
+    [property: Id(2)] string Code,
+    [property: Id(3)] DateTimeOffset Since,
+    [property: Id(4)] DateTimeOffset Expires);
 
 [GenerateSerializer, Immutable]
 public sealed record ChallengeData([property: Id(0)] byte[] CoordinatorKey, [property: Id(1)] byte[] Nonce);
 
 /// <summary>
 /// The nodes of the mesh: registration with a proof of key possession over a single-use challenge, pre-auth keys
-/// or admin approval, stable addresses, names, session tokens, expiry and deletion, and removing ephemeral nodes
+/// or admin approval (a keyless node waits in a bounded, expiring queue and costs no row and no address until
+/// an admin approves it), stable addresses, names, session tokens, expiry and deletion, and removing ephemeral nodes
 /// that stay offline. The in-memory state follows the store only after a write went through, so a store that is
 /// down changes nothing. Every change is told to the netmap. Not thread-safe: one owner (the node registry grain,
 /// or the NAT lab's one thread) calls it, and its awaits keep the caller's context (a grain's turn).
 /// </summary>
 public sealed class NodeRegistry
 {
-    private const int MaxChallenges = 10_000;
+    /// <summary>Registrations proved within one challenge lifetime; beyond that the registry answers "busy".</summary>
+    private const int MaxUsedNonces = 100_000;
     private readonly ICoordinatorStore _store;
     private readonly MeshOptions _options;
     private readonly IKeyService _keys;
@@ -51,12 +63,14 @@ public sealed class NodeRegistry
     private readonly Dictionary<long, NodeRecord> _nodes = new();
     private readonly Dictionary<PublicKey, long> _byKey = new();
     private readonly Dictionary<string, long> _bySession = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, DateTimeOffset> _challenges = new(StringComparer.Ordinal);
+    private readonly Challenges _challenges;
+    private readonly UsedNonces _usedNonces;
+    private readonly Dictionary<PublicKey, PendingNode> _pending = new();
     private readonly HashSet<long> _online = new();
     private readonly Dictionary<long, IDisposable> _removals = new();
 
     private NodeRegistry(ICoordinatorStore store, MeshOptions options, IKeyService keys, INetmapSink netmap, IWorkScheduler scheduler,
-        TimeProvider time, ILogger logger, PrivateKey coordinatorKey, AddressAllocator addresses)
+        TimeProvider time, ILogger logger, PrivateKey coordinatorKey, AddressAllocator addresses, Challenges challenges)
     {
         _store = store;
         _options = options;
@@ -67,6 +81,8 @@ public sealed class NodeRegistry
         _logger = logger;
         _coordinatorKey = coordinatorKey;
         _addresses = addresses;
+        _challenges = challenges;
+        _usedNonces = new UsedNonces(MaxUsedNonces, time);
     }
 
     public static async Task<NodeRegistry> LoadAsync(ICoordinatorStore store, MeshOptions options, CoordinatorIdentity identity, IKeyService keys,
@@ -74,7 +90,7 @@ public sealed class NodeRegistry
     {
         var counter = await store.GetMetaAsync(StoreFormats.AddressCounterKey) is { } bytes ? BitConverter.ToInt64(bytes) : 1;
         var registry = new NodeRegistry(store, options, keys, netmap, scheduler, time, logger, identity.Key,
-            new AddressAllocator(options.Ipv4Prefix, identity.Ipv6Prefix, counter));
+            new AddressAllocator(options.Ipv4Prefix, identity.Ipv6Prefix, counter), new Challenges(identity, options.ChallengeLifetime, time));
         foreach (var record in await store.LoadNodesAsync()) registry.Index(record);
         return registry;
     }
@@ -84,17 +100,10 @@ public sealed class NodeRegistry
     /// <summary>Every node as the store has it, in id order.</summary>
     public List<NodeRecord> List() => _nodes.Values.OrderBy(n => n.Id).ToList();
 
-    public ChallengeData IssueChallenge()
-    {
-        var nonce = RandomNumberGenerator.GetBytes(32);
-        var now = _time.GetUtcNow();
-        if (_challenges.Count > MaxChallenges)
-        {
-            foreach (var expired in _challenges.Where(c => c.Value < now).Select(c => c.Key).ToList()) _challenges.Remove(expired);
-        }
-        _challenges[Convert.ToHexString(nonce)] = now + _options.ChallengeLifetime;
-        return new ChallengeData(_coordinatorKey.PublicKey.Span.ToArray(), nonce);
-    }
+    /// <summary>The next address the registry would hand out: what a flood of keyless requests must leave as it is.</summary>
+    public long AddressCounter => _addresses.Next;
+
+    public ChallengeData IssueChallenge() => _challenges.Issue();
 
     public async Task<Result<Registration>> RegisterAsync(RegistrationRequest request)
     {
@@ -105,14 +114,20 @@ public sealed class NodeRegistry
         if (request.AuthKey.Length > 0 && Secrets.IdOf(request.AuthKey, Secrets.PreAuthKeyPrefix) is null) return Problem.InvalidArgument("auth_key is not a pre-auth key (mpk_...).");
         var nodeKey = new PublicKey(request.NodeKey);
         var now = _time.GetUtcNow();
-        if (!_challenges.Remove(Convert.ToHexString(request.Nonce), out var expiry) || expiry < now)
-        {
-            return Problem.Unauthenticated("The challenge is unknown, used or expired; ask for a new one.");
-        }
+        if (_challenges.Expiry(request.Nonce) is not { } expiry) return Problem.Unauthenticated("The challenge is not this coordinator's or has expired; ask for a new one.");
         if (!RegistrationProof.Verify(_coordinatorKey, nodeKey, request.Nonce, request.AuthKey, request.Hostname, request.Proof))
         {
             return Problem.Unauthenticated("The proof of possession of the node key does not verify.");
         }
+        switch (_usedNonces.TryUse(request.Nonce, expiry))
+        {
+            case UsedNonces.Outcome.Replayed:
+                return Problem.Unauthenticated("The challenge was used already; ask for a new one.");
+            case UsedNonces.Outcome.Full:
+                return Problem.ResourceExhausted("Too many registrations at once; try again in a minute.");
+        }
+        var known = _byKey.TryGetValue(nodeKey, out var existing);
+        if (!known && request.AuthKey.Length == 0) return Wait(nodeKey, request.Hostname, now);
         KeyGrant? grant = null;
         if (request.AuthKey.Length > 0)
         {
@@ -120,10 +135,10 @@ public sealed class NodeRegistry
             if (!used.Ok) return used.Problem!;
             grant = used.Value;
         }
-        var known = _byKey.TryGetValue(nodeKey, out var existing);
         var result = known
             ? await LogInAsync(_nodes[existing], grant)
-            : await CreateAsync(nodeKey, request.Hostname, grant, now);
+            : await CreateAsync(nodeKey, request.Hostname, grant, grant is not null, now);
+        if (result.Ok) _pending.Remove(nodeKey);
         // A one-off key is spent only on the node it let in; a node already approved did not need it.
         var spent = result.Ok && (!known || result.Value!.Approved && _nodes[existing].PreAuthKeyId == grant?.KeyId);
         if (grant is { OneOff: true } && !spent) await _keys.ReleaseAsync(grant.KeyId);
@@ -167,11 +182,88 @@ public sealed class NodeRegistry
         return await SaveAsync(node with { Name = newName });
     }
 
+    /// <summary>
+    /// Approves a stored node, or a waiting one by its approval code or node key (never by name: anyone can ask
+    /// to join under any name, and an admin must not approve a squatter): it gets its row and addresses now, and
+    /// its session at its next registration.
+    /// </summary>
     public async Task<Result<NodeRecord>> ApproveAsync(string reference)
     {
         var found = Find(reference);
-        if (!found.Ok || found.Value!.State == NodeState.Approved) return found;
-        return await SaveAsync(found.Value with { State = NodeState.Approved });
+        if (found.Ok) return found.Value!.State == NodeState.Approved ? found : await SaveAsync(found.Value with { State = NodeState.Approved });
+        var now = _time.GetUtcNow();
+        if (FindPending(reference, now) is not { } waiting) return found;
+        var created = await CreateAsync(new PublicKey(waiting.NodeKey), waiting.Hostname, null, approved: true, now);
+        if (!created.Ok) return created.Problem!;
+        _pending.Remove(new PublicKey(waiting.NodeKey));
+        return _nodes[created.Value!.NodeId];
+    }
+
+    /// <summary>The nodes waiting for approval, oldest first.</summary>
+    public List<PendingNode> Pending()
+    {
+        Prune(_time.GetUtcNow());
+        return _pending.Values.OrderBy(p => p.Since).ToList();
+    }
+
+    /// <summary>The code an admin approves a waiting node by: 40 bits of the key's hash, as XXXX-XXXX in a base32 without look-alikes.</summary>
+    public static string ApprovalCode(PublicKey nodeKey)
+    {
+        const string alphabet = "ABCDEFGHJKMNPQRSTVWXYZ0123456789";
+        var hash = System.Security.Cryptography.SHA256.HashData(nodeKey.Span);
+        var bits = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(hash) >> 24;
+        var code = new char[9];
+        for (int i = 7, at = 8; i >= 0; i--, at--)
+        {
+            if (at == 4) code[at--] = '-';
+            code[at] = alphabet[(int)(bits & 31)];
+            bits >>= 5;
+        }
+        return new string(code);
+    }
+
+    private Result<Registration> Wait(PublicKey nodeKey, string hostname, DateTimeOffset now)
+    {
+        if (!_options.KeylessRegistration) return Problem.PermissionDenied("This coordinator takes only nodes with a pre-auth key (--auth-key).");
+        Prune(now);
+        var name = NodeNames.Sanitize(hostname);
+        var since = _pending.TryGetValue(nodeKey, out var earlier) ? earlier.Since : now;
+        if (earlier is null && _pending.Count >= _options.MaxPendingNodes)
+        {
+            return Problem.ResourceExhausted($"{_options.MaxPendingNodes} nodes already wait for approval; try again later or join with a pre-auth key.");
+        }
+        var waiting = new PendingNode(nodeKey.Span.ToArray(), name, ApprovalCode(nodeKey), since, now + _options.PendingLifetime);
+        _pending[nodeKey] = waiting;
+        if (earlier is null) _logger.LogInformation("{Name} asks to join without a key; approve it with `mesh-coordinator nodes approve {Code}`.", name, waiting.Code);
+        return new Registration(false, 0, name, [], "", waiting.Code);
+    }
+
+    private PendingNode? FindPending(string reference, DateTimeOffset now)
+    {
+        Prune(now);
+        var code = reference.Trim().ToUpperInvariant();
+        foreach (var waiting in _pending.Values)
+        {
+            if (waiting.Code == code || waiting.Code.Replace("-", "") == code) return waiting;
+        }
+        try
+        {
+            return _pending.GetValueOrDefault(PublicKey.Parse(reference));
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+
+    private void Prune(DateTimeOffset now)
+    {
+        List<PublicKey>? expired = null;
+        foreach (var (key, waiting) in _pending)
+        {
+            if (waiting.Expires < now) (expired ??= new()).Add(key);
+        }
+        if (expired is not null) foreach (var key in expired) _pending.Remove(key);
     }
 
     /// <summary>Expires a node: it leaves every netmap, its stream ends, and its token stops working.</summary>
@@ -247,10 +339,14 @@ public sealed class NodeRegistry
         return Response(withSession, token);
     }
 
-    private async Task<Result<Registration>> CreateAsync(PublicKey nodeKey, string hostname, KeyGrant? grant, DateTimeOffset now)
+    private async Task<Result<Registration>> CreateAsync(PublicKey nodeKey, string hostname, KeyGrant? grant, bool approved, DateTimeOffset now)
     {
         var nextBefore = _addresses.Next;
-        var (ipv4, ipv6) = _addresses.Allocate();
+        if (!_addresses.TryAllocate(out var ipv4, out var ipv6))
+        {
+            _logger.LogWarning("Refused to register {Name}: the IPv4 prefix {Prefix} has no free addresses left", hostname, _addresses.Ipv4Prefix);
+            return Problem.ResourceExhausted($"The mesh's IPv4 prefix {_addresses.Ipv4Prefix} has no free addresses left; an admin can start a coordinator with a larger --ipv4-prefix.");
+        }
         var name = NodeNames.Unique(NodeNames.Sanitize(hostname), taken => _nodes.Values.Any(n => n.Name == taken));
         var record = new NodeRecord
         {
@@ -258,7 +354,7 @@ public sealed class NodeRegistry
             Name = name,
             Ipv4 = ipv4.ToString(),
             Ipv6 = ipv6.ToString(),
-            State = grant is null ? NodeState.Pending : NodeState.Approved,
+            State = approved ? NodeState.Approved : NodeState.Pending,
             Ephemeral = grant?.Ephemeral ?? false,
             Tags = grant?.Tags ?? [],
             PreAuthKeyId = grant?.KeyId,

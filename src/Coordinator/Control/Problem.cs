@@ -13,6 +13,8 @@ public enum Failure
     Unavailable,
     /// <summary>Nothing was changed; trying again may work.</summary>
     Aborted,
+    /// <summary>A bound was reached (addresses, waiting nodes, requests at once); nothing was changed.</summary>
+    ResourceExhausted,
     /// <summary>The replica's hub is not attached to the publisher (the publisher moved or restarted): attach, then try again.</summary>
     Detached,
 }
@@ -25,6 +27,7 @@ public sealed record Problem([property: Id(0)] Failure Kind, [property: Id(1)] s
     public static Problem NotFound(string message) => new(Failure.NotFound, message);
     public static Problem Unauthenticated(string message) => new(Failure.Unauthenticated, message);
     public static Problem PermissionDenied(string message) => new(Failure.PermissionDenied, message);
+    public static Problem ResourceExhausted(string message) => new(Failure.ResourceExhausted, message);
     public static Problem StoreDown(Exception error) => new(Failure.Unavailable, $"The database is unreachable, so nothing was changed: {error.Message}");
 }
 

@@ -196,7 +196,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
 
         Uri? agentsUrl = null;
         app.Use(ListenerRoles.GateAsync);
-        app.MapGrpcService(new CoordinatorService(new GrainRegistrar(grains), hub, stunPort, options.PublicHost, TimeProvider.System).Bind());
+        app.MapGrpcService(new CoordinatorService(new GrainRegistrar(grains), new Challenges(identity, options.Mesh.ChallengeLifetime, TimeProvider.System), hub, stunPort, options.PublicHost, TimeProvider.System).Bind());
         app.MapGrpcService(ServiceDefinitions.Bind(binder => Protos.V1.Admin.BindService(binder,
             new AdminService(grains, DateTimeOffset.UtcNow, () => new Announcement(publicStun, AgentsUrl(options, agentsUrl!), pin)))));
         app.MapGrpcHealthChecksService();

@@ -99,10 +99,12 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     }
 
     /// <summary>Opens an agent's stream: authenticates its token, and queues a full map (or the deltas it missed).</summary>
-    public async Task<Result<SyncSession>> OpenAsync(string sessionToken, SyncHello hello, IReadOnlyList<string> stunServers)
+    /// <param name="nodeKey">The key the hello proved: the token must be that node's.</param>
+    public async Task<Result<SyncSession>> OpenAsync(string sessionToken, PublicKey nodeKey, SyncHello hello, IReadOnlyList<string> stunServers)
     {
         var node = await mesh.AuthenticateAsync(sessionToken).ConfigureAwait(false);
         if (!node.Ok) return node.Problem!;
+        if (!nodeKey.Span.SequenceEqual(node.Value!.NodeKey)) return Problem.Unauthenticated("The session token belongs to another node key.");
         var endpoints = (hello.Endpoints ?? new Endpoints()).ToByteArray();
         var session = new SyncSession(node.Value!, stunServers, synchronousSends) { Endpoints = endpoints };
         SyncSession? replaced;

@@ -157,7 +157,7 @@ public sealed class ControlClient : IDisposable
             var response = await Mesh.Control.Registration.RegisterAsync(new Protos.V1.Coordinator.CoordinatorClient(invoker), _key, _options.AuthKey, _options.Hostname, cancellationToken).ConfigureAwait(false);
             if (response.State == RegistrationState.Pending)
             {
-                throw new InvalidOperationException($"node {response.Name} is waiting for an admin to approve it (mesh-coordinator nodes approve {response.Name})");
+                throw new InvalidOperationException($"node {response.Name} is waiting for an admin to approve it: mesh-coordinator nodes approve {response.ApprovalCode}");
             }
             _token = response.SessionToken;
             Self = response;
@@ -165,7 +165,6 @@ public sealed class ControlClient : IDisposable
             Registered?.Invoke(response);
         }
         var client = new Protos.V1.Coordinator.CoordinatorClient(invoker);
-        var call = client.Sync(new Metadata { { "authorization", "Bearer " + _token } }, cancellationToken: cancellationToken);
         Endpoints endpoints;
         lock (_lock)
         {
@@ -173,9 +172,11 @@ public sealed class ControlClient : IDisposable
             _outbound = NewOutbound();
             endpoints = _endpoints;
         }
+        var hello = await Mesh.Control.Registration.HelloAsync(client, _key, _token!, _node.View.Serial, endpoints, cancellationToken).ConfigureAwait(false);
+        var call = client.Sync(new Metadata { { "authorization", "Bearer " + _token } }, cancellationToken: cancellationToken);
         try
         {
-            await call.RequestStream.WriteAsync(new SyncRequest { Hello = new SyncHello { LastSerial = _node.View.Serial, Endpoints = endpoints } }).ConfigureAwait(false);
+            await call.RequestStream.WriteAsync(new SyncRequest { Hello = hello }).ConfigureAwait(false);
             if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false)) throw new IOException("the coordinator closed the sync stream at once");
         }
         catch

@@ -38,7 +38,11 @@ public sealed class RelayHost : IRelayOutput, IDisposable
             {
                 lock (_server) _server.Disconnected(endpoint);
             },
-            this);
+            endpoint =>
+            {
+                lock (_server) return _server.IsAuthenticated(endpoint);
+            },
+            this, TimeProvider.System);
         _thread = new Thread(ServeUdp) { IsBackground = true, Name = "relay-udp" };
         _thread.Start();
     }

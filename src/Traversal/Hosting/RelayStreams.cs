@@ -14,10 +14,16 @@ public delegate void RelayStreamFrame(ReadOnlySpan<byte> frame, NetEndpoint from
 /// endpoint (fd00::n, port 0, which no UDP client can have), its binary messages go to <paramref name="receive"/>,
 /// and frames sent to its endpoint go back down it; frames for other endpoints go to the UDP output.
 /// The coordinator and `--relay` agents serve it behind Kestrel; the NAT lab serves it over its virtual TCP.
+/// A stream whose client has not authenticated to the relay within <see cref="AuthTimeout"/> is closed, so sockets
+/// that never say who they are cannot pile up.
 /// </summary>
+/// <param name="authenticated">Whether the client behind a stream's endpoint has authenticated to the relay.</param>
+/// <param name="time">The clock of the authentication deadline (the NAT lab's virtual one there).</param>
 /// <param name="synchronousSends">Send on the caller's thread instead of a queue reader's: the NAT lab's one thread.</param>
-public sealed class RelayStreams(RelayStreamFrame receive, Action<NetEndpoint> closed, IRelayOutput udp, bool synchronousSends = false) : IRelayOutput
+public sealed class RelayStreams(RelayStreamFrame receive, Action<NetEndpoint> closed, Func<NetEndpoint, bool> authenticated, IRelayOutput udp, TimeProvider time,
+    bool synchronousSends = false) : IRelayOutput
 {
+    public static readonly TimeSpan AuthTimeout = TimeSpan.FromSeconds(10);
     private const int StreamQueue = 1024;
     private readonly ConcurrentDictionary<NetEndpoint, Channel<PooledFrame>> _streams = new();
     private long _nextStream;
@@ -31,6 +37,10 @@ public sealed class RelayStreams(RelayStreamFrame receive, Action<NetEndpoint> c
         var outbound = WebSocketFrames.CreateQueue(StreamQueue, synchronousSends);
         _streams[endpoint] = outbound;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var deadline = time.CreateTimer(_ =>
+        {
+            if (!authenticated(endpoint)) stop.Cancel();
+        }, null, AuthTimeout, Timeout.InfiniteTimeSpan);
         var writing = WebSocketFrames.SendAsync(socket, outbound.Reader, stop.Token);
         try
         {

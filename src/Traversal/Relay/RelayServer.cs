@@ -115,6 +115,9 @@ public sealed class RelayServer
         if (_byKey.Remove(NodeKeyId.From(node), out var client)) _byEndpoint.Remove(client.Endpoint);
     }
 
+    /// <summary>Whether a client proved its node key from this endpoint.</summary>
+    public bool IsAuthenticated(NetEndpoint endpoint) => _byEndpoint.ContainsKey(endpoint);
+
     /// <summary>Drops whoever is bound to this endpoint (its stream closed).</summary>
     public void Disconnected(NetEndpoint endpoint)
     {
