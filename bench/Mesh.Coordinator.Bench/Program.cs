@@ -134,7 +134,7 @@ async Task<(Process, string)> StartCoordinatorAsync(PostgresServer? postgres, in
 {
     var dataDir = Path.Combine(Path.GetTempPath(), $"mesh-bench-{Guid.NewGuid():N}");
     var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-    List<string> arguments = [coordinatorDll, "serve", "--listen", "127.0.0.1:0", "--stun-port", "0", "--relay-port", "0", "--data-dir", dataDir];
+    List<string> arguments = [coordinatorDll, "serve", "--listen", "127.0.0.1:0", "--registration-rate", "100000", "--stun-port", "0", "--relay-port", "0", "--data-dir", dataDir];
     if (postgres is not null)
     {
         arguments.AddRange(["--postgres", postgres.ConnectionString, "--advertise-address", "127.0.0.1",

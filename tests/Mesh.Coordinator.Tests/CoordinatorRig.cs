@@ -56,15 +56,37 @@ public sealed class CoordinatorRig : IAsyncDisposable
         await StartHostAsync(mesh);
     }
 
-    public Protos.V1.Coordinator.CoordinatorClient NewClient(string? token = null)
+    /// <param name="source">The loopback address to connect from (127.0.0.2 stands for another host), or any.</param>
+    public Protos.V1.Coordinator.CoordinatorClient NewClient(string? token = null, IPAddress? source = null)
     {
-        var channel = GrpcChannels.ForAddress(Address, Connector(), Timeout.InfiniteTimeSpan);
+        var channel = source is null
+            ? GrpcChannels.ForAddress(Address, Connector(), Timeout.InfiniteTimeSpan)
+            : GrpcChannel.ForAddress(Address, new GrpcChannelOptions { HttpHandler = From(source), DisposeHttpClient = true });
         _channels.Add(channel);
         var invoker = channel.CreateCallInvoker();
         return new Protos.V1.Coordinator.CoordinatorClient(token is null ? invoker : invoker.WithBearerToken(token));
     }
 
     /// <summary>An admin client on the admin listener (the data directory's unix socket).</summary>
+    private static SocketsHttpHandler From(IPAddress source) => new()
+    {
+        ConnectCallback = async (context, cancellationToken) =>
+        {
+            var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            try
+            {
+                socket.Bind(new IPEndPoint(source, 0));
+                await socket.ConnectAsync(context.DnsEndPoint, cancellationToken);
+                return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        },
+    };
+
     public Admin.AdminClient AdminWithKey(string? key)
     {
         var channel = GrpcChannels.ForUnixSocket(Host.AdminUrl["unix:".Length..]);
@@ -129,6 +151,9 @@ public sealed class TestAgent(CoordinatorRig rig, string hostname) : IAsyncDispo
     private NetMapView _view = null!;
 
     public PrivateKey Key { get; private init; } = PrivateKey.Generate();
+
+    /// <summary>The address this agent connects from; null lets the system choose (127.0.0.1).</summary>
+    public IPAddress? Source { get; init; }
     public ByteString NodeKey => ByteString.CopyFrom(Key.PublicKey.Span);
     public RegisterResponse Registration { get; private set; } = null!;
     public List<ConnectNotice> ConnectNotices { get; } = new();
@@ -143,13 +168,13 @@ public sealed class TestAgent(CoordinatorRig rig, string hostname) : IAsyncDispo
 
     public async Task<RegisterResponse> RegisterAsync(string authKey)
     {
-        Registration = await Mesh.Control.Registration.RegisterAsync(rig.NewClient(), Key, authKey, hostname);
+        Registration = await Mesh.Control.Registration.RegisterAsync(rig.NewClient(source: Source), Key, authKey, hostname);
         return Registration;
     }
 
     /// <summary>A hello that proves this agent's key over a fresh challenge and its session token, as the agent's own.</summary>
     public Task<SyncHello> HelloAsync(ulong lastSerial = 0, Endpoints? endpoints = null) =>
-        Mesh.Control.Registration.HelloAsync(rig.NewClient(), Key, Registration.SessionToken, lastSerial, endpoints);
+        Mesh.Control.Registration.HelloAsync(rig.NewClient(source: Source), Key, Registration.SessionToken, lastSerial, endpoints);
 
     public async Task ConnectAsync(Endpoints endpoints, ulong lastSerial = 0)
     {
@@ -157,7 +182,7 @@ public sealed class TestAgent(CoordinatorRig rig, string hostname) : IAsyncDispo
         StreamEnded = false;
         StreamError = null;
         var hello = await HelloAsync(lastSerial, endpoints);
-        _call = rig.NewClient(Registration.SessionToken).Sync();
+        _call = rig.NewClient(Registration.SessionToken, Source).Sync();
         await _call.RequestStream.WriteAsync(new SyncRequest { Hello = hello });
         var call = _call;
         var opened = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -3,7 +3,9 @@ using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Mesh.Coordinator.Cluster;
 using Mesh.Coordinator.Store;
+using Mesh.Control;
 using Mesh.Protos.V1;
+using Microsoft.Extensions.Logging;
 
 namespace Mesh.Coordinator.Api;
 
@@ -12,11 +14,16 @@ public sealed record Announcement(IReadOnlyList<string> StunServers, string Agen
 
 /// <summary>
 /// mesh.v1.Admin over the cluster's grains: every call needs `authorization: Bearer &lt;admin API key&gt;`, and any
-/// replica answers for the whole cluster. Nodes are shown with their presence from the netmap publisher.
+/// replica answers for the whole cluster. Nodes are shown with their presence from the netmap publisher. Every
+/// change is written to the audit log (which key, what, on what, from where); a refused key is logged at warning
+/// and answered only after <see cref="RefusalDelay"/>, so guessing costs time.
 /// </summary>
-public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, Func<Announcement> announced)
+public sealed class AdminService(IGrainFactory grains, ICoordinatorStore store, DateTimeOffset started, Func<Announcement> announced, TimeProvider time, ILogger logger)
     : Admin.AdminBase
 {
+    public static readonly TimeSpan RefusalDelay = TimeSpan.FromSeconds(1);
+    private const int MaxAuditEntries = 10_000;
+
     private IRegistryGrain Registry => grains.GetGrain<IRegistryGrain>(0);
     private IKeyRingGrain Keys => grains.GetGrain<IKeyRingGrain>(0);
     private IPublisherGrain Publisher => grains.GetGrain<IPublisherGrain>(0);
@@ -31,9 +38,9 @@ public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, F
     public override async Task<Node> GetNode(NodeRef request, ServerCallContext context) => await NodeAsync(context, () => Registry.Find(request.Node));
 
     public override async Task<Node> RenameNode(RenameNodeRequest request, ServerCallContext context) =>
-        await NodeAsync(context, () => Registry.Rename(request.Node, request.NewName));
+        await NodeAsync(context, () => Registry.Rename(request.Node, request.NewName), $"nodes rename {request.NewName}");
 
-    public override async Task<Node> ApproveNode(NodeRef request, ServerCallContext context) => await NodeAsync(context, () => Registry.Approve(request.Node));
+    public override async Task<Node> ApproveNode(NodeRef request, ServerCallContext context) => await NodeAsync(context, () => Registry.Approve(request.Node), "nodes approve");
 
     public override async Task<ListPendingNodesResponse> ListPendingNodes(ListPendingNodesRequest request, ServerCallContext context)
     {
@@ -54,21 +61,23 @@ public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, F
         };
     }
 
-    public override async Task<Node> ExpireNode(NodeRef request, ServerCallContext context) => await NodeAsync(context, () => Registry.Expire(request.Node));
+    public override async Task<Node> ExpireNode(NodeRef request, ServerCallContext context) => await NodeAsync(context, () => Registry.Expire(request.Node), "nodes expire");
 
     public override async Task<DeleteNodeResponse> DeleteNode(NodeRef request, ServerCallContext context)
     {
-        await AuthorizeAsync(context);
-        (await Registry.Delete(request.Node)).OrThrow();
+        var actor = await AuthorizeAsync(context);
+        var node = (await Registry.Delete(request.Node)).OrThrow();
+        await AuditAsync(context, actor, "nodes delete", NodeTarget(node));
         return new DeleteNodeResponse();
     }
 
     public override async Task<CreatePreAuthKeyResponse> CreatePreAuthKey(CreatePreAuthKeyRequest request, ServerCallContext context)
     {
-        await AuthorizeAsync(context);
+        var actor = await AuthorizeAsync(context);
         if (request.ExpirationSeconds < 0) throw new RpcException(new Status(StatusCode.InvalidArgument, "expiration_seconds must not be negative."));
         var (key, secret) = (await Keys.CreatePreAuthKey(request.Reusable, request.Ephemeral,
             request.ExpirationSeconds > 0 ? TimeSpan.FromSeconds(request.ExpirationSeconds) : null, request.Tags.ToList())).OrThrow();
+        await AuditAsync(context, actor, "keys create", $"{key.Id}{(key.Reusable ? " reusable" : "")}{(key.Ephemeral ? " ephemeral" : "")}{(key.Tags.Count > 0 ? " tags " + string.Join(',', key.Tags) : "")}");
         var announcement = announced();
         return new CreatePreAuthKeyResponse { Key = View(key), Secret = secret, AgentUrl = announcement.AgentsUrl, TlsPin = announcement.Pin ?? "" };
     }
@@ -81,16 +90,18 @@ public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, F
 
     public override async Task<PreAuthKey> RevokePreAuthKey(RevokePreAuthKeyRequest request, ServerCallContext context)
     {
-        await AuthorizeAsync(context);
+        var actor = await AuthorizeAsync(context);
         var key = (await Keys.RevokePreAuthKey(request.Id)).OrThrow();
-        if (request.ExpireNodes) (await Registry.ExpireJoinedWith(request.Id)).OrThrow();
+        var expired = request.ExpireNodes ? (await Registry.ExpireJoinedWith(request.Id)).OrThrow() : 0;
+        await AuditAsync(context, actor, "keys revoke", request.ExpireNodes ? $"{key.Id} and its {expired} nodes" : key.Id);
         return View(key);
     }
 
     public override async Task<CreateApiKeyResponse> CreateApiKey(CreateApiKeyRequest request, ServerCallContext context)
     {
-        await AuthorizeAsync(context);
+        var actor = await AuthorizeAsync(context);
         var (key, secret) = (await Keys.CreateApiKey()).OrThrow();
+        await AuditAsync(context, actor, "apikeys create", key.Id);
         return new CreateApiKeyResponse { Key = View(key), Secret = secret };
     }
 
@@ -102,8 +113,32 @@ public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, F
 
     public override async Task<ApiKey> RevokeApiKey(KeyRef request, ServerCallContext context)
     {
+        var actor = await AuthorizeAsync(context);
+        var key = (await Keys.RevokeApiKey(request.Id)).OrThrow();
+        await AuditAsync(context, actor, "apikeys revoke", key.Id);
+        return View(key);
+    }
+
+    public override async Task<ListAuditResponse> ListAudit(ListAuditRequest request, ServerCallContext context)
+    {
         await AuthorizeAsync(context);
-        return View((await Keys.RevokeApiKey(request.Id)).OrThrow());
+        var limit = request.Limit is > 0 and <= MaxAuditEntries ? (int)request.Limit : 100;
+        IReadOnlyList<AuditRecord> entries;
+        try
+        {
+            entries = await store.LoadAuditAsync(limit);
+        }
+        catch (StoreUnavailableException ex)
+        {
+            throw Control.Problem.StoreDown(ex).ToRpc();
+        }
+        return new ListAuditResponse
+        {
+            Entries =
+            {
+                entries.Select(e => new AuditEntry { Id = (ulong)e.Id, At = Timestamp.FromDateTime(e.At), Actor = e.Actor, Action = e.Action, Target = e.Target, Source = e.Source }),
+            },
+        };
     }
 
     public override async Task<ListRelaysResponse> ListRelays(ListRelaysRequest request, ServerCallContext context)
@@ -132,19 +167,46 @@ public sealed class AdminService(IGrainFactory grains, DateTimeOffset started, F
         return status;
     }
 
-    private async Task<Node> NodeAsync(ServerCallContext context, Func<Task<Control.Result<NodeRecord>>> call)
+    /// <param name="audited">The action's name in the audit log; null for a read.</param>
+    private async Task<Node> NodeAsync(ServerCallContext context, Func<Task<Control.Result<NodeRecord>>> call, string? audited = null)
     {
-        await AuthorizeAsync(context);
+        var actor = await AuthorizeAsync(context);
         var node = (await call()).OrThrow();
+        if (audited is not null) await AuditAsync(context, actor, audited, NodeTarget(node));
         return View(node, await PresenceAsync());
+    }
+
+    private static string NodeTarget(NodeRecord node) => $"node {node.Id} {node.Name} ({Convert.ToBase64String(node.NodeKey)})";
+
+    /// <summary>Writes the change to the audit log; the change stands even if the log cannot be written, and that is logged.</summary>
+    private async Task AuditAsync(ServerCallContext context, string actor, string action, string target)
+    {
+        try
+        {
+            await store.InsertAuditAsync(new AuditRecord(0, time.GetUtcNow().UtcDateTime, actor, action, target, Source(context)));
+        }
+        catch (StoreUnavailableException ex)
+        {
+            logger.LogWarning("Audit log: {Actor} {Action} {Target} was done but not recorded: {Error}", actor, action, target, ex.Message);
+        }
+    }
+
+    private static string Source(ServerCallContext context)
+    {
+        var remote = context.GetHttpContext().Connection.RemoteIpAddress;
+        return remote is null ? "local socket" : (remote.IsIPv4MappedToIPv6 ? remote.MapToIPv4() : remote).ToString();
     }
 
     private async Task<Dictionary<long, Control.NodePresence>> PresenceAsync() => (await Publisher.Presence()).ToDictionary(p => p.NodeId);
 
-    private async Task AuthorizeAsync(ServerCallContext context)
+    /// <summary>The caller's API key id ("key ID" in the audit log); a missing or refused key is logged and answered late.</summary>
+    private async Task<string> AuthorizeAsync(ServerCallContext context)
     {
-        var key = Auth.BearerToken(context) ?? throw new RpcException(new Status(StatusCode.Unauthenticated, "Admin calls need `authorization: Bearer <API key>`."));
-        if (!await Keys.IsValidApiKey(key)) throw new RpcException(new Status(StatusCode.Unauthenticated, "The API key is not valid or was revoked."));
+        var key = Auth.BearerToken(context);
+        if (key is not null && await Keys.IsValidApiKey(key)) return "key " + Secrets.IdOf(key, Secrets.ApiKeyPrefix);
+        logger.LogWarning("Admin call {Method} from {Source} refused: {Reason}", context.Method, Source(context), key is null ? "no API key" : "the API key is not valid or was revoked");
+        await Task.Delay(RefusalDelay, time, context.CancellationToken);
+        throw new RpcException(new Status(StatusCode.Unauthenticated, key is null ? "Admin calls need `authorization: Bearer <API key>`." : "The API key is not valid or was revoked."));
     }
 
     private static Node View(NodeRecord node, Dictionary<long, Control.NodePresence> presence)

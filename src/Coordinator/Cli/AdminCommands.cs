@@ -105,7 +105,12 @@ internal static class AdminCommands
         status.Options.Add(Pin);
         status.Options.Add(InsecurePlaintext);
         status.Options.Add(Json);
-        return [nodes, keys, apiKeys, relays, status];
+        var limit = new Option<uint>("--limit") { Description = "How many entries, newest first.", DefaultValueFactory = _ => 100 };
+        var audit = new Command("audit", "The audit log of admin actions.") { Server, ApiKey, DataDir, CaCert, Pin, InsecurePlaintext, Json };
+        audit.Subcommands.Add(Call("list", "List admin actions, newest first: when, which key, what, on what, from where.", [limit],
+            (admin, p) => admin.ListAuditAsync(new ListAuditRequest { Limit = p.GetValue(limit) }),
+            r => Table(["WHEN", "WHO", "ACTION", "TARGET", "FROM"], r.Entries.Select(e => new[] { Time(e.At), e.Actor, e.Action, e.Target, e.Source }))));
+        return [nodes, keys, apiKeys, relays, audit, status];
     }
 
     private static Command Call<T>(string name, string description, Symbol[] symbols, Func<Admin.AdminClient, ParseResult, AsyncUnaryCall<T>> call, Action<T> print)

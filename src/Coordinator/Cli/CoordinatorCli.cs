@@ -77,6 +77,12 @@ public static class CoordinatorCli
             DefaultValueFactory = _ => Environment.GetEnvironmentVariable("MESH_POSTGRES") is { Length: > 0 } fromEnvironment ? fromEnvironment : null,
         };
         var siloPort = new Option<int?>("--silo-port") { Description = $"TCP port the other replicas reach this one's silo at, with mutual TLS (with --postgres; default {CoordinatorOptions.DefaultSiloPort})." };
+        var noKeyless = new Option<bool>("--no-keyless-registration") { Description = "Refuse nodes without a pre-auth key (by default they wait, bounded and expiring, for `nodes approve CODE`)." };
+        var registrationRate = new Option<double>("--registration-rate")
+        {
+            Description = "Registrations per second one source address may make (bursts of ten seconds' worth); challenges get ten times as many.",
+            DefaultValueFactory = _ => new SourceRateLimits().RegistrationsPerSecond,
+        };
         var insecurePlaintext = new Option<bool>("--insecure-plaintext") { Description = "Serve h2c (no TLS) on a non-loopback --listen: only behind a TLS-terminating proxy; keys and netmaps are otherwise in clear." };
         var adminListen = new Option<IPEndPoint?>("--admin-listen")
         {
@@ -102,7 +108,7 @@ public static class CoordinatorCli
 
         var serve = new Command("serve", "Run the coordinator.")
         {
-            listen, dataDir, tlsCert, tlsKey, stunPort, relayPort, noRelay, publicHost, ipv4Prefix, ephemeralTimeout, postgres, siloPort, advertise, insecurePlaintext, adminListen, verbose,
+            listen, dataDir, tlsCert, tlsKey, stunPort, relayPort, noRelay, publicHost, ipv4Prefix, ephemeralTimeout, postgres, siloPort, advertise, insecurePlaintext, adminListen, noKeyless, registrationRate, verbose,
         };
         serve.SetAction(async (parse, cancellationToken) =>
         {
@@ -115,7 +121,13 @@ public static class CoordinatorCli
                 StunPort = parse.GetValue(stunPort),
                 RelayPort = parse.GetValue(noRelay) ? -1 : parse.GetValue(relayPort),
                 PublicHost = parse.GetValue(publicHost),
-                Mesh = new Control.MeshOptions { Ipv4Prefix = parse.GetValue(ipv4Prefix), EphemeralTimeout = parse.GetValue(ephemeralTimeout) },
+                Mesh = new Control.MeshOptions
+                {
+                    Ipv4Prefix = parse.GetValue(ipv4Prefix),
+                    EphemeralTimeout = parse.GetValue(ephemeralTimeout),
+                    KeylessRegistration = !parse.GetValue(noKeyless),
+                },
+                RateLimits = new SourceRateLimits { RegistrationsPerSecond = parse.GetValue(registrationRate) },
                 Postgres = parse.GetValue(postgres),
                 SiloPort = parse.GetValue(siloPort),
                 InsecurePlaintext = parse.GetValue(insecurePlaintext),

@@ -140,6 +140,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         var clusterCertificate = options.Clustered ? await SelfSignedCertificate.LoadOrCreateAsync(store, SelfSignedCertificate.ClusterKey, []) : null;
         builder.UseOrleans(silo => SiloSetup.Configure(silo, options, clusterCertificate));
         var readiness = new Readiness();
+        builder.Services.AddRateLimiter(options.RateLimits.Configure);
         builder.Services.AddGrpc(grpc => grpc.Interceptors.Add<ClusterFailures>());
         builder.Services.AddGrpcHealthChecks(health =>
         {
@@ -196,9 +197,10 @@ public sealed class CoordinatorHost : IAsyncDisposable
 
         Uri? agentsUrl = null;
         app.Use(ListenerRoles.GateAsync);
+        app.UseRateLimiter();
         app.MapGrpcService(new CoordinatorService(new GrainRegistrar(grains), new Challenges(identity, options.Mesh.ChallengeLifetime, TimeProvider.System), hub, stunPort, options.PublicHost, TimeProvider.System).Bind());
         app.MapGrpcService(ServiceDefinitions.Bind(binder => Protos.V1.Admin.BindService(binder,
-            new AdminService(grains, DateTimeOffset.UtcNow, () => new Announcement(publicStun, AgentsUrl(options, agentsUrl!), pin)))));
+            new AdminService(grains, store, DateTimeOffset.UtcNow, () => new Announcement(publicStun, AgentsUrl(options, agentsUrl!), pin), TimeProvider.System, loggers.CreateLogger("admin")))));
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         if (relay is not null)

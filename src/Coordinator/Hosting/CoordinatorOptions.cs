@@ -37,6 +37,9 @@ public sealed record CoordinatorOptions
 
     public Control.MeshOptions Mesh { get; init; } = new();
 
+    /// <summary>Per-source limits on challenges, registrations and admin calls.</summary>
+    public SourceRateLimits RateLimits { get; init; } = new();
+
     /// <summary>Cluster mode: an Npgsql connection string for the store and Orleans membership; null runs embedded on SQLite.</summary>
     public string? Postgres { get; init; }
 
@@ -74,6 +77,7 @@ public sealed record CoordinatorOptions
         if (RelayPort is < -1 or > 65535) return $"--relay-port: {RelayPort} is not a port from 1 to 65535.";
         if (SiloPort is < 0 or > 65535) return $"--silo-port: {SiloPort} is not a port from 1 to 65535.";
         if (SiloPort is not null && !Clustered) return "--silo-port: only replicas of a cluster (--postgres) listen for each other; an embedded coordinator opens no silo port.";
+        if (RateLimits.RegistrationsPerSecond is <= 0 or > 1_000_000) return $"--registration-rate: {RateLimits.RegistrationsPerSecond} is not a rate from 0.01 to 1000000 per second.";
         if (Postgres is { Length: 0 }) return "--postgres: the connection string is empty.";
         if (AdvertiseAddress is not null && !Clustered) return "--advertise-address: only replicas of a cluster (--postgres) are reached by others.";
         return null;

@@ -34,6 +34,12 @@ public interface ICoordinatorStore : IAsyncDisposable
     Task InsertApiKeyAsync(ApiKeyRecord key);
 
     Task RevokeApiKeyAsync(string id);
+
+    /// <summary>Records an admin action (its id is the store's).</summary>
+    Task InsertAuditAsync(AuditRecord entry);
+
+    /// <summary>The newest <paramref name="limit"/> admin actions, newest first.</summary>
+    Task<List<AuditRecord>> LoadAuditAsync(int limit);
 }
 
 /// <summary>The database could not be reached or refused the write; nothing of the change was stored.</summary>

@@ -46,3 +46,6 @@ public sealed record ApiKeyRecord
     [Id(2)] public DateTime Created { get; init; }
     [Id(3)] public bool Revoked { get; init; }
 }
+
+/// <summary>One admin action: who (the API key's id), what, on what, when, and from where.</summary>
+public sealed record AuditRecord(long Id, DateTime At, string Actor, string Action, string Target, string Source);

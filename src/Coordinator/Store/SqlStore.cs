@@ -127,6 +127,22 @@ public abstract class SqlStore : ICoordinatorStore
 
     public Task RevokeApiKeyAsync(string id) => RunAsync(connection => ExecuteAsync(connection, null, "UPDATE api_keys SET revoked = 1 WHERE id = @id", ("@id", id)));
 
+    public Task InsertAuditAsync(AuditRecord entry) => RunAsync(connection => ExecuteAsync(connection, null,
+        "INSERT INTO audit (at, actor, action, target, source) VALUES (@at, @actor, @action, @target, @source)",
+        ("@at", StoreFormats.ToUnix(entry.At)), ("@actor", entry.Actor), ("@action", entry.Action), ("@target", entry.Target), ("@source", entry.Source)));
+
+    public Task<List<AuditRecord>> LoadAuditAsync(int limit) => RunAsync(async connection =>
+    {
+        await using var command = Command(connection, null, "SELECT id, at, actor, action, target, source FROM audit ORDER BY id DESC LIMIT @limit", ("@limit", (long)limit));
+        await using var reader = await command.ExecuteReaderAsync();
+        var entries = new List<AuditRecord>();
+        while (await reader.ReadAsync())
+        {
+            entries.Add(new AuditRecord(reader.GetInt64(0), StoreFormats.FromUnix(reader.GetInt64(1)), reader.GetString(2), reader.GetString(3), reader.GetString(4), reader.GetString(5)));
+        }
+        return entries;
+    });
+
     /// <summary>The schema version a database records (0 for the first release's, which recorded none).</summary>
     protected static async Task<int> SchemaVersionAsync(DbConnection connection, DbTransaction? transaction) =>
         await MetaAsync(connection, SchemaVersionKey, transaction) is { } bytes ? BitConverter.ToInt32(bytes) : 0;

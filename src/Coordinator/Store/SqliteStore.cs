@@ -10,7 +10,7 @@ namespace Mesh.Coordinator.Store;
 public sealed class SqliteStore : SqlStore
 {
     /// <summary>The schema's version; each migration step brings a database one version forward, in one transaction.</summary>
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
 
     private readonly SqliteConnection _connection;
     private readonly SemaphoreSlim _turn = new(1, 1);
@@ -39,7 +39,7 @@ public sealed class SqliteStore : SqlStore
     {
         await ExecuteAsync(connection, null, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
         // Version 1 is the first release's schema, which did not record a version: CREATE IF NOT EXISTS takes
-        // such a database as it is, and makes a new one.
+        // such a database as it is, and makes a new one. Version 2 adds the audit log of admin actions.
         await ExecuteAsync(connection, null, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);");
         var version = await SchemaVersionAsync(connection, null);
         RefuseNewer(version, SchemaVersion);
@@ -54,6 +54,8 @@ public sealed class SqliteStore : SqlStore
                 id INTEGER PRIMARY KEY AUTOINCREMENT, node_key BLOB NOT NULL UNIQUE, name TEXT NOT NULL UNIQUE,
                 ipv4 TEXT NOT NULL UNIQUE, ipv6 TEXT NOT NULL UNIQUE, state INTEGER NOT NULL, ephemeral INTEGER NOT NULL,
                 tags TEXT NOT NULL, preauth_key_id TEXT, session_hash BLOB, created INTEGER NOT NULL, last_seen INTEGER);
+            CREATE TABLE IF NOT EXISTS audit (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, source TEXT NOT NULL);
             """);
         await SetMetaAsync(connection, transaction, SchemaVersionKey, BitConverter.GetBytes(SchemaVersion));
         await transaction.CommitAsync();
