@@ -17,6 +17,9 @@ public sealed class NetMapView(ByteString selfKey)
     public IReadOnlyDictionary<ulong, Peer> Peers => _peers;
     public IReadOnlyList<Relay> Relays { get; private set; } = [];
     public IReadOnlyList<string> StunServers { get; private set; } = [];
+
+    /// <summary>The prefixes mesh addresses come from, as the last full map said.</summary>
+    public IReadOnlyList<string> MeshPrefixes { get; private set; } = [];
     public int FullMapsReceived { get; private set; }
     public int DeltasApplied { get; private set; }
 
@@ -59,6 +62,7 @@ public sealed class NetMapView(ByteString selfKey)
         change.Removed.AddRange(before.Values);
         Relays = map.Relays.ToList();
         StunServers = map.StunServers.ToList();
+        MeshPrefixes = map.MeshPrefixes.ToList();
         Serial = map.Serial;
         FullMapsReceived++;
     }

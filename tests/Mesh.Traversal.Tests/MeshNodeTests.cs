@@ -23,7 +23,7 @@ public sealed class MeshNodeTests : IDisposable
     {
         _device = new Device(new NoOutput());
         _device.SetPrivateKey(_key);
-        _node = new MeshNode(_device, new PathEngine(_key, SystemClock.Instance, SystemEntropy.Instance, new NoOutput()), _ => null);
+        _node = new MeshNode(_device, new PathEngine(_key, SystemClock.Instance, SystemEntropy.Instance, new NoOutput()), _ => null, new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
     }
 
     public void Dispose()
@@ -112,6 +112,49 @@ public sealed class MeshNodeTests : IDisposable
             Assert.Same(device, _device.AllowedIps.Lookup(IPAddress.Parse(peer.AllowedIps[0].Split('/')[0])));
             Assert.True(_node.IsMember(Key(peer)));
         }
+    }
+
+    [Fact]
+    public void AHostileMapCannotRouteTheHostOffTheMeshAndTheValidPeersStillApply()
+    {
+        _node.SetHostNetworks([IPNetwork.Parse("192.168.1.0/24")], [(IPAddress.Parse("203.0.113.1"), "the coordinator"), (IPAddress.Parse("192.168.1.1"), "the default gateway")]);
+        var good = PeerNumber(1);
+        var greedy = PeerNumber(2);
+        greedy.AllowedIps.Add("0.0.0.0/0");
+        greedy.AllowedIps.Add("192.168.1.0/24");
+        greedy.AllowedIps.Add("203.0.113.1/32");
+        greedy.AllowedIps.Add("not a prefix");
+        greedy.AllowedIps.Add("::/0");
+        greedy.AllowedIps.Add("100.96.0.0/11");
+        var lowOrder = PeerNumber(3);
+        // The point of order 1 (u = 1): X25519 with it is zero for every private key.
+        lowOrder.NodeKey = ByteString.CopyFrom([1, .. new byte[31]]);
+        var map = new NetMap { Serial = ++_serial, Peers = { good, greedy, lowOrder }, MeshPrefixes = { "100.64.0.0/10", "fd00:1:2::/48" } };
+        _node.Apply(new SyncResponse { Full = map });
+
+        Assert.Equal(2, _device.Peers.Count());
+        Assert.Equal(1, _node.IgnoredPeers);
+        // Inside the mesh prefix, a wider claim is the mesh's own business (policy decides who may make it); it stays off the host's networks.
+        Assert.Equal(["100.64.0.2/32", "100.64.0.3/32", "100.96.0.0/11"], _node.AdmittedPrefixes().Order());
+        Assert.Null(_device.AllowedIps.Lookup(IPAddress.Parse("8.8.8.8")));
+        Assert.Null(_device.AllowedIps.Lookup(IPAddress.Parse("192.168.1.20")));
+        Assert.Null(_device.AllowedIps.Lookup(IPAddress.Parse("203.0.113.1")));
+        Assert.Same(_device.FindPeer(Key(greedy)), _device.AllowedIps.Lookup(IPAddress.Parse("100.64.0.3")));
+        Assert.Equal(5, _node.Routes.Refused);
+
+        // A mesh prefix that would cover this host's own network is no mesh prefix for this host.
+        _node.Apply(new SyncResponse { Full = new NetMap { Serial = ++_serial, Peers = { good }, MeshPrefixes = { "192.168.0.0/16" } } });
+        Assert.Empty(_node.AdmittedPrefixes());
+        Assert.Null(_device.AllowedIps.Lookup(IPAddress.Parse("100.64.0.2")));
+    }
+
+    [Fact]
+    public void WithoutMeshPrefixesOnlyHostRoutesAreTaken()
+    {
+        var peer = PeerNumber(1);
+        peer.AllowedIps.Add("10.9.0.0/16");
+        _node.Apply(new SyncResponse { Full = new NetMap { Serial = ++_serial, Peers = { peer } } });
+        Assert.Equal(["100.64.0.2/32"], _node.AdmittedPrefixes());
     }
 
     private static PublicKey Key(Peer peer) => new(peer.NodeKey.Span);

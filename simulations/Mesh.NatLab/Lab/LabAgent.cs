@@ -47,7 +47,7 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         Device = new Device(this, clock, entropy);
         Device.SetPrivateKey(_key);
         Engine = new PathEngine(_key, clock, entropy, this, options);
-        Node = new MeshNode(Device, Engine, text => NetEndpoint.Parse(text));
+        Node = new MeshNode(Device, Engine, text => NetEndpoint.Parse(text), new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
         Control = new ControlClient(new ControlClientOptions
         {
             Coordinators = [coordinator.Url],

@@ -108,7 +108,7 @@ internal sealed class KeyRingGrain(ICoordinatorStore store) : Grain, IKeyRingGra
 /// presence again as the hubs attach, and agents that cannot resume get a full map.
 /// </summary>
 [KeepAlive]
-internal sealed class PublisherGrain(ICoordinatorStore store, MeshOptions options, IClusterMembershipService membership, ILogger<PublisherGrain> logger)
+internal sealed class PublisherGrain(ICoordinatorStore store, MeshOptions options, CoordinatorIdentity identity, IClusterMembershipService membership, ILogger<PublisherGrain> logger)
     : Grain, IPublisherGrain, IPresenceSink
 {
     /// <summary>A hub that has not attached for this long is taken for gone (hubs attach every <see cref="HubAttachInterval"/>).</summary>
@@ -122,7 +122,7 @@ internal sealed class PublisherGrain(ICoordinatorStore store, MeshOptions option
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         var nodes = await store.LoadNodesAsync();
-        _publisher = new NetmapPublisher(options, nodes, this, new GrainWorkScheduler(this), TimeProvider.System);
+        _publisher = new NetmapPublisher(options with { Ipv6Prefix = identity.Ipv6Prefix }, nodes, this, new GrainWorkScheduler(this), TimeProvider.System);
         this.RegisterGrainTimer(DetachGoneHubs, new GrainTimerCreationOptions(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)));
         logger.LogInformation("Netmap publisher active with {Count} nodes", nodes.Count);
     }

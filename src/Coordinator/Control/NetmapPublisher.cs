@@ -305,7 +305,8 @@ public sealed class NetmapPublisher
     private (byte[] Map, ulong Serial) FullMap()
     {
         if (_fullMap is { } cached && _serial - _fullMapSerial < FullMapRebuildChanges) return (cached, _fullMapSerial);
-        var map = new NetMap { Serial = _serial };
+        var map = new NetMap { Serial = _serial, MeshPrefixes = { _options.Ipv4Prefix.ToString() } };
+        if (_options.Ipv6Prefix is { } ipv6) map.MeshPrefixes.Add(ipv6.ToString());
         foreach (var peer in _peers.Values) map.Peers.Add(PeerOf(peer));
         map.Relays.AddRange(Relays());
         (_fullMap, _fullMapSerial) = (new SyncResponse { Full = map }.ToByteArray(), _serial);

@@ -34,6 +34,7 @@ public sealed class AgentDaemon : IAsyncDisposable
     private readonly MeshIo _io;
     private readonly RelayHost? _relay;
     private readonly UpnpPortMapper _upnp;
+    private readonly AddressResolver _resolver;
     private readonly CancellationTokenSource _stopping = new();
     private readonly HashSet<string> _routes = new();
     private readonly List<Task> _loops = new();
@@ -50,10 +51,11 @@ public sealed class AgentDaemon : IAsyncDisposable
         var engine = new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, _io);
         _io.Engine = engine;
         AddressResolver? resolver = null;
-        Node = new MeshNode(host.Device, engine, hostAndPort => resolver!.Resolve(hostAndPort));
+        Node = new MeshNode(host.Device, engine, hostAndPort => resolver!.Resolve(hostAndPort), new RouteGuard(loggers.CreateLogger("routes")));
         var control = new ControlClientOptions { Coordinators = options.Coordinators, AuthKey = options.AuthKey, Hostname = options.Hostname };
         Control = new ControlClient(control, key, Node, new GrpcCoordinatorChannels(connector), loggers.CreateLogger("control"));
         resolver = new AddressResolver(() => Control.Coordinator);
+        _resolver = resolver;
         _io.EndpointsChanged = Control.PublishEndpoints;
         _io.ConnectRequested = Control.RequestConnect;
         host.Router = _io;
@@ -173,6 +175,7 @@ public sealed class AgentDaemon : IAsyncDisposable
                     Node.Engine.NetworkChanged(current, _host.ListenPort);
                     var gateway = InterfaceAddresses.DefaultGateway(Options.InterfaceName);
                     Node.Engine.SetGateway(gateway?.Gateway, gateway?.Source);
+                    Node.SetHostNetworks(InterfaceAddresses.LocalNetworks(Options.InterfaceName), Outside(gateway?.Gateway));
                     _upnp.SetNetwork(gateway?.Gateway, gateway?.Source);
                     if (addresses is not null && !addresses.SequenceEqual(current))
                     {
@@ -200,14 +203,19 @@ public sealed class AgentDaemon : IAsyncDisposable
         }
     }
 
-    private void SyncRoutes()
+    /// <summary>Only what the route guard admitted goes into the routing table: never what a coordinator merely said.</summary>
+    private void SyncRoutes() => InterfaceAddresses.SyncRoutes(Options.InterfaceName, Node.AdmittedPrefixes(), _routes);
+
+    /// <summary>What this host must keep reaching outside the mesh: every coordinator replica and the default gateway.</summary>
+    private List<(IPAddress Address, string What)> Outside(IPAddress? gateway)
     {
-        var wanted = new HashSet<string>();
-        foreach (var peer in Peers())
+        var addresses = new List<(IPAddress, string)>();
+        if (gateway is not null) addresses.Add((gateway, "the default gateway"));
+        foreach (var url in Options.Coordinators)
         {
-            foreach (var prefix in peer.AllowedIps) wanted.Add(prefix);
+            if (_resolver.Resolve($"{url.Host}:{url.Port}") is { } coordinator) addresses.Add((coordinator.Address, "the coordinator"));
         }
-        InterfaceAddresses.SyncRoutes(Options.InterfaceName, wanted, _routes);
+        return addresses;
     }
 
     /// <summary>Where peers reach this node's relay: as configured, else its public address (STUN's view) or its own.</summary>

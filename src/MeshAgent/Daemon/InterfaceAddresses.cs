@@ -27,6 +27,31 @@ public static class InterfaceAddresses
         return addresses;
     }
 
+    /// <summary>The networks of the host's other interfaces (LANs, uplinks, other overlays): no peer's route may overlap one.</summary>
+    public static List<IPNetwork> LocalNetworks(string meshInterface)
+    {
+        var networks = new List<IPNetwork>();
+        foreach (var nic in NetworkInterface.GetAllNetworkInterfaces())
+        {
+            if (nic.Name == meshInterface || nic.NetworkInterfaceType == NetworkInterfaceType.Loopback) continue;
+            foreach (var unicast in nic.GetIPProperties().UnicastAddresses)
+            {
+                if (unicast.Address.IsIPv6LinkLocal || IPAddress.IsLoopback(unicast.Address)) continue;
+                var network = Masked(unicast.Address, unicast.PrefixLength);
+                if (!networks.Contains(network)) networks.Add(network);
+            }
+        }
+        networks.Sort((a, b) => string.CompareOrdinal(a.ToString(), b.ToString()));
+        return networks;
+    }
+
+    private static IPNetwork Masked(IPAddress address, int prefixLength)
+    {
+        var bytes = address.GetAddressBytes();
+        for (var bit = prefixLength; bit < bytes.Length * 8; bit++) bytes[bit / 8] &= (byte)~(0x80 >> (bit % 8));
+        return new IPNetwork(new IPAddress(bytes), prefixLength);
+    }
+
     /// <summary>
     /// The IPv4 default gateway (from /proc/net/route, never through the mesh interface) and the address this
     /// host sends from toward it; null without one. Port mapping asks this gateway.

@@ -22,14 +22,17 @@ public sealed class MeshNode
     private static readonly TimeSpan StalledHandshake = TimeSpan.FromMilliseconds(100);
     private readonly Dictionary<PublicKey, int> _routeGenerations = new();
     private readonly HashSet<PublicKey> _expedite = new();
+    private readonly Dictionary<PublicKey, List<IPNetwork>> _admitted = new();
     private TimeSpan _keepalive = TimeSpan.MinValue;
 
     /// <param name="resolve">Turns the netmap's "host:port" (STUN servers, relays) into endpoints (DNS is the host's business).</param>
-    public MeshNode(Device device, PathEngine engine, Func<string, NetEndpoint?> resolve)
+    /// <param name="routes">What of a peer's allowed IPs this host takes (the agent tells it the host's side).</param>
+    public MeshNode(Device device, PathEngine engine, Func<string, NetEndpoint?> resolve, RouteGuard routes)
     {
         Device = device;
         Engine = engine;
         _resolve = resolve;
+        Routes = routes;
         View = new NetMapView(ByteString.CopyFrom(engine.PublicKey.Span));
     }
 
@@ -39,6 +42,36 @@ public sealed class MeshNode
     public Device Device { get; }
     public PathEngine Engine { get; }
     public NetMapView View { get; }
+    public RouteGuard Routes { get; }
+
+    /// <summary>Peers whose keys are not usable (wrong size, a low-order point), each time a map named them.</summary>
+    public long IgnoredPeers { get; private set; }
+
+    /// <summary>
+    /// The host's networks and the addresses it must reach outside the mesh changed: the peers' prefixes are
+    /// admitted again against them. Takes the view's lock.
+    /// </summary>
+    public void SetHostNetworks(IReadOnlyList<IPNetwork> localNetworks, IReadOnlyList<(IPAddress Address, string What)> addresses)
+    {
+        lock (View)
+        {
+            if (Routes.SetHost(localNetworks, addresses)) AdmitAll();
+        }
+    }
+
+    /// <summary>Every prefix the peers were admitted with: what the agent routes into the interface. Takes the view's lock.</summary>
+    public HashSet<string> AdmittedPrefixes()
+    {
+        var prefixes = new HashSet<string>();
+        lock (View)
+        {
+            foreach (var admitted in _admitted.Values)
+            {
+                foreach (var prefix in admitted) prefixes.Add(prefix.ToString());
+            }
+        }
+        return prefixes;
+    }
 
     /// <summary>Applies one message of the sync stream. Hostile content (bad keys, bad prefixes) is skipped, never thrown.</summary>
     public void Apply(SyncResponse message)
@@ -46,7 +79,7 @@ public sealed class MeshNode
         switch (message.KindCase)
         {
             case SyncResponse.KindOneofCase.Connect:
-                if (message.Connect.PeerKey.Length == Key32.Size) Engine.OnConnectNotice(new PublicKey(message.Connect.PeerKey.Span), message.Connect.Endpoints);
+                if (UsableKey(message.Connect.PeerKey) is { } from) Engine.OnConnectNotice(from, message.Connect.Endpoints);
                 break;
             case SyncResponse.KindOneofCase.Full:
             case SyncResponse.KindOneofCase.Delta:
@@ -97,6 +130,8 @@ public sealed class MeshNode
         {
             var stun = View.StunServers;
             Engine.SetStunServers(stun.Count > 0 ? _resolve(stun[0]) : null, stun.Count > 1 ? _resolve(stun[1]) : null);
+            // The mesh prefixes come with the full map: peers are admitted against this map's, not the last one's.
+            Routes.SetMap(View.MeshPrefixes, MapAddresses());
         }
         // A full map replaces the members at once (a relay run here never sees an empty set); a delta edits them.
         var members = change.Full ? new ConcurrentDictionary<NodeKeyId, byte>() : _members;
@@ -107,13 +142,17 @@ public sealed class MeshNode
             members.TryRemove(NodeKeyId.From(key), out _);
             Device.RemovePeer(key);
             Engine.RemovePeer(key);
+            _admitted.Remove(key);
             _routeGenerations.Remove(key);
             _expedite.Remove(key);
         }
         foreach (var entry in change.Upserted)
         {
-            if (entry.NodeKey.Length != Key32.Size) continue;
-            var key = new PublicKey(entry.NodeKey.Span);
+            if (UsableKey(entry.NodeKey) is not { } key)
+            {
+                IgnoredPeers++;
+                continue;
+            }
             if (key.Equals(Engine.PublicKey)) continue;
             members[NodeKeyId.From(key)] = 0;
             var synthetic = Engine.UpsertPeer(key, entry.Endpoints, entry.Online);
@@ -121,7 +160,7 @@ public sealed class MeshNode
             var peer = Device.GetOrAddPeer(key);
             peer.Roams = false;
             peer.Endpoint = synthetic;
-            Device.SetAllowedIps(peer, Prefixes(entry.AllowedIps), replace: true);
+            Admit(peer, key, entry);
             if (!existed && _keepalive > TimeSpan.Zero) Device.SetPersistentKeepalive(peer, _keepalive);
         }
         _members = members;
@@ -131,6 +170,45 @@ public sealed class MeshNode
             if (!SameRelays(relays, _relays)) Engine.SetRelays(relays);
             _relays = relays;
         }
+        if (Routes.SetMap(View.MeshPrefixes, MapAddresses())) AdmitAll();
+    }
+
+    /// <summary>A peer key from the map, or null for one that is the wrong size or a low-order point (no session could be made with it).</summary>
+    private PublicKey? UsableKey(ByteString bytes)
+    {
+        if (bytes.Length != Key32.Size) return null;
+        var key = new PublicKey(bytes.Span);
+        return key.IsLowOrder() ? null : key;
+    }
+
+    private void Admit(WireGuard.Core.Peer peer, PublicKey key, Protos.V1.Peer entry)
+    {
+        var admitted = Routes.Admit(key, entry.Name, entry.AllowedIps);
+        _admitted[key] = admitted;
+        Device.SetAllowedIps(peer, admitted, replace: true);
+    }
+
+    private void AdmitAll()
+    {
+        foreach (var entry in View.Peers.Values)
+        {
+            if (UsableKey(entry.NodeKey) is { } key && !key.Equals(Engine.PublicKey) && Device.FindPeer(key) is { } peer) Admit(peer, key, entry);
+        }
+    }
+
+    /// <summary>The STUN servers and relays the map names, as this host reaches them: no peer's prefix may cover them.</summary>
+    private List<(IPAddress Address, string What)> MapAddresses()
+    {
+        var addresses = new List<(IPAddress, string)>();
+        foreach (var stun in View.StunServers)
+        {
+            if (_resolve(stun) is { } endpoint) addresses.Add((endpoint.Address, "the STUN server"));
+        }
+        foreach (var relay in _relays)
+        {
+            if (IPEndPoint.TryParse(relay.UdpAddress, out var endpoint)) addresses.Add((endpoint.Address, $"the relay {relay.Id}"));
+        }
+        return addresses;
     }
 
     /// <summary>The coordinator's relays changed, or a changed or removed peer offers to relay or did.</summary>
@@ -197,15 +275,5 @@ public sealed class MeshNode
         var copy = relay.Clone();
         copy.UdpAddress = _resolve(relay.UdpAddress)?.ToString() ?? "";
         return copy;
-    }
-
-    private static List<IPNetwork> Prefixes(IEnumerable<string> texts)
-    {
-        var prefixes = new List<IPNetwork>();
-        foreach (var text in texts)
-        {
-            if (IPNetwork.TryParse(text, out var prefix)) prefixes.Add(prefix);
-        }
-        return prefixes;
     }
 }

@@ -80,6 +80,20 @@ public sealed class PublicKey : Key32, IEquatable<PublicKey>
 
     public static PublicKey ParseHex(string hex) => new(ParseHex(hex, "A public key"));
 
+    private static readonly Lazy<PrivateKey> LowOrderProbe = new(() => PrivateKey.Generate());
+
+    /// <summary>
+    /// Whether the key is a point of small order: X25519 with it gives all zeros whatever the private key, so no
+    /// handshake or pair key can be made with it (and a hostile map may name one).
+    /// </summary>
+    public bool IsLowOrder()
+    {
+        Span<byte> shared = stackalloc byte[Size];
+        var usable = LowOrderProbe.Value.SharedSecret(shared, this);
+        shared.Clear();
+        return !usable;
+    }
+
     public bool Equals(PublicKey? other) => other is not null && Bytes.AsSpan().SequenceEqual(other.Bytes);
     public override bool Equals(object? obj) => Equals(obj as PublicKey);
     public override int GetHashCode() => _hash;
