@@ -12,7 +12,7 @@ public sealed class CryptoPipelineTests
         var net = new TestNetwork();
         var (a, _) = net.EstablishedPair();
         var before = GC.GetAllocatedBytesForCurrentThread();
-        using var pipeline = new CryptoPipeline(a.Device, a, workers: 0, capacity: 1024);
+        using var pipeline = new CryptoPipeline(a.Device, a, workers: 0, new IoFailures(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance), capacity: 1024);
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1024 * 1024, "an idle pipeline holds no buffers");
         var first = pipeline.Rent();
         pipeline.Return(first);
@@ -26,7 +26,7 @@ public sealed class CryptoPipelineTests
         var (a, b) = net.EstablishedPair();
         const int count = 20_000;
 
-        using (var sender = new CryptoPipeline(a.Device, a, workers: 4, capacity: 256))
+        using (var sender = new CryptoPipeline(a.Device, a, workers: 4, new IoFailures(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance), capacity: 256))
         {
             for (var i = 0; i < count; i++)
             {
@@ -44,7 +44,7 @@ public sealed class CryptoPipelineTests
         Assert.Equal(counters.OrderBy(c => c), counters);
 
         var receivedBefore = b.Received.Count;
-        using (var receiver = new CryptoPipeline(b.Device, b, workers: 4, capacity: 256))
+        using (var receiver = new CryptoPipeline(b.Device, b, workers: 4, new IoFailures(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance), capacity: 256))
         {
             foreach (var (datagram, _) in transports)
             {
@@ -68,7 +68,7 @@ public sealed class CryptoPipelineTests
         var datagrams = a.Sent.Where(s => TestNetwork.TypeOf(s.Datagram) == MessageType.Transport).Skip(1).Select(s => s.Datagram.ToArray()).ToList();
         for (var i = 0; i < datagrams.Count; i += 10) datagrams[i][^1] ^= 1;
         var before = b.Received.Count;
-        using (var receiver = new CryptoPipeline(b.Device, b, workers: 3, capacity: 16))
+        using (var receiver = new CryptoPipeline(b.Device, b, workers: 3, new IoFailures(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance), capacity: 16))
         {
             foreach (var datagram in datagrams)
             {
@@ -80,5 +80,67 @@ public sealed class CryptoPipelineTests
         }
         Assert.Equal(90, b.Received.Count - before);
         Assert.Equal(10, b.Device.Stats.Dropped(Core.DropReason.AuthenticationFailed));
+    }
+
+    [Fact]
+    public void AFailureOnAWorkerIsCountedAndTheQueueGoesOn()
+    {
+        var net = new TestNetwork();
+        var (a, b) = net.EstablishedPair();
+        var failures = new IoFailures(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        var sentBefore = a.SentOfType(MessageType.Transport);
+        a.FailingSends = 3;
+        using (var sender = new CryptoPipeline(a.Device, a, workers: 2, failures, capacity: 16))
+        {
+            for (var i = 0; i < 100; i++)
+            {
+                var packet = Packets.Udp(a.MeshAddress, b.MeshAddress, 80, (byte)i);
+                var element = sender.Rent();
+                packet.CopyTo(element.PacketSpace);
+                sender.Send(element, packet.Length);
+            }
+            SpinWait.SpinUntil(() => a.SentOfType(MessageType.Transport) >= sentBefore + 97, TimeSpan.FromSeconds(10));
+        }
+        Assert.Equal(97, a.SentOfType(MessageType.Transport) - sentBefore);
+        Assert.Equal(3, failures.Count(IoThread.Crypto));
+
+        var datagrams = a.Sent.Where(s => TestNetwork.TypeOf(s.Datagram) == MessageType.Transport).Skip(sentBefore).Select(s => s.Datagram).ToList();
+        var receivedBefore = b.Received.Count;
+        b.FailingWrites = 2;
+        using (var receiver = new CryptoPipeline(b.Device, b, workers: 2, failures, capacity: 16))
+        {
+            foreach (var datagram in datagrams)
+            {
+                var element = receiver.Rent();
+                datagram.CopyTo(element.DatagramSpace);
+                receiver.Receive(element, datagram.Length, a.Endpoint);
+            }
+            SpinWait.SpinUntil(() => b.Received.Count >= receivedBefore + 95, TimeSpan.FromSeconds(10));
+        }
+        Assert.Equal(95, b.Received.Count - receivedBefore);
+        Assert.Equal(5, failures.Count(IoThread.Crypto));
+    }
+
+    [Fact]
+    public void AHandshakeWorkerThatFailsGoesOnWithTheNextHandshake()
+    {
+        var net = new TestNetwork();
+        var a = net.AddNode("192.0.2.1:51820", "10.0.0.1");
+        var b = net.AddNode("192.0.2.2:51820", "10.0.0.2");
+        var c = net.AddNode("192.0.2.3:51820", "10.0.0.3");
+        TestNetwork.Connect(a, b);
+        TestNetwork.Connect(c, b);
+        var failures = new IoFailures(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        using var workers = new HandshakeWorkers(b.Device, 1, failures);
+        b.FailingSends = 1;
+        a.SendTo(b);
+        Assert.True(workers.TryTake(a.Sent.Single(s => TestNetwork.TypeOf(s.Datagram) == MessageType.Initiation).Datagram, a.Endpoint));
+        SpinWait.SpinUntil(() => failures.Count(IoThread.Handshake) == 1, TimeSpan.FromSeconds(10));
+        Assert.Equal(1, failures.Count(IoThread.Handshake));
+
+        c.SendTo(b);
+        Assert.True(workers.TryTake(c.Sent.Single(s => TestNetwork.TypeOf(s.Datagram) == MessageType.Initiation).Datagram, c.Endpoint));
+        SpinWait.SpinUntil(() => b.SentOfType(MessageType.Response) == 1, TimeSpan.FromSeconds(10));
+        Assert.Equal(c.Endpoint, b.Sent.Single(s => TestNetwork.TypeOf(s.Datagram) == MessageType.Response).To);
     }
 }

@@ -123,14 +123,23 @@ internal sealed class TestNetwork
 
         public void SendTo(Node other, int payloadSize = 100, byte marker = 0) => Device.SendPacket(Packets.Udp(MeshAddress, other.MeshAddress, payloadSize, marker));
 
+        /// <summary>How many of the next sends and tunnel writes throw, as a failing socket or TUN device would.</summary>
+        public int FailingSends;
+        public int FailingWrites;
+
         public void SendDatagram(ReadOnlySpan<byte> datagram, NetEndpoint destination)
         {
+            if (Volatile.Read(ref FailingSends) > 0 && Interlocked.Decrement(ref FailingSends) >= 0) throw new IOException("injected send failure");
             var copy = datagram.ToArray();
             Sent.Add((copy, destination));
             _network.Enqueue(copy, Endpoint, destination);
         }
 
-        public void WriteTunnel(ReadOnlySpan<byte> packet) => Received.Add(packet.ToArray());
+        public void WriteTunnel(ReadOnlySpan<byte> packet)
+        {
+            if (Volatile.Read(ref FailingWrites) > 0 && Interlocked.Decrement(ref FailingWrites) >= 0) throw new IOException("injected write failure");
+            Received.Add(packet.ToArray());
+        }
 
         public int SentOfType(MessageType type) => Sent.Count(s => TypeOf(s.Datagram) == type);
     }

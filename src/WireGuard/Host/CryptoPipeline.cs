@@ -37,9 +37,12 @@ public sealed class CryptoPipeline : IDisposable
     private readonly Thread[] _workers;
     private volatile bool _stopping;
 
-    public CryptoPipeline(Device device, IPacketSink sink, int workers, int capacity = 1024)
+    private readonly IoFailures _failures;
+
+    public CryptoPipeline(Device device, IPacketSink sink, int workers, IoFailures failures, int capacity = 1024)
     {
         _device = device;
+        _failures = failures;
         _sink = sink;
         _freeSlots = new SemaphoreSlim(capacity);
         _workers = new Thread[workers];
@@ -104,9 +107,19 @@ public sealed class CryptoPipeline : IDisposable
             _workReady.Wait();
             if (_stopping) return;
             if (!_work.TryDequeue(out var element)) continue;
-            var ok = element.IsOutbound
-                ? _device.Seal(element.Outbound, element.Buffer)
-                : _device.Open(element.Inbound, element.Buffer, element.Buffer.AsSpan(MessageLayout.TransportHeaderSize));
+            bool ok;
+            try
+            {
+                ok = element.IsOutbound
+                    ? _device.Seal(element.Outbound, element.Buffer)
+                    : _device.Open(element.Inbound, element.Buffer, element.Buffer.AsSpan(MessageLayout.TransportHeaderSize));
+            }
+            catch (Exception ex)
+            {
+                // Failed, but completed all the same: the peer's queue must not wait on it forever.
+                _failures.Record(IoThread.Crypto, ex);
+                ok = false;
+            }
             Complete(element, ok);
         }
     }
@@ -123,8 +136,15 @@ public sealed class CryptoPipeline : IDisposable
                 queue.Items.Dequeue();
                 if (head.State == ElementState.Done)
                 {
-                    if (head.IsOutbound) _sink.SendDatagram(head.Buffer.AsSpan(0, head.Outbound.DatagramLength), head.Outbound.Endpoint);
-                    else _device.CompleteReceive(head.Inbound, head.Buffer.AsSpan(MessageLayout.TransportHeaderSize));
+                    try
+                    {
+                        if (head.IsOutbound) _sink.SendDatagram(head.Buffer.AsSpan(0, head.Outbound.DatagramLength), head.Outbound.Endpoint);
+                        else _device.CompleteReceive(head.Inbound, head.Buffer.AsSpan(MessageLayout.TransportHeaderSize));
+                    }
+                    catch (Exception ex)
+                    {
+                        _failures.Record(IoThread.Crypto, ex);
+                    }
                 }
                 Return(head);
             }

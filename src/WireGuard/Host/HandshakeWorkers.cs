@@ -19,10 +19,12 @@ public sealed class HandshakeWorkers : IDisposable
     private readonly BlockingCollection<Message> _queue;
     private readonly ConcurrentQueue<Message> _free = new();
     private readonly Thread[] _workers;
+    private readonly IoFailures _failures;
 
-    public HandshakeWorkers(Device device, int workers, int capacity = 1024)
+    public HandshakeWorkers(Device device, int workers, IoFailures failures, int capacity = 1024)
     {
         _device = device;
+        _failures = failures;
         _queue = new BlockingCollection<Message>(new ConcurrentQueue<Message>(), capacity);
         _workers = new Thread[workers];
         for (var i = 0; i < workers; i++)
@@ -59,7 +61,14 @@ public sealed class HandshakeWorkers : IDisposable
     {
         foreach (var message in _queue.GetConsumingEnumerable())
         {
-            _device.ReceiveDatagram(message.Bytes.AsSpan(0, message.Length), message.From);
+            try
+            {
+                _device.ReceiveDatagram(message.Bytes.AsSpan(0, message.Length), message.From);
+            }
+            catch (Exception ex)
+            {
+                _failures.Record(IoThread.Handshake, ex);
+            }
             _free.Enqueue(message);
         }
     }

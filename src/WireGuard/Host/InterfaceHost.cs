@@ -50,11 +50,15 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     {
         _tun = tun;
         _logger = logger ?? NullLogger.Instance;
+        Failures = new IoFailures(_logger);
         _udp = UdpBinding.Bind(listenPort, coalesceReceives: true);
         Device = new Device(this, options: options) { ListenPort = _udp.Port };
-        _pipeline = cryptoWorkers > 0 ? new CryptoPipeline(Device, this, cryptoWorkers) : null;
-        _handshakes = new HandshakeWorkers(Device, HandshakeWorkers.DefaultWorkers());
+        _pipeline = cryptoWorkers > 0 ? new CryptoPipeline(Device, this, cryptoWorkers, Failures) : null;
+        _handshakes = new HandshakeWorkers(Device, HandshakeWorkers.DefaultWorkers(), Failures);
     }
+
+    /// <summary>What failed on the I/O threads (each caught per datagram, packet or tick; the threads go on).</summary>
+    public IoFailures Failures { get; }
 
     private readonly CryptoPipeline? _pipeline;
     private readonly HandshakeWorkers _handshakes;
@@ -183,10 +187,20 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
             // What is queued already joins this batch; the first empty read ends it.
             for (var reads = 1; count > 0; reads++)
             {
-                for (var i = 0; i < count; i++) Send(packets[i]);
+                for (var i = 0; i < count; i++)
+                {
+                    try
+                    {
+                        Send(packets[i]);
+                    }
+                    catch (Exception ex)
+                    {
+                        Failures.Record(IoThread.Tun, ex);
+                    }
+                }
                 count = reads < MaxReadsPerBatch ? _tun.Read(packets, 0) : 0;
             }
-            if (sends.Count > 0) _udp.Send(sends);
+            if (sends.Count > 0) SendBatch(sends);
             if (count < 0)
             {
                 if (!_stopping.IsCancellationRequested)
@@ -196,6 +210,19 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
                 }
                 return;
             }
+        }
+    }
+
+    private void SendBatch(SendBatch sends)
+    {
+        try
+        {
+            _udp.Send(sends);
+        }
+        catch (Exception ex)
+        {
+            sends.Clear();
+            Failures.Record(IoThread.Tun, ex);
         }
     }
 
@@ -224,8 +251,26 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
         {
             var count = udp.Receive(batch, 500);
             if (count < 0) return;
-            for (var i = 0; i < count; i++) Receive(batch.Datagram(i), batch.Source(i));
-            if (writes is { Count: > 0 }) writes.Flush(_tun);
+            for (var i = 0; i < count; i++)
+            {
+                try
+                {
+                    Receive(batch.Datagram(i), batch.Source(i));
+                }
+                catch (Exception ex)
+                {
+                    Failures.Record(IoThread.Udp, ex);
+                }
+            }
+            if (writes is not { Count: > 0 }) continue;
+            try
+            {
+                writes.Flush(_tun);
+            }
+            catch (Exception ex)
+            {
+                Failures.Record(IoThread.Udp, ex);
+            }
         }
     }
 
@@ -259,7 +304,17 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
 
     private void TimerLoop()
     {
-        while (!_stopping.Token.WaitHandle.WaitOne(TickInterval)) Device.Tick();
+        while (!_stopping.Token.WaitHandle.WaitOne(TickInterval))
+        {
+            try
+            {
+                Device.Tick();
+            }
+            catch (Exception ex)
+            {
+                Failures.Record(IoThread.Timers, ex);
+            }
+        }
     }
 
     private Thread StartThread(Action loop, string role)
