@@ -9,7 +9,12 @@ using Xunit.Abstractions;
 
 namespace Mesh.Coordinator.Tests;
 
+/// <summary>The flood takes both cores for seconds: it runs alone, so other tests' timeouts do not measure it.</summary>
+[CollectionDefinition(nameof(Alone), DisableParallelization = true)]
+public sealed class Alone;
+
 /// <summary>What anyone who reaches the port can try: floods, keyless sign-ups, a spent pool, silent streams, guessed admin keys.</summary>
+[Collection(nameof(Alone))]
 public sealed class AbuseTests(ITestOutputHelper output)
 {
     private static readonly IPAddress Elsewhere = IPAddress.Parse("127.0.0.2");
@@ -152,5 +157,57 @@ public sealed class AbuseTests(ITestOutputHelper output)
         Assert.All(entries, e => Assert.Equal("local socket", e.Source));
         Assert.Contains("renamed", entries[0].Target);
         Assert.Contains("tags lab", entries[2].Target);
+    }
+}
+
+/// <summary>Candidates a stream from a public address cannot vouch for are dropped.</summary>
+public sealed class CandidateScreenTests
+{
+    private static Endpoints Of(params (string Address, CandidateKind Kind)[] candidates) =>
+        new() { Candidates = { candidates.Select(c => new Candidate { Address = c.Address, Kind = c.Kind }) } };
+
+    [Fact]
+    public void FromAPublicAddressStunAndPortmapCandidatesMustCarryIt()
+    {
+        var endpoints = Of(("192.168.1.5:41641", CandidateKind.Local), ("203.0.113.7:41641", CandidateKind.Stun), ("198.51.100.9:53", CandidateKind.Stun),
+            ("203.0.113.7:5000", CandidateKind.Portmap), ("198.51.100.9:80", CandidateKind.Portmap), ("[2001:db8::1]:41641", CandidateKind.Stun), ("[2001:db8::2]:41641", CandidateKind.Stun));
+        Assert.Equal(3, Api.CandidateScreen.Screen(endpoints, IPAddress.Parse("203.0.113.7")));
+        Assert.Equal(["192.168.1.5:41641", "203.0.113.7:41641", "203.0.113.7:5000", "[2001:db8::1]:41641"], endpoints.Candidates.Select(c => c.Address));
+    }
+
+    [Theory]
+    [InlineData("ipv4:127.0.0.1:5000")]
+    [InlineData("ipv4:10.1.2.3:5000")]
+    [InlineData("ipv4:100.64.3.4:5000")]
+    [InlineData("ipv6:[fd00::1]:5000")]
+    [InlineData("unix:/run/x")]
+    public void FromPrivateOrUnknownSourcesNothingCanBeChecked(string peer)
+    {
+        var endpoints = Of(("198.51.100.9:53", CandidateKind.Stun));
+        Assert.Equal(0, Api.CandidateScreen.Screen(endpoints, Api.CandidateScreen.SourceOf(peer)));
+        Assert.Single(endpoints.Candidates);
+    }
+}
+
+public sealed class StreamRateTests
+{
+    [Fact]
+    public async Task AMemberFloodingEndpointChangesIsHeldToItsStreamsRate()
+    {
+        await using var rig = await CoordinatorRig.StartAsync();
+        var key = await rig.CreateKeyAsync(reusable: true);
+        await using var flooder = await rig.JoinAsync("flooder", key);
+        await using var watcher = await rig.JoinAsync("watcher", key);
+        for (var i = 1; i <= 100; i++) await flooder.UpdateEndpointsAsync(TestAgent.Candidates($"198.51.100.9:{i}"));
+        await flooder.UpdateEndpointsAsync(TestAgent.Candidates("198.51.100.9:9999"));
+        // The flood took far less than the minute its updates would need at the stream's steady rate: most are dropped.
+        var last = 0;
+        await Eventually.HoldsAsync(() =>
+        {
+            var candidates = watcher.Read(v => v.FindPeer(flooder.NodeKey)?.Endpoints?.Candidates.ToList());
+            if (candidates is [{ } only] && only.Address.StartsWith("198.51.100.9:", StringComparison.Ordinal)) last = int.Parse(only.Address.Split(':')[1]);
+            return last >= Api.CoordinatorService.EndpointBurst;
+        }, TimeSpan.FromSeconds(10), "the first updates arrive");
+        Assert.InRange(last, Api.CoordinatorService.EndpointBurst, 60);
     }
 }

@@ -22,6 +22,25 @@ public sealed class CoordinatorService(IRegistrar registry, Challenges challenge
     public const int MaxCandidates = 16;
     public static readonly TimeSpan HelloTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// What one stream may send: endpoint updates (an agent sends a few when its network changes) and connect
+    /// requests (one per peer it starts talking to), each a burst and then a steady rate. Beyond that they are
+    /// dropped and counted: a member cannot make the mesh chase addresses it names as fast as it likes.
+    /// </summary>
+    public const int EndpointBurst = 20;
+    public const double EndpointsPerSecond = 1;
+    public const int ConnectBurst = 64;
+    public const double ConnectsPerSecond = 4;
+
+    private long _throttled;
+    private long _droppedCandidates;
+
+    /// <summary>Endpoint updates and connect requests dropped for going over their stream's rate.</summary>
+    public long Throttled => Interlocked.Read(ref _throttled);
+
+    /// <summary>STUN and port-mapping candidates dropped for not carrying the address their stream came from.</summary>
+    public long DroppedCandidates => Interlocked.Read(ref _droppedCandidates);
+
     /// <summary>Hellos proved on this replica within a challenge's lifetime.</summary>
     private const int MaxUsedNonces = 100_000;
     private readonly UsedNonces _usedNonces = new(MaxUsedNonces, time);
@@ -62,12 +81,13 @@ public sealed class CoordinatorService(IRegistrar registry, Challenges challenge
         var first = await ReadHelloAsync(requestStream, context.CancellationToken);
         if (first is null) return;
         if (first.KindCase != SyncRequest.KindOneofCase.Hello) throw Invalid("The first message of a sync stream must be a hello.");
-        if (first.Hello.Endpoints is { } initial) Validate(initial);
+        var source = CandidateScreen.SourceOf(context.Peer);
+        if (first.Hello.Endpoints is { } initial) Screen(initial, source);
         var nodeKey = Prove(first.Hello, token);
 
         var session = (await hub.OpenAsync(token, nodeKey, first.Hello, StunServers(context))).OrThrow();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, session.Closed);
-        var reading = ReadLoopAsync(requestStream, session, stop);
+        var reading = ReadLoopAsync(requestStream, session, source, stop);
         try
         {
             await WriteLoopAsync(session, responseStream, stop.Token);
@@ -114,8 +134,10 @@ public sealed class CoordinatorService(IRegistrar registry, Challenges challenge
     }
 
     /// <summary>Applies what the agent sends; a bad message ends the stream with INVALID_ARGUMENT.</summary>
-    private async Task<RpcException?> ReadLoopAsync(IAsyncStreamReader<SyncRequest> requests, SyncSession session, CancellationTokenSource stop)
+    private async Task<RpcException?> ReadLoopAsync(IAsyncStreamReader<SyncRequest> requests, SyncSession session, IPAddress? source, CancellationTokenSource stop)
     {
+        var endpointUpdates = new Traversal.TokenBucket(EndpointBurst, EndpointsPerSecond);
+        var connectRequests = new Traversal.TokenBucket(ConnectBurst, ConnectsPerSecond);
         try
         {
             while (await ReadAsync(requests, stop.Token) is { } request)
@@ -123,12 +145,14 @@ public sealed class CoordinatorService(IRegistrar registry, Challenges challenge
                 switch (request.KindCase)
                 {
                     case SyncRequest.KindOneofCase.Endpoints:
-                        Validate(request.Endpoints);
-                        hub.UpdateEndpoints(session, request.Endpoints);
+                        Screen(request.Endpoints, source);
+                        if (endpointUpdates.TryTake(Now)) hub.UpdateEndpoints(session, request.Endpoints);
+                        else Interlocked.Increment(ref _throttled);
                         break;
                     case SyncRequest.KindOneofCase.Connect:
                         if (request.Connect.PeerKey.Length != 32) throw Invalid("connect.peer_key must be 32 bytes.");
-                        await hub.RequestConnectionAsync(session, request.Connect.PeerKey);
+                        if (connectRequests.TryTake(Now)) await hub.RequestConnectionAsync(session, request.Connect.PeerKey);
+                        else Interlocked.Increment(ref _throttled);
                         break;
                     default:
                         throw Invalid($"Unexpected {request.KindCase} message after the hello.");
@@ -199,6 +223,16 @@ public sealed class CoordinatorService(IRegistrar registry, Challenges challenge
             // Framing the stack refused: an incomplete message, a bad compressed flag.
             throw Invalid($"Malformed sync message: {(ex is RpcException rpc ? rpc.Status.Detail : ex.Message)}");
         }
+    }
+
+    private TimeSpan Now => time.GetUtcNow() - DateTimeOffset.UnixEpoch;
+
+    /// <summary>Validates the endpoints, and drops the candidates the stream cannot vouch for (<see cref="CandidateScreen"/>).</summary>
+    private void Screen(Endpoints endpoints, IPAddress? source)
+    {
+        Validate(endpoints);
+        var dropped = CandidateScreen.Screen(endpoints, source);
+        if (dropped > 0) Interlocked.Add(ref _droppedCandidates, dropped);
     }
 
     private static void Validate(Endpoints endpoints)

@@ -33,7 +33,7 @@ public sealed partial class PathEngine
         var hardSide = MyMapping == NatMapping.EndpointDependent && peer.Mapping is NatMapping.EndpointIndependent or NatMapping.None;
         var easySide = MyMapping is NatMapping.EndpointIndependent or NatMapping.None && peer.Mapping == NatMapping.EndpointDependent;
         if (!hardSide && !easySide) return;
-        if (now - peer.PhaseStarted < Options.BirthdayDelay) return;
+        if (now - peer.PhaseStarted < Options.BirthdayDelay || BirthdaySearches() >= Options.MaxBirthdaySearches) return;
         if (peer.LastBirthdayEnded is { } ended && ended >= peer.PhaseStarted && now - ended < Options.UpgradeInterval) return;
         var target = easySide ? PublicAddressOf(peer) : null;
         if (easySide && target is null) return;
@@ -52,6 +52,7 @@ public sealed partial class PathEngine
         if (search.LastSocketRound is { } last && now - last < SocketRoundInterval) return;
         search.LastSocketRound = now;
         // The easy side's public address: its STUN candidate, or its own address when nothing translates it.
+        // One address only (the first of its kind): a peer that lists many would multiply the socket rounds.
         var kind = HasCandidate(peer, CandidateKind.Stun) ? CandidateKind.Stun : CandidateKind.Local;
         foreach (var (address, candidateKind) in peer.Candidates)
         {
@@ -60,9 +61,10 @@ public sealed partial class PathEngine
             // where each would leave a flow that pushes the easy side's answer for that port onto another port.
             foreach (var socket in search.Sockets)
             {
-                if (Options.OpeningTtl > 0) SendOpening(peer, new PathKey(socket, address));
+                if (Options.OpeningTtl > 0) SendOpeningPacket(peer, new PathKey(socket, address));
                 else SendPing(peer, new PathKey(socket, address), Technique.Birthday, now, user: false);
             }
+            return;
         }
     }
 
@@ -95,6 +97,16 @@ public sealed partial class PathEngine
         }
         peer.Birthday = null;
         peer.LastBirthdayEnded = now;
+    }
+
+    private int BirthdaySearches()
+    {
+        var running = 0;
+        foreach (var peer in _peers.Values)
+        {
+            if (peer.Birthday is not null) running++;
+        }
+        return running;
     }
 
     private static bool HasCandidate(PeerPaths peer, CandidateKind kind)

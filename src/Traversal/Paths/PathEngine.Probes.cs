@@ -82,15 +82,30 @@ public sealed partial class PathEngine
     }
 
     /// <summary>A ping that only opens this side's NAT mapping toward <paramref name="key"/>: nobody is meant to answer it.</summary>
-    private void SendOpening(PeerPaths peer, PathKey key)
+    private void SendOpening(PeerPaths peer, PathKey key, TimeSpan now)
+    {
+        if (WithinBudget(peer, now)) SendOpeningPacket(peer, key);
+    }
+
+    /// <summary>An opening packet outside the peer's budget: the hard-NAT search's, which its own rate bounds.</summary>
+    private void SendOpeningPacket(PeerPaths peer, PathKey key)
     {
         var length = _probes.WritePing(_scratch, peer.Key, NewTransaction());
         _output.SendUdp(key.Socket, _scratch.AsSpan(0, length), key.Remote, Options.OpeningTtl);
     }
 
+    /// <summary>Whether one more probe may go toward the peer: the birthday search's are bounded by its own rate instead.</summary>
+    private bool WithinBudget(PeerPaths peer, TimeSpan now)
+    {
+        if (peer.Budget.TryTake(now)) return true;
+        Interlocked.Increment(ref _probesOverBudget);
+        return false;
+    }
+
     private UInt128? SendPing(PeerPaths peer, PathKey key, Technique technique, TimeSpan now, bool user)
     {
         if (_pending.Count >= MaxPendingPings) return null;
+        if (technique != Technique.Birthday && !WithinBudget(peer, now)) return null;
         var transaction = NewTransaction();
         var length = _probes.WritePing(_scratch, peer.Key, transaction);
         _pending[transaction] = new PendingPing(peer, key, technique, null, now, user);
@@ -123,7 +138,7 @@ public sealed partial class PathEngine
             var key = new PathKey(0, address);
             if (kind == CandidateKind.Stun && Options.OpeningTtl > 0)
             {
-                SendOpening(peer, key);
+                SendOpening(peer, key, now);
                 if (now < peer.PublicPingsFrom) continue;
             }
             SendPing(peer, key, TechniqueOf(peer, key), now, user: false);

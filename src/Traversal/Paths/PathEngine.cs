@@ -67,6 +67,10 @@ public sealed partial class PathEngine
 
     public long ProbesRejected(ProbeResult reason) => Interlocked.Read(ref _probeRejections[(int)reason]);
 
+    /// <summary>Probes not sent because the peer's budget was spent (its candidates asked for more than <see cref="PathOptions.ProbesPerSecond"/>).</summary>
+    public long ProbesOverBudget => Interlocked.Read(ref _probesOverBudget);
+    private long _probesOverBudget;
+
     /// <summary>
     /// The data path: sends a WireGuard datagram addressed to a peer's synthetic endpoint on that peer's
     /// route. False when the destination is not a mesh peer (the caller sends it to the address itself).
@@ -157,7 +161,7 @@ public sealed partial class PathEngine
             var id = NodeKeyId.From(key);
             if (!_peers.TryGetValue(id, out var peer))
             {
-                peer = new PeerPaths(key, SyntheticEndpoint(_nextSlot++));
+                peer = new PeerPaths(key, SyntheticEndpoint(_nextSlot++)) { Budget = new Traversal.TokenBucket(Options.ProbeBurst, Options.ProbesPerSecond) };
                 _peers[id] = peer;
                 _bySynthetic[peer.Synthetic] = peer;
                 _byId[id] = peer;
@@ -281,7 +285,7 @@ public sealed partial class PathEngine
     }
 
     /// <summary>Takes the peer's candidates and NAT facts from the coordinator; true when any of them changed.</summary>
-    private static bool ApplyEndpoints(PeerPaths peer, Protos.V1.Endpoints? endpoints)
+    private bool ApplyEndpoints(PeerPaths peer, Protos.V1.Endpoints? endpoints)
     {
         if (endpoints is null) return false;
         var changed = peer.Mapping != endpoints.NatMapping || peer.UdpBlocked != endpoints.UdpBlocked || peer.PreferredRelay != endpoints.PreferredRelay;
@@ -291,6 +295,7 @@ public sealed partial class PathEngine
         var fresh = new Dictionary<NetEndpoint, Protos.V1.CandidateKind>();
         foreach (var candidate in endpoints.Candidates)
         {
+            if (fresh.Count == Options.MaxCandidates) break;
             if (IPEndPoint.TryParse(candidate.Address, out var parsed) && parsed.Port != 0) fresh[new NetEndpoint(parsed)] = candidate.Kind;
         }
         foreach (var (address, kind) in fresh)

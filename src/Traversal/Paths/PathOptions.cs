@@ -41,6 +41,20 @@ public sealed class PathOptions
     /// </summary>
     public int OpeningTtl { get; init; } = 2;
 
+    /// <summary>
+    /// The most probes (pings and opening packets, heartbeats included) this agent sends toward one peer's
+    /// candidates: a burst, then a steady rate. Whatever a peer's endpoints name, that is all it gets from here.
+    /// The hard-NAT search has its own bound (its rate and duration, and <see cref="MaxBirthdaySearches"/>).
+    /// </summary>
+    public int ProbeBurst { get; init; } = 64;
+    public double ProbesPerSecond { get; init; } = 20;
+
+    /// <summary>At most this many of the peer's candidates are taken (the coordinator already refuses more).</summary>
+    public int MaxCandidates { get; init; } = 16;
+
+    /// <summary>Hard-NAT searches running at once, over all peers: each holds up to <see cref="BirthdaySockets"/> sockets.</summary>
+    public int MaxBirthdaySearches { get; init; } = 2;
+
     /// <summary>The hard-NAT (birthday-paradox) technique: on, how many ports the hard side opens, how fast the easy side probes and for how long.</summary>
     public bool HardNatTechnique { get; init; } = true;
     public int BirthdaySockets { get; init; } = 256;

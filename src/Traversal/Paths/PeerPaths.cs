@@ -18,6 +18,9 @@ internal sealed class PeerPaths(PublicKey key, NetEndpoint synthetic)
     public NetEndpoint Synthetic { get; } = synthetic;
 
     public bool Online { get; set; }
+
+    /// <summary>What this agent may still send toward the peer's candidates (set by the engine from its options).</summary>
+    public Traversal.TokenBucket Budget { get; init; } = null!;
     public Dictionary<NetEndpoint, CandidateKind> Candidates { get; } = new();
     public NatMapping Mapping { get; set; }
     public bool UdpBlocked { get; set; }
