@@ -12,7 +12,8 @@ namespace Mesh.Agent.Daemon;
 /// UPnP-IGD for gateways that answer neither PCP nor NAT-PMP: SSDP finds the gateway, its description
 /// names the WAN connection service, and SOAP maps the agent's UDP port. Renews at half the lease, gives
 /// the mapping up once PCP or NAT-PMP holds one, and deletes it on the way down. The envelopes and parsing
-/// are <see cref="UpnpIgd"/>'s; this class only does their I/O.
+/// are <see cref="UpnpIgd"/>'s; this class only does their I/O. Only the default gateway is believed: SSDP answers
+/// from it, URLs on its address, no redirects, bodies of at most <see cref="UpnpIgd.MaxDocument"/> bytes.
 /// </summary>
 public sealed class UpnpPortMapper(PathEngine engine, int internalPort, ILogger logger) : IDisposable
 {
@@ -21,7 +22,11 @@ public sealed class UpnpPortMapper(PathEngine engine, int internalPort, ILogger 
     private static readonly TimeSpan SearchTime = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan RetryInterval = TimeSpan.FromMinutes(5);
 
-    private readonly HttpClient _http = new(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(5) };
+    private readonly HttpClient _http = new(new SocketsHttpHandler { UseProxy = false, AllowAutoRedirect = false })
+    {
+        Timeout = TimeSpan.FromSeconds(5),
+        MaxResponseContentBufferSize = UpnpIgd.MaxDocument,
+    };
     private readonly object _gate = new();
     private (IPAddress Gateway, IPAddress Source)? _network;
     private Held? _held;
@@ -113,9 +118,17 @@ public sealed class UpnpPortMapper(PathEngine engine, int internalPort, ILogger 
             while (true)
             {
                 var received = await socket.ReceiveFromAsync(buffer, SocketFlags.None, new IPEndPoint(IPAddress.Any, 0), window.Token).ConfigureAwait(false);
-                if (!UpnpIgd.TryReadLocation(buffer.AsSpan(0, received.ReceivedBytes), out var location)) continue;
-                var description = await _http.GetStringAsync(location, stopping).ConfigureAwait(false);
-                var service = UpnpIgd.FindConnectionService(description, location!, out var problem);
+                // Any LAN host can answer a search: only the gateway is asked for mappings, and only at its own address.
+                if (!((IPEndPoint)received.RemoteEndPoint).Address.Equals(network.Gateway)) continue;
+                if (!UpnpIgd.TryReadLocation(buffer.AsSpan(0, received.ReceivedBytes), out var location) || !UpnpIgd.IsOnGateway(location!, network.Gateway)) continue;
+                using var answer = await _http.GetAsync(location, stopping).ConfigureAwait(false);
+                if (!answer.IsSuccessStatusCode)
+                {
+                    Failed($"the gateway answered {(int)answer.StatusCode} for its description {location}");
+                    return null;
+                }
+                var description = await answer.Content.ReadAsStringAsync(stopping).ConfigureAwait(false);
+                var service = UpnpIgd.FindConnectionService(description, location!, network.Gateway, out var problem);
                 if (service is not null) return service;
                 Failed(problem!);
                 return null;

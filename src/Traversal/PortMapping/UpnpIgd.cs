@@ -16,10 +16,14 @@ public sealed record UpnpReply(IReadOnlyDictionary<string, string> Values, int? 
 
 /// <summary>
 /// UPnP-IGD without I/O: the SSDP search and its answer, the device description's WAN connection service,
-/// and the SOAP envelopes of GetExternalIPAddress, AddPortMapping and DeletePortMapping.
+/// and the SOAP envelopes of GetExternalIPAddress, AddPortMapping and DeletePortMapping. Anything on the LAN can
+/// answer an SSDP search, so only the default gateway is believed: its answers, and URLs on its address alone.
+/// Documents are parsed with DTDs prohibited (no entity expansion) and at most <see cref="MaxDocument"/> long.
 /// </summary>
 public static class UpnpIgd
 {
+    /// <summary>The most a description or SOAP answer may hold; real gateways send a few KiB.</summary>
+    public const int MaxDocument = 64 * 1024;
     public static readonly IPEndPoint SsdpGroup = new(IPAddress.Parse("239.255.255.250"), 1900);
 
     /// <summary>UPnP error 718: the external port is mapped to another client already.</summary>
@@ -61,20 +65,14 @@ public static class UpnpIgd
         return false;
     }
 
-    /// <summary>The best WAN connection service the device description offers, or null (with the reason) when it has none.</summary>
-    public static UpnpService? FindConnectionService(string description, Uri location, out string? problem)
+    /// <summary>Whether a URL is plain HTTP to the gateway's own address: the only place the agent fetches from or posts to.</summary>
+    public static bool IsOnGateway(Uri url, IPAddress gateway) =>
+        url.Scheme == Uri.UriSchemeHttp && IPAddress.TryParse(url.Host.Trim('[', ']'), out var host) && host.Equals(gateway);
+
+    /// <summary>The best WAN connection service the gateway's device description offers, or null (with the reason) when it has none.</summary>
+    public static UpnpService? FindConnectionService(string description, Uri location, IPAddress gateway, out string? problem)
     {
-        problem = null;
-        var document = new XmlDocument { XmlResolver = null };
-        try
-        {
-            document.LoadXml(description);
-        }
-        catch (XmlException ex)
-        {
-            problem = $"the device description is not XML (line {ex.LineNumber}: {ex.Message})";
-            return null;
-        }
+        if (Load(description, "device description", out problem) is not { } document) return null;
         var baseUrl = location;
         if (Child(document.DocumentElement, "URLBase")?.InnerText.Trim() is { Length: > 0 } declared && Uri.TryCreate(declared, UriKind.Absolute, out var parsed)) baseUrl = parsed;
         foreach (var wanted in ConnectionServices)
@@ -84,11 +82,35 @@ public static class UpnpIgd
                 if (Child(service, "serviceType")?.InnerText.Trim() != wanted) continue;
                 if (Child(service, "controlURL")?.InnerText.Trim() is not { Length: > 0 } control) continue;
                 if (!Uri.TryCreate(baseUrl, control, out var controlUrl)) continue;
+                if (!IsOnGateway(controlUrl, gateway))
+                {
+                    problem = $"the description names a control URL off the gateway ({controlUrl}); refused";
+                    return null;
+                }
                 return new UpnpService(wanted, controlUrl);
             }
         }
         problem = "the gateway offers no WANIPConnection or WANPPPConnection service";
         return null;
+    }
+
+    /// <summary>Parses a gateway's document with DTDs prohibited and its size bounded; null (and why) when it cannot be taken.</summary>
+    private static XmlDocument? Load(string text, string what, out string? problem)
+    {
+        problem = null;
+        var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, MaxCharactersInDocument = MaxDocument };
+        var document = new XmlDocument { XmlResolver = null };
+        try
+        {
+            using var reader = XmlReader.Create(new StringReader(text), settings);
+            document.Load(reader);
+            return document;
+        }
+        catch (XmlException ex)
+        {
+            problem = $"the {what} is not XML this agent takes (line {ex.LineNumber}: {ex.Message})";
+            return null;
+        }
     }
 
     /// <summary>The SOAPAction header's value for an action of the service.</summary>
@@ -120,15 +142,7 @@ public static class UpnpIgd
     /// <summary>Reads an action's response or SOAP fault (UPnP errors come as HTTP 500 with a fault body).</summary>
     public static UpnpReply ReadReply(string body)
     {
-        var document = new XmlDocument { XmlResolver = null };
-        try
-        {
-            document.LoadXml(body);
-        }
-        catch (XmlException ex)
-        {
-            return new UpnpReply(new Dictionary<string, string>(), -1, $"the gateway's answer is not XML (line {ex.LineNumber}: {ex.Message})");
-        }
+        if (Load(body, "gateway's answer", out var problem) is not { } document) return new UpnpReply(new Dictionary<string, string>(), -1, problem);
         var envelopeBody = document.GetElementsByTagName("Body", SoapNamespace);
         if (envelopeBody.Count == 0 || envelopeBody[0] is not XmlElement soapBody || soapBody.FirstChild is not XmlElement response)
         {
