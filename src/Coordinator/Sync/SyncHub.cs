@@ -57,13 +57,23 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         }
     }
 
-    /// <summary>Tells the publisher this hub is here (again), with its relay and open streams, and takes the current map.</summary>
+    /// <summary>
+    /// Tells the publisher this hub is here (again), with its relay and open streams, and takes the current map.
+    /// A stream that was open before the attach and whose node the map no longer holds (expired, deleted, revoked
+    /// while a one-way message to end it was lost) ends here: revocations rest on the map, not on a message.
+    /// </summary>
     public async Task AttachAsync()
     {
         List<OpenStream> streams;
-        lock (_lock) streams = _sessions.Values.Select(s => new OpenStream(s.Node, s.Endpoints)).ToList();
+        List<SyncSession> opened;
+        lock (_lock)
+        {
+            streams = _sessions.Values.Select(s => new OpenStream(s.Node, s.Endpoints)).ToList();
+            opened = _sessions.Values.Where(s => s.Early is null).ToList();
+        }
         var start = await mesh.AttachAsync(HubId, this, Relay, streams).ConfigureAwait(false);
         var full = SyncResponse.Parser.ParseFrom(start.FullMap).Full;
+        List<SyncSession> gone;
         lock (_lock)
         {
             _peersByKey.Clear();
@@ -71,7 +81,17 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             foreach (var peer in full.Peers) AddPeer(peer);
             // The shared map may be a few changes old: the deltas since bring the peers up to date.
             foreach (var delta in start.Deltas) ApplyPeers(SyncResponse.Parser.ParseFrom(delta).Delta);
+            gone = opened.Where(s => !_peersById.ContainsKey(s.NodeId)).ToList();
         }
+        foreach (var session in gone) EndRemoved(session);
+    }
+
+    /// <summary>The node of an open stream left the map: its stream ends, as the registry's message would have ended it.</summary>
+    private void EndRemoved(SyncSession session)
+    {
+        if (!Forget(session)) return;
+        logger.LogInformation("Ending the sync stream of {Name}: it is no longer in the mesh", session.Node.Name);
+        session.Close(Problem.Unauthenticated("The node is no longer in the mesh (expired, deleted or revoked); register again."));
     }
 
     /// <summary>One attach for every stream that found the hub detached at once (a failover brings them in a storm).</summary>
@@ -180,6 +200,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         var handle = new SyncResponse();
         ServiceDefinitions.Remember(handle, message);
         List<SyncSession> sessions;
+        List<SyncSession>? removed = null;
         lock (_lock)
         {
             if (delta.Serial <= _serial) return;
@@ -191,8 +212,13 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                 if (session.Early is { } early) early.Add((delta.Serial, handle));
                 else sessions.Add(session);
             }
+            foreach (var id in delta.PeersRemoved)
+            {
+                if (_sessions.TryGetValue((long)id, out var leaving) && leaving.Early is null) (removed ??= new()).Add(leaving);
+            }
         }
         foreach (var session in sessions) session.Enqueue(handle);
+        if (removed is not null) foreach (var session in removed) EndRemoved(session);
     }
 
     public void Connect(long nodeId, byte[] message)
