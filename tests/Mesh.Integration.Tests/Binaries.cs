@@ -5,13 +5,14 @@ public static class Binaries
 {
     public static string Agent => Path("MeshAgent", "mesh-agent.dll");
     public static string Coordinator => Path("Coordinator", "mesh-coordinator.dll");
+    public static string StubCoordinator => Path("Mesh.StubCoordinator", "mesh-stub-coordinator.dll", "tests");
 
-    public static string Path(string project, string dll)
+    public static string Path(string project, string dll, string folder = "src")
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         var configuration = dir.Parent!.Name;
         while (dir is not null && !File.Exists(System.IO.Path.Combine(dir.FullName, "Mesh.sln"))) dir = dir.Parent;
         if (dir is null) throw new InvalidOperationException("Cannot find the repository root (Mesh.sln) above the test binaries.");
-        return System.IO.Path.Combine(dir.FullName, "src", project, "bin", configuration, "net10.0", dll);
+        return System.IO.Path.Combine(dir.FullName, folder, project, "bin", configuration, "net10.0", dll);
     }
 }

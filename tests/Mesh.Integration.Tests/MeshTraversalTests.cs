@@ -219,7 +219,7 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         var a = _world.AddAgent(blocked, "a");
         var b = _world.AddAgent(_world.AddSite("hb", Nat.PortKeeping), "b");
         var (first, _) = Connect(a, b, expectDirect: false);
-        AssertRelayedOverTcp(a, b, "HTTP/2 h2c");
+        AssertRelayedOverTcp(a, b, "HTTP/2 over TLS");
         output.WriteLine($"UDP-blocked home: first packet {first.TotalMilliseconds:0} ms after both online, a sees: {a.Peer("b")!.Value.GetProperty("reason").GetString()}");
         Transfer.AssertIntact(_world.Lab, b.Namespace, b.MeshAddress, a.Namespace, 2_000_000);
         Transfer.AssertIntact(_world.Lab, a.Namespace, a.MeshAddress, b.Namespace, 2_000_000);
@@ -233,7 +233,7 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         var a = _world.AddAgent(office, "a", new Dictionary<string, string> { ["HTTPS_PROXY"] = proxy });
         var b = _world.AddAgent(_world.AddSite("hb", Nat.PortKeeping), "b");
         var (first, _) = Connect(a, b, expectDirect: false);
-        AssertRelayedOverTcp(a, b, $"HTTP/2 h2c, through proxy {new Uri(proxy).Authority}");
+        AssertRelayedOverTcp(a, b, $"HTTP/2 over TLS, through proxy {new Uri(proxy).Authority}");
         output.WriteLine($"proxy-only office: first packet {first.TotalMilliseconds:0} ms after both online, a sees: {a.Peer("b")!.Value.GetProperty("reason").GetString()}");
         Transfer.AssertIntact(_world.Lab, b.Namespace, b.MeshAddress, a.Namespace, 2_000_000);
         Transfer.AssertIntact(_world.Lab, a.Namespace, a.MeshAddress, b.Namespace, 2_000_000);

@@ -264,6 +264,10 @@ internal static class MeshCommands
         if (status.Netcheck is { Mapping.Length: > 0 } nat) text.AppendLine($"NAT: {nat.Mapping}, public {(nat.Reflexive.Length > 0 ? nat.Reflexive : "-")}");
         if (status.Netcheck?.PortMapping is { } mapping) text.AppendLine($"port mapping: {PortMappingText(mapping)}");
         if (status.DataPath is { } data) text.AppendLine($"data path: TUN offloads {data.TunOffloads}, UDP GSO {(data.UdpSegmentation ? "on" : "off")}, GRO {(data.UdpCoalescing ? "on" : "off")}");
+        if (status.IgnoredPeers + status.RefusedRoutes + status.ProbesOverBudget + status.IoFailures > 0)
+        {
+            text.AppendLine($"refused from the coordinator's maps: {status.IgnoredPeers} peers with unusable keys, {status.RefusedRoutes} routes (see the log); probes over budget {status.ProbesOverBudget}; I/O failures {status.IoFailures}");
+        }
         text.AppendLine();
         text.AppendLine($"{"PEER",-16} {"ADDRESS",-16} {"PATH",-7} {"VIA",-24} {"LATENCY",8} {"HANDSHAKE",10} {"RX",10} {"TX",10}  WHY");
         foreach (var peer in status.Peers)
@@ -309,6 +313,10 @@ internal static class MeshCommands
         },
         droppedProbes = status.DroppedProbes,
         droppedDatagrams = status.DroppedDatagrams,
+        ignoredPeers = status.IgnoredPeers,
+        refusedRoutes = status.RefusedRoutes,
+        probesOverBudget = status.ProbesOverBudget,
+        ioFailures = status.IoFailures,
         dataPath = status.DataPath is null ? null : new { tunOffloads = status.DataPath.TunOffloads, udpGso = status.DataPath.UdpSegmentation, udpGro = status.DataPath.UdpCoalescing },
         relayStreams = status.RelayStreams.Select(r => new
         {

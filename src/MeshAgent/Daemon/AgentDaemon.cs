@@ -107,9 +107,13 @@ public sealed class AgentDaemon : IAsyncDisposable
 
     public DataPathFeatures DataPath => _host.Features;
 
+    /// <summary>Failures caught on the interface's I/O threads.</summary>
+    public long IoFailures => _host.Failures.Total;
+
     public List<Protos.V1.Peer> Peers()
     {
-        lock (Node.View) return Node.View.Peers.Values.ToList();
+        // Only the peers the node took: a map may name keys no session can be made with.
+        lock (Node.View) return Node.View.Peers.Values.Where(p => MeshNode.UsableKey(p.NodeKey) is not null).ToList();
     }
 
     /// <summary>A peer by name, mesh address (with or without prefix length) or base64 node key.</summary>

@@ -27,6 +27,10 @@ public sealed class AgentControlService(AgentDaemon agent) : AgentControl.AgentC
             DroppedProbes = (ulong)(engine.ProbesRejected(Traversal.Probes.ProbeResult.BadMac) + engine.ProbesRejected(Traversal.Probes.ProbeResult.Replayed)
                 + engine.ProbesRejected(Traversal.Probes.ProbeResult.UnknownSender) + engine.ProbesRejected(Traversal.Probes.ProbeResult.Malformed)),
             DroppedDatagrams = (ulong)engine.StrayDatagrams,
+            IgnoredPeers = (ulong)agent.Node.IgnoredPeers,
+            RefusedRoutes = (ulong)agent.Node.Routes.Refused,
+            ProbesOverBudget = (ulong)engine.ProbesOverBudget,
+            IoFailures = (ulong)agent.IoFailures,
             Netcheck = Report(engine),
             DataPath = new DataPathStatus
             {

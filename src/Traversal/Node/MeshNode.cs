@@ -174,7 +174,7 @@ public sealed class MeshNode
     }
 
     /// <summary>A peer key from the map, or null for one that is the wrong size or a low-order point (no session could be made with it).</summary>
-    private PublicKey? UsableKey(ByteString bytes)
+    public static PublicKey? UsableKey(ByteString bytes)
     {
         if (bytes.Length != Key32.Size) return null;
         var key = new PublicKey(bytes.Span);
