@@ -19,10 +19,16 @@ public sealed class LostMessageTests
     {
         public bool NodeInMap = true;
 
+        /// <summary>The deltas the publisher made since its map (serial 1), which the next attach returns.</summary>
+        public readonly List<byte[]> Since = new();
+
         public Task<Result<NodeRecord>> AuthenticateAsync(string sessionToken) => Task.FromResult<Result<NodeRecord>>(node);
 
+        /// <summary>The serial of the publisher's full map.</summary>
+        public ulong MapSerial = 1;
+
         public Task<SessionStart> AttachAsync(string hubId, IHubLink link, Relay? relay, IReadOnlyList<OpenStream> streams) =>
-            Task.FromResult(new SessionStart(Map(), [], 1));
+            Task.FromResult(new SessionStart(Map(), Since.ToList(), MapSerial + (ulong)Since.Count));
 
         public Task<Result<SessionStart>> OpenSessionAsync(string hubId, NodeRecord record, byte[] endpoints, ulong lastSerial) =>
             Task.FromResult<Result<SessionStart>>(new SessionStart(Map(), [], 1));
@@ -35,7 +41,7 @@ public sealed class LostMessageTests
 
         private byte[] Map()
         {
-            var map = new NetMap { Serial = 1 };
+            var map = new NetMap { Serial = MapSerial };
             if (NodeInMap) map.Peers.Add(new Peer { NodeId = (ulong)node.Id, NodeKey = ByteString.CopyFrom(node.NodeKey), Name = node.Name });
             return new SyncResponse { Full = map }.ToByteArray();
         }
@@ -60,6 +66,58 @@ public sealed class LostMessageTests
         hub.Publish(new SyncResponse { Delta = new NetMapDelta { Serial = 2, PeersRemoved = { 7 } } }.ToByteArray());
         Assert.Equal(Failure.Unauthenticated, session.CloseReason?.Kind);
         Assert.Equal(0, hub.Count);
+    }
+
+    private static byte[] Delta(ulong serial, string name) =>
+        new SyncResponse { Delta = new NetMapDelta { Serial = serial, PeersChanged = { new Peer { NodeId = 100 + serial, NodeKey = ByteString.CopyFrom(new byte[32]), Name = name } } } }.ToByteArray();
+
+    private static List<SyncResponse> Drain(SyncSession session)
+    {
+        var messages = new List<SyncResponse>();
+        while (session.Outbound.TryRead(out var message)) messages.Add(message);
+        return messages;
+    }
+
+    /// <summary>What the stream will carry: the serial of each message (a full map's or a delta's).</summary>
+    private static List<ulong> Serials(SyncSession session)
+    {
+        var serials = new List<ulong>();
+        while (session.Outbound.TryRead(out var handle))
+        {
+            var message = SyncResponse.Parser.ParseFrom(Transport.ServiceDefinitions.WireBytes(handle));
+            serials.Add(message.KindCase == SyncResponse.KindOneofCase.Full ? message.Full.Serial : message.Delta.Serial);
+        }
+        return serials;
+    }
+
+    [Fact]
+    public async Task TheNextAttachBringsTheStreamsTheDeltasTheHubMissed()
+    {
+        var (hub, session, mesh) = await OpenAsync();
+        Serials(session);
+        mesh.Since.Add(Delta(2, "delivered"));
+        mesh.Since.Add(Delta(3, "lost"));
+        hub.Publish(Delta(2, "delivered"));
+        Assert.Equal([2UL], Serials(session));
+        // Serial 3 never came to this hub (a one-way message lost): the next attach brings it, and only it.
+        await hub.AttachAsync();
+        Assert.Equal([3UL], Serials(session));
+        hub.Publish(Delta(4, "next"));
+        Assert.Equal([4UL], Serials(session));
+    }
+
+    [Fact]
+    public async Task AHubBehindThePublishersMapGivesItsStreamsTheMapAndTheDeltasSince()
+    {
+        var (hub, session, mesh) = await OpenAsync();
+        Serials(session);
+        hub.Publish(Delta(2, "seen"));
+        Serials(session);
+        // The publisher moved (a new activation): its map (serial 1 here) is not one this hub's serial follows.
+        mesh.MapSerial = 10;
+        mesh.Since.Add(Delta(11, "after the move"));
+        await hub.AttachAsync();
+        Assert.Equal([10UL, 11UL], Serials(session));
     }
 
     [Fact]

@@ -187,7 +187,9 @@ internal sealed class PublisherGrain(ICoordinatorStore store, MeshOptions option
         {
             var silo = SiloAddress.FromParsableString(hubId);
             var status = snapshot.GetSiloStatus(silo);
-            if (status is SiloStatus.Active or SiloStatus.Joining or SiloStatus.Created && now - at < HubTimeout) continue;
+            // A silo this one's view does not hold yet (None: it joined moments ago) is not gone: only a terminating
+            // one, or a hub that stopped attaching, is.
+            if (status is not (SiloStatus.ShuttingDown or SiloStatus.Stopping or SiloStatus.Dead) && now - at < HubTimeout) continue;
             logger.LogWarning("Replica {Hub} is gone ({Status}, last attached {Ago:0.0} s ago): its streams are offline", hubId, status, (now - at).TotalSeconds);
             _attached.Remove(hubId);
             _publisher.DetachHub(hubId, now);

@@ -59,8 +59,11 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
 
     /// <summary>
     /// Tells the publisher this hub is here (again), with its relay and open streams, and takes the current map.
-    /// A stream that was open before the attach and whose node the map no longer holds (expired, deleted, revoked
-    /// while a one-way message to end it was lost) ends here: revocations rest on the map, not on a message.
+    /// Deltas come as one-way messages, which a publisher that moves or a hub it detached for a moment can lose:
+    /// whatever this hub's streams missed reaches them here, from what the attach returned (the deltas after the
+    /// hub's serial, or the full map when those are gone). A stream that was open before the attach and whose node
+    /// the map no longer holds (expired, deleted, revoked while the message to end it was lost) ends here:
+    /// revocations and presence rest on the map, not on a message.
     /// </summary>
     public async Task AttachAsync()
     {
@@ -80,10 +83,40 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             _peersById.Clear();
             foreach (var peer in full.Peers) AddPeer(peer);
             // The shared map may be a few changes old: the deltas since bring the peers up to date.
-            foreach (var delta in start.Deltas) ApplyPeers(SyncResponse.Parser.ParseFrom(delta).Delta);
+            var deltas = new List<(ulong Serial, byte[] Bytes)>(start.Deltas.Count);
+            foreach (var bytes in start.Deltas)
+            {
+                var delta = SyncResponse.Parser.ParseFrom(bytes).Delta;
+                ApplyPeers(delta);
+                deltas.Add((delta.Serial, bytes));
+            }
+            if (_serial < start.Serial) Repair(start.FullMap, full.Serial, deltas, start.Serial);
             gone = opened.Where(s => !_peersById.ContainsKey(s.NodeId)).ToList();
         }
         foreach (var session in gone) EndRemoved(session);
+    }
+
+    /// <summary>
+    /// The hub is behind the publisher: its open streams get the deltas after the hub's serial, or the full map and
+    /// every delta since when the hub is behind the map itself (agents take a full map as a fresh start, and drop
+    /// any delta they have). The caller holds the lock.
+    /// </summary>
+    private void Repair(byte[] fullMap, ulong mapSerial, List<(ulong Serial, byte[] Bytes)> deltas, ulong serial)
+    {
+        var fromMap = _serial < mapSerial;
+        var missed = new List<SyncResponse>();
+        foreach (var (deltaSerial, bytes) in deltas)
+        {
+            if (fromMap || deltaSerial > _serial) missed.Add(Handle(bytes));
+        }
+        foreach (var session in _sessions.Values)
+        {
+            if (session.Early is not null) continue;
+            if (fromMap) session.Enqueue(FullMap(fullMap, session.StunServers));
+            foreach (var handle in missed) session.Enqueue(handle);
+        }
+        if (_sessions.Count > 0 && _serial > 0) logger.LogInformation("Caught {Count} streams up from serial {From} to {To}", _sessions.Count, _serial, serial);
+        _serial = serial;
     }
 
     /// <summary>The node of an open stream left the map: its stream ends, as the registry's message would have ended it.</summary>
