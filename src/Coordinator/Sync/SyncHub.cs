@@ -90,7 +90,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                 ApplyPeers(delta);
                 deltas.Add((delta.Serial, bytes));
             }
-            if (_serial < start.Serial) Repair(start.FullMap, full.Serial, deltas, start.Serial);
+            if (_serial < start.Serial) Repair(start.FullMap!, full.Serial, deltas, start.Serial);
             gone = opened.Where(s => !_peersById.ContainsKey(s.NodeId)).ToList();
         }
         foreach (var session in gone) EndRemoved(session);
