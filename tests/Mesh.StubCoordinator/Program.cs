@@ -116,6 +116,9 @@ internal sealed class StubService(Stub stub) : Coordinator.CoordinatorBase
         {
             stub.Nodes[key].Endpoints = hello.Endpoints ?? new Endpoints();
             outbox.Writer.TryWrite(new SyncResponse { Full = stub.Map() });
+            // The streams already open learn of this node, as a coordinator's delta would tell them.
+            var joined = Delta(stub.Entry(stub.Nodes[key]));
+            foreach (var other in stub.Streams.Values) other.Writer.TryWrite(joined);
             stub.Streams[key] = outbox;
         }
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
