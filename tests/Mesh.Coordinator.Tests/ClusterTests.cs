@@ -76,6 +76,46 @@ public sealed class ClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ASiloPortTakesOnlyAPeerWithTheClusterCertificate()
+    {
+        // A foreign client (no certificate) and a foreign silo (a certificate of its own) are refused at the TLS
+        // handshake, so neither reaches Orleans to call a grain; the cluster's own certificate is taken.
+        await using var store = await Store.PostgresStore.OpenAsync(_postgres.ConnectionString);
+        using var cluster = await Hosting.SelfSignedCertificate.LoadOrCreateAsync(store, Hosting.SelfSignedCertificate.ClusterKey, []);
+        using var key = System.Security.Cryptography.ECDsa.Create();
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=mesh-coordinator-cluster", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        using var foreign = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        Assert.False(await HandshakeHoldsAsync(null));
+        Assert.False(await HandshakeHoldsAsync(foreign));
+        Assert.True(await HandshakeHoldsAsync(cluster));
+    }
+
+    /// <summary>Whether a TLS client with this certificate gets a connection to replica 0's silo port that stays open.</summary>
+    private async Task<bool> HandshakeHoldsAsync(System.Security.Cryptography.X509Certificates.X509Certificate2? certificate)
+    {
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(System.Net.IPAddress.Loopback, _replicas[0].SiloPort!.Value);
+        using var tls = new System.Net.Security.SslStream(tcp.GetStream(), false, (_, _, _, _) => true);
+        try
+        {
+            await tls.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions
+            {
+                TargetHost = "mesh-coordinator-cluster",
+                ClientCertificates = certificate is null ? null : [certificate],
+            });
+            // TLS 1.3 finishes the client's side before the server has checked the client's certificate: a refusal
+            // then comes as the connection closing under the first read. Orleans waits for the peer's preamble, so
+            // a taken connection stays open and silent.
+            var read = tls.ReadAsync(new byte[1]).AsTask();
+            return await Task.WhenAny(read, Task.Delay(TimeSpan.FromSeconds(2))) != read || await read > 0;
+        }
+        catch (Exception ex) when (ex is System.Security.Authentication.AuthenticationException or IOException)
+        {
+            return false;
+        }
+    }
+
+    [Fact]
     public async Task AnAgentThatMovesToAnotherReplicaResumesFromItsSerial()
     {
         var key = await _replicas[0].CreateKeyAsync(reusable: true);

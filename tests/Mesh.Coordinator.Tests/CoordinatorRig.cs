@@ -45,7 +45,7 @@ public sealed class CoordinatorRig : IAsyncDisposable
     public X509Certificate2? Certificate { get; private init; }
     public string? Postgres { get; private init; }
     public string? AdminKey { get; private set; }
-    private int? SiloPort { get; init; }
+    public int? SiloPort { get; private init; }
 
     /// <summary>A connector that trusts the rig's certificate, if it has one.</summary>
     public HttpConnector Connector(ProxySettings? proxy = null) => new(proxy, Certificate is null ? null : new ServerTrust(Certificate));

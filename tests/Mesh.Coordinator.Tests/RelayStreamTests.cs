@@ -71,6 +71,26 @@ public sealed class RelayStreamTests
     }
 
     [Fact]
+    public async Task AWebSocketThatNeverAuthenticatesIsClosed()
+    {
+        await using var rig = await CoordinatorRig.StartAsync();
+        using var invoker = new HttpMessageInvoker(rig.Connector().CreateHandler(Timeout.InfiniteTimeSpan));
+        using var socket = new ClientWebSocket();
+        socket.Options.HttpVersion = HttpVersion.Version20;
+        socket.Options.HttpVersionPolicy = HttpVersionPolicy.RequestVersionExact;
+        await socket.ConnectAsync(RelayUrl(rig), invoker, CancellationToken.None);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        // Silent: no hello, no Auth. The relay closes the stream once its deadline passes.
+        var ended = await Record.ExceptionAsync(async () =>
+        {
+            var buffer = new byte[WebSocketFrames.MaxFrame];
+            while ((await socket.ReceiveAsync(buffer, CancellationToken.None)).MessageType != WebSocketMessageType.Close) { }
+        });
+        Assert.True(ended is null or WebSocketException, ended?.ToString());
+        Assert.True(clock.Elapsed >= RelayStreams.AuthTimeout - TimeSpan.FromSeconds(1), "closed at the deadline, not before");
+    }
+
+    [Fact]
     public async Task TwoNodesTalkThroughTheRelayViaAConnectProxy()
     {
         using var certificate = TestCertificates.Loopback();
