@@ -5,7 +5,7 @@ public static class Binaries
 {
     public static string Agent => Path("MeshAgent", "mesh-agent.dll");
     public static string Coordinator => Path("Coordinator", "mesh-coordinator.dll");
-    public static string StubCoordinator => Path("Mesh.StubCoordinator", "mesh-stub-coordinator.dll", "tests");
+    public static string HostileCoordinator => Path("Mesh.HostileCoordinator", "mesh-hostile-coordinator.dll", "tests");
 
     public static string Path(string project, string dll, string folder = "src")
     {

@@ -3,14 +3,14 @@ using Xunit.Abstractions;
 namespace Mesh.Integration.Tests;
 
 /// <summary>
-/// The agent trusts the coordinator for its peers, never for its host: a stub coordinator that lies in its netmaps
+/// The agent trusts the coordinator for its peers, never for its host: a coordinator that lies in its netmaps
 /// (a default route, the agents' LAN, its own address, junk, a low-order key; a member aiming the mesh at a third
 /// party) neither reroutes the host nor makes the agent send more than its probe budget, and the valid peers work.
 /// </summary>
 [Collection("mesh")]
 public sealed class HostileCoordinatorTests(ITestOutputHelper output) : IDisposable
 {
-    private const string Stub = "192.168.77.1";
+    private const string LyingCoordinator = "192.168.77.1";
     private readonly NetworkLab _lab = new();
     private readonly List<MeshAgentProcess> _agents = new();
 
@@ -20,15 +20,15 @@ public sealed class HostileCoordinatorTests(ITestOutputHelper output) : IDisposa
         _lab.Dispose();
     }
 
-    /// <summary>A LAN (192.168.77.0/24, a default route to a gateway that is not there) with the stub and the agents on it.</summary>
+    /// <summary>A LAN (192.168.77.0/24, a default route to a gateway that is not there) with the lying coordinator and the agents on it.</summary>
     private string Lan(string mode, string argument)
     {
         var lan = _lab.Namespace("l");
         _lab.Exec(lan, "ip", "link", "add", "br0", "type", "bridge");
         _lab.Exec(lan, "ip", "link", "set", "br0", "up");
-        var stub = _lab.Namespace("c");
-        _lab.LinkToBridge(stub, $"{Stub}/24", lan, "br0");
-        _lab.StartDaemon(stub, null, "dotnet", Binaries.StubCoordinator, $"{Stub}:8443", mode, argument);
+        var liar = _lab.Namespace("c");
+        _lab.LinkToBridge(liar, $"{LyingCoordinator}/24", lan, "br0");
+        _lab.StartDaemon(liar, null, "dotnet", Binaries.HostileCoordinator, $"{LyingCoordinator}:8443", mode, argument);
         return lan;
     }
 
@@ -38,7 +38,7 @@ public sealed class HostileCoordinatorTests(ITestOutputHelper output) : IDisposa
         var (device, _) = _lab.LinkToBridge(ns, $"192.168.77.{host}/24", lan, "br0");
         _lab.Exec(ns, "ip", "route", "add", "default", "via", "192.168.77.254");
         var stateDir = _lab.TempPath($"agent-{name}");
-        var (process, log) = _lab.StartDaemon(ns, null, "dotnet", Binaries.Agent, "up", "--foreground", "--coordinator", $"http://{Stub}:8443", "--insecure-plaintext",
+        var (process, log) = _lab.StartDaemon(ns, null, "dotnet", Binaries.Agent, "up", "--foreground", "--coordinator", $"http://{LyingCoordinator}:8443", "--insecure-plaintext",
             "--state-dir", stateDir, "--interface", _lab.InterfaceName(name), "--hostname", name);
         var agent = new MeshAgentProcess(_lab, ns, name, stateDir, device, device, process, log);
         _agents.Add(agent);
@@ -54,7 +54,7 @@ public sealed class HostileCoordinatorTests(ITestOutputHelper output) : IDisposa
         var a = Agent(lan, "a", 2);
         var b = Agent(lan, "b", 3);
         var before = Routes(a.Namespace);
-        Wait.Until(() => a.Connected && b.Connected, TimeSpan.FromSeconds(60), "both agents take the stub's map");
+        Wait.Until(() => a.Connected && b.Connected, TimeSpan.FromSeconds(60), "both agents take the lying map");
         Wait.Until(() => a.Ping(b.MeshAddress), TimeSpan.FromSeconds(30), "a pings b through the mesh");
 
         var after = Routes(a.Namespace);
@@ -84,7 +84,7 @@ public sealed class HostileCoordinatorTests(ITestOutputHelper output) : IDisposa
         // The sink counts what reaches it: every UDP datagram to it, whatever the port.
         _lab.Exec(sink, "iptables", "-A", "INPUT", "-p", "udp", "-j", "ACCEPT");
         var agent = Agent(lan, "a", 2);
-        Wait.Until(() => agent.Connected, TimeSpan.FromSeconds(60), "the agent takes the stub's map");
+        Wait.Until(() => agent.Connected, TimeSpan.FromSeconds(60), "the agent takes the lying map");
         // However fast the member pushes, the sink's count grows at the budget's rate: wait until it has 300
         // datagrams (a broken budget gets there at once) and hold the count against the time it took.
         var start = Counted(sink);

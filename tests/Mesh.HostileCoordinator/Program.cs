@@ -9,23 +9,23 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
-// mesh-stub-coordinator LISTEN routes HOSTILE,PREFIXES | flood SINK-IP
+// mesh-hostile-coordinator LISTEN routes HOSTILE,PREFIXES | flood SINK-IP
 // A coordinator that registers every node and lies in its netmaps, for the agent's trust tests (h2c; agents connect
 // with --insecure-plaintext). "routes": every real peer also claims the hostile prefixes, and two fake peers join
 // (a low-order key, a key of the wrong size). "flood": a fake member whose 16 candidates are all at the sink
 // changes them and asks to connect every 100 ms, as a member aiming the mesh at a third party would.
 var listen = IPEndPoint.Parse(args[0]);
-var stub = new Stub(args[1], args[2].Split(',', StringSplitOptions.RemoveEmptyEntries));
+var mesh = new HostileMesh(args[1], args[2].Split(',', StringSplitOptions.RemoveEmptyEntries));
 var builder = WebApplication.CreateSlimBuilder();
 builder.Logging.ClearProviders();
 builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(listen, l => l.Protocols = HttpProtocols.Http2));
 builder.Services.AddGrpc();
-builder.Services.AddSingleton(stub);
+builder.Services.AddSingleton(mesh);
 var app = builder.Build();
-app.MapGrpcService<StubService>();
+app.MapGrpcService<HostileCoordinatorService>();
 await app.RunAsync();
 
-internal sealed class Stub(string mode, string[] hostile)
+internal sealed class HostileMesh(string mode, string[] hostile)
 {
     public readonly object Lock = new();
     public readonly Dictionary<ByteString, Peer> Nodes = new();
@@ -39,7 +39,7 @@ internal sealed class Stub(string mode, string[] hostile)
 
     /// <summary>
     /// A node as its peers are told of it: its own endpoints, or (until it publishes any, which it does after NAT
-    /// discovery, and this stub runs no STUN) the address its stream came from at the agents' default port.
+    /// discovery, and this mesh runs no STUN) the address its stream came from at the agents' default port.
     /// </summary>
     public Peer Entry(Peer node)
     {
@@ -77,31 +77,31 @@ internal sealed class Stub(string mode, string[] hostile)
     };
 }
 
-internal sealed class StubService(Stub stub) : Coordinator.CoordinatorBase
+internal sealed class HostileCoordinatorService(HostileMesh mesh) : Coordinator.CoordinatorBase
 {
     public override Task<Challenge> GetChallenge(GetChallengeRequest request, ServerCallContext context) =>
-        Task.FromResult(new Challenge { CoordinatorKey = ByteString.CopyFrom(stub.Key.PublicKey.Span), Nonce = ByteString.CopyFrom(new byte[32]) });
+        Task.FromResult(new Challenge { CoordinatorKey = ByteString.CopyFrom(mesh.Key.PublicKey.Span), Nonce = ByteString.CopyFrom(new byte[32]) });
 
     public override Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context)
     {
-        lock (stub.Lock)
+        lock (mesh.Lock)
         {
-            if (!stub.Nodes.TryGetValue(request.NodeKey, out var node))
+            if (!mesh.Nodes.TryGetValue(request.NodeKey, out var node))
             {
-                var n = stub.Nodes.Count + 1;
+                var n = mesh.Nodes.Count + 1;
                 node = new Peer
                 {
                     NodeId = (ulong)n, NodeKey = request.NodeKey, Name = request.Hostname, Online = true,
                     Addresses = { $"100.64.0.{n}/32", $"fd00:5::{n}/128" }, AllowedIps = { $"100.64.0.{n}/32", $"fd00:5::{n}/128" },
                     Endpoints = new Endpoints(),
                 };
-                stub.Nodes[request.NodeKey] = node;
+                mesh.Nodes[request.NodeKey] = node;
             }
             // "ipv4:192.168.77.2:40000": the address without the port.
-            stub.Sources[request.NodeKey] = context.Peer[(context.Peer.IndexOf(':') + 1)..context.Peer.LastIndexOf(':')];
+            mesh.Sources[request.NodeKey] = context.Peer[(context.Peer.IndexOf(':') + 1)..context.Peer.LastIndexOf(':')];
             return Task.FromResult(new RegisterResponse
             {
-                State = RegistrationState.Approved, NodeId = node.NodeId, Name = node.Name, Addresses = { node.Addresses }, SessionToken = "mst_stub",
+                State = RegistrationState.Approved, NodeId = node.NodeId, Name = node.Name, Addresses = { node.Addresses }, SessionToken = "mst_lying",
             });
         }
     }
@@ -112,35 +112,35 @@ internal sealed class StubService(Stub stub) : Coordinator.CoordinatorBase
         var key = hello.NodeKey;
         // Each stream writes only its own queue: other streams' changes are queued to it.
         var outbox = System.Threading.Channels.Channel.CreateUnbounded<SyncResponse>();
-        lock (stub.Lock)
+        lock (mesh.Lock)
         {
-            stub.Nodes[key].Endpoints = hello.Endpoints ?? new Endpoints();
-            outbox.Writer.TryWrite(new SyncResponse { Full = stub.Map() });
+            mesh.Nodes[key].Endpoints = hello.Endpoints ?? new Endpoints();
+            outbox.Writer.TryWrite(new SyncResponse { Full = mesh.Map() });
             // The streams already open learn of this node, as a coordinator's delta would tell them.
-            var joined = Delta(stub.Entry(stub.Nodes[key]));
-            foreach (var other in stub.Streams.Values) other.Writer.TryWrite(joined);
-            stub.Streams[key] = outbox;
+            var joined = Delta(mesh.Entry(mesh.Nodes[key]));
+            foreach (var other in mesh.Streams.Values) other.Writer.TryWrite(joined);
+            mesh.Streams[key] = outbox;
         }
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
         var writing = WriteAsync(outbox, responses, stop.Token);
-        _ = stub.Mode == "flood" ? FloodAsync(outbox, stop.Token) : IntroduceAsync(key, outbox, stop.Token);
+        _ = mesh.Mode == "flood" ? FloodAsync(outbox, stop.Token) : IntroduceAsync(key, outbox, stop.Token);
         try
         {
             while (await requests.MoveNext())
             {
                 if (requests.Current.Endpoints is not { } endpoints) continue;
-                lock (stub.Lock)
+                lock (mesh.Lock)
                 {
-                    stub.Nodes[key].Endpoints = endpoints;
-                    var delta = Delta(stub.Entry(stub.Nodes[key]));
-                    foreach (var stream in stub.Streams.Values) stream.Writer.TryWrite(delta);
+                    mesh.Nodes[key].Endpoints = endpoints;
+                    var delta = Delta(mesh.Entry(mesh.Nodes[key]));
+                    foreach (var stream in mesh.Streams.Values) stream.Writer.TryWrite(delta);
                 }
             }
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
         {
         }
-        lock (stub.Lock) stub.Streams.Remove(key);
+        lock (mesh.Lock) mesh.Streams.Remove(key);
         stop.Cancel();
         await writing;
     }
@@ -156,22 +156,22 @@ internal sealed class StubService(Stub stub) : Coordinator.CoordinatorBase
         }
     }
 
-    /// <summary>A delta with the next serial; the caller holds the stub's lock.</summary>
-    private SyncResponse Delta(Peer changed) => new() { Delta = new NetMapDelta { Serial = ++stub.Serial, PeersChanged = { changed } } };
+    /// <summary>A delta with the next serial; the caller holds the mesh's lock.</summary>
+    private SyncResponse Delta(Peer changed) => new() { Delta = new NetMapDelta { Serial = ++mesh.Serial, PeersChanged = { changed } } };
 
     /// <summary>
     /// What a coordinator's connect requests do, every second: tells the stream of every other node's endpoints, so
-    /// the agents probe each other (this stub runs no STUN, and agents probe unasked only after NAT discovery).
+    /// the agents probe each other (this mesh runs no STUN, and agents probe unasked only after NAT discovery).
     /// </summary>
     private async Task IntroduceAsync(ByteString self, System.Threading.Channels.Channel<SyncResponse> outbox, CancellationToken stopping)
     {
         while (!stopping.IsCancellationRequested)
         {
-            lock (stub.Lock)
+            lock (mesh.Lock)
             {
-                foreach (var (key, node) in stub.Nodes)
+                foreach (var (key, node) in mesh.Nodes)
                 {
-                    if (!key.Equals(self)) outbox.Writer.TryWrite(new SyncResponse { Connect = new ConnectNotice { PeerKey = key, Endpoints = stub.Entry(node).Endpoints } });
+                    if (!key.Equals(self)) outbox.Writer.TryWrite(new SyncResponse { Connect = new ConnectNotice { PeerKey = key, Endpoints = mesh.Entry(node).Endpoints } });
                 }
             }
             await Task.Delay(1000, stopping).ContinueWith(_ => { }, TaskScheduler.Default);
@@ -183,10 +183,10 @@ internal sealed class StubService(Stub stub) : Coordinator.CoordinatorBase
     {
         for (var round = 0; !stopping.IsCancellationRequested; round++)
         {
-            var endpoints = stub.SinkEndpoints(round);
-            var member = new Peer { NodeId = 902, NodeKey = stub.Member, Name = "member", Addresses = { "100.64.3.3/32" }, AllowedIps = { "100.64.3.3/32" }, Online = true, Endpoints = endpoints };
-            lock (stub.Lock) outbox.Writer.TryWrite(Delta(member));
-            outbox.Writer.TryWrite(new SyncResponse { Connect = new ConnectNotice { PeerKey = stub.Member, Endpoints = endpoints } });
+            var endpoints = mesh.SinkEndpoints(round);
+            var member = new Peer { NodeId = 902, NodeKey = mesh.Member, Name = "member", Addresses = { "100.64.3.3/32" }, AllowedIps = { "100.64.3.3/32" }, Online = true, Endpoints = endpoints };
+            lock (mesh.Lock) outbox.Writer.TryWrite(Delta(member));
+            outbox.Writer.TryWrite(new SyncResponse { Connect = new ConnectNotice { PeerKey = mesh.Member, Endpoints = endpoints } });
             await Task.Delay(100, stopping).ContinueWith(_ => { }, TaskScheduler.Default);
         }
     }
