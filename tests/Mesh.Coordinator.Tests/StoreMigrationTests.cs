@@ -66,4 +66,43 @@ public sealed class StoreMigrationTests
             delta.Read(v => v.Peers.Values.Append(v.Self!).OrderBy(p => p.Name).Select(p => $"{p.Name} {p.AllowedIps[0]}").Distinct().ToList()));
         Assert.Equal(["home", "lab"], (await rig.Admin.GetNodeAsync(new NodeRef { Node = "delta" })).Tags);
     }
+
+    /// <summary>
+    /// Fixtures/coordinator-schema1.db was written by the release before this change (schema 1, commit dddc2e9):
+    /// its coordinator with three agents (alpha with a reusable tagged key, bravo with a one-off key, gamma without
+    /// a key, so a pending row), an ephemeral key revoked, and a second API key.
+    /// </summary>
+    [Fact]
+    public async Task TheLastReleasesDataDirectoryKeepsEveryNodeAndKeyAndGainsTheAuditLog()
+    {
+        var dataDir = Path.Combine(Path.GetTempPath(), $"mesh-migrate-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dataDir);
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "coordinator-schema1.db"), Path.Combine(dataDir, "coordinator.db"));
+        File.WriteAllText(Path.Combine(dataDir, CoordinatorOptions.AdminKeyFile), "mak_858ef36442b5_lKksNA4X-TEVWjG1hd-5olDsrjHRyoCAD26kuVqzGmY\n");
+        await using var rig = await CoordinatorRig.StartAsync(dataDir: dataDir);
+
+        Assert.Equal(
+            [
+                "1 alpha 100.64.0.1,fd45:e4c0:2426::1 Approved home,lab",
+                "2 bravo 100.64.0.2,fd45:e4c0:2426::2 Approved ",
+                "3 gamma 100.64.0.3,fd45:e4c0:2426::3 Pending ",
+            ],
+            (await rig.Admin.ListNodesAsync(new ListNodesRequest())).Nodes.Select(n => $"{n.Id} {n.Name} {string.Join(',', n.Addresses)} {n.State} {string.Join(',', n.Tags)}"));
+        Assert.Equal(
+            [
+                "47fe0179bd64 reusable=True ephemeral=False used=False revoked=False tags=home,lab",
+                "569d8bb414bd reusable=False ephemeral=False used=True revoked=False tags=",
+                "111127f5a2d2 reusable=True ephemeral=True used=False revoked=True tags=ci",
+            ],
+            (await rig.Admin.ListPreAuthKeysAsync(new ListPreAuthKeysRequest())).Keys.Select(k => $"{k.Id} reusable={k.Reusable} ephemeral={k.Ephemeral} used={k.Used} revoked={k.Revoked} tags={string.Join(',', k.Tags)}"));
+        Assert.Equal(["858ef36442b5 revoked=False", "6d6a4e84c307 revoked=False"],
+            (await rig.Admin.ListApiKeysAsync(new ListApiKeysRequest())).Keys.Select(k => $"{k.Id} revoked={k.Revoked}"));
+        // The new table is there, empty; the old release's pending row is approved as it was (it holds its address).
+        Assert.Empty((await rig.Admin.ListAuditAsync(new ListAuditRequest())).Entries);
+        Assert.Equal(NodeState.Approved, (await rig.Admin.ApproveNodeAsync(new NodeRef { Node = "gamma" })).State);
+        Assert.Equal("nodes approve", Assert.Single((await rig.Admin.ListAuditAsync(new ListAuditRequest())).Entries).Action);
+
+        await using var delta = await rig.JoinAsync("delta", "mpk_47fe0179bd64_-pkKDVtZeXUE-XZ7swmx1GCHpQ5_XG-Z5dn41Adlunk");
+        Assert.Equal("100.64.0.4/32", delta.Registration.Addresses[0]);
+    }
 }
