@@ -52,15 +52,7 @@ public sealed record ServerTrust(X509Certificate2? Ca = null, string? Pin = null
 public sealed class ServerTrustException(string message) : AuthenticationException(message)
 {
     /// <summary>The refusal somewhere in an exception's chain (a gRPC status's debug exception included), or null.</summary>
-    public static ServerTrustException? In(Exception? exception)
-    {
-        for (var depth = 0; exception is not null && depth < 16; depth++)
-        {
-            if (exception is ServerTrustException refused) return refused;
-            exception = exception is Grpc.Core.RpcException rpc && rpc.Status.DebugException is { } debug ? debug : exception.InnerException;
-        }
-        return null;
-    }
+    public static ServerTrustException? In(Exception? exception) => Mesh.Control.ExceptionChain.Find<ServerTrustException>(exception);
 
     /// <summary>The refusal's line when there is one, else the exception's message.</summary>
     public static string Describe(Exception exception) => In(exception)?.Message ?? exception.Message;

@@ -21,9 +21,9 @@ public sealed class Challenges
 
     public Challenges(CoordinatorIdentity identity, TimeSpan lifetime, TimeProvider time)
     {
-        Span<byte> secret = stackalloc byte[PrivateKey.Size];
+        var secret = new byte[PrivateKey.Size];
         identity.Key.Export(secret);
-        _macKey = HKDF.DeriveKey(HashAlgorithmName.SHA256, secret.ToArray(), 32, info: "mesh challenge v1"u8.ToArray());
+        _macKey = HKDF.DeriveKey(HashAlgorithmName.SHA256, secret, 32, info: "mesh challenge v1"u8.ToArray());
         CryptographicOperations.ZeroMemory(secret);
         _key = identity.Key;
         CoordinatorKey = identity.Key.PublicKey;

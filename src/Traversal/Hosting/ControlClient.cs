@@ -63,14 +63,8 @@ public sealed class ControlClient : IDisposable
     /// <summary>
     /// A refused certificate says so in one line (what to pass); gRPC nests it in its status under HTTP's wrapping.
     /// </summary>
-    private static string? Describe(Exception? exception)
-    {
-        for (var inner = exception; inner is not null; inner = inner is RpcException rpc ? rpc.Status.DebugException : inner.InnerException)
-        {
-            if (inner is System.Security.Authentication.AuthenticationException refused) return refused.Message;
-        }
-        return exception?.Message;
-    }
+    private static string? Describe(Exception? exception) =>
+        Mesh.Control.ExceptionChain.Find<System.Security.Authentication.AuthenticationException>(exception)?.Message ?? exception?.Message;
 
     public RegisterResponse? Self { get; private set; }
     public bool Connected { get; private set; }
