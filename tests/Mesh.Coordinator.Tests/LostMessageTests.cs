@@ -10,7 +10,8 @@ namespace Mesh.Coordinator.Tests;
 
 /// <summary>
 /// A revocation must not rest on one message: when the "end this stream" message to a replica's hub is lost, the
-/// map (a delta that removes the node, or the full map of the next attach) ends the stream all the same.
+/// map (a delta that removes the node, or the full map of the next attach) ends the stream all the same. And
+/// messages that race a stream's start reach the agent in an order it can use.
 /// </summary>
 public sealed class LostMessageTests
 {
@@ -30,8 +31,14 @@ public sealed class LostMessageTests
         public Task<SessionStart> AttachAsync(string hubId, IHubLink link, Relay? relay, IReadOnlyList<OpenStream> streams) =>
             Task.FromResult(new SessionStart(Map(), Since.ToList(), MapSerial + (ulong)Since.Count));
 
-        public Task<Result<SessionStart>> OpenSessionAsync(string hubId, NodeRecord record, byte[] endpoints, ulong lastSerial) =>
-            Task.FromResult<Result<SessionStart>>(new SessionStart(Map(), [], 1));
+        /// <summary>What happens at the publisher while it opens the session (a peer's connect request, say).</summary>
+        public Action? WhileOpening;
+
+        public Task<Result<SessionStart>> OpenSessionAsync(string hubId, NodeRecord record, byte[] endpoints, ulong lastSerial)
+        {
+            WhileOpening?.Invoke();
+            return Task.FromResult<Result<SessionStart>>(new SessionStart(Map(), [], 1));
+        }
 
         public void UpdateEndpoints(long nodeId, string hubId, byte[] endpoints) { }
 
@@ -47,12 +54,13 @@ public sealed class LostMessageTests
         }
     }
 
-    private static async Task<(SyncHub Hub, SyncSession Session, Mesh Mesh)> OpenAsync()
+    private static async Task<(SyncHub Hub, SyncSession Session, Mesh Mesh)> OpenAsync(Action<SyncHub>? whileOpening = null)
     {
         using var key = PrivateKey.Generate();
         var node = new NodeRecord { Id = 7, NodeKey = key.PublicKey.Span.ToArray(), Name = "n", Ipv4 = "100.64.0.7", Ipv6 = "fd00::7", State = NodeState.Approved };
         var mesh = new Mesh(node);
         var hub = new SyncHub("hub", mesh, TimeProvider.System, NullLogger.Instance);
+        if (whileOpening is not null) mesh.WhileOpening = () => whileOpening(hub);
         await hub.AttachAsync();
         var session = (await hub.OpenAsync("token", key.PublicKey, new SyncHello(), ["192.0.2.1:3478"])).Value!;
         Assert.Null(session.CloseReason);
@@ -66,6 +74,19 @@ public sealed class LostMessageTests
         hub.Publish(new SyncResponse { Delta = new NetMapDelta { Serial = 2, PeersRemoved = { 7 } } }.ToByteArray());
         Assert.Equal(Failure.Unauthenticated, session.CloseReason?.Kind);
         Assert.Equal(0, hub.Count);
+    }
+
+    /// <summary>
+    /// The publisher marks a node online while its stream opens, and a peer that sees it may ask it to connect at
+    /// once: that notice must follow the full map, or the agent drops it as coming from a peer it does not know.
+    /// </summary>
+    [Fact]
+    public async Task AConnectNoticeThatRacesTheStreamsStartFollowsTheFullMap()
+    {
+        var notice = new SyncResponse { Connect = new ConnectNotice { PeerKey = ByteString.CopyFrom(new byte[32]) } };
+        var (_, session, _) = await OpenAsync(hub => hub.Connect(7, notice.ToByteArray()));
+        var kinds = Drain(session).Select(m => SyncResponse.Parser.ParseFrom(Transport.ServiceDefinitions.WireBytes(m)).KindCase).ToList();
+        Assert.Equal([SyncResponse.KindOneofCase.Full, SyncResponse.KindOneofCase.Connect], kinds);
     }
 
     private static byte[] Delta(ulong serial, string name) =>

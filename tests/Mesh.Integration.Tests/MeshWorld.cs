@@ -310,14 +310,19 @@ public sealed class MeshWorld : IDisposable
     }
 
     /// <summary>An agent with a public address straight on the internet.</summary>
-    public MeshAgentProcess AddPublicAgent(string role, params string[] extra)
+    public MeshAgentProcess AddPublicAgent(string role, params string[] extra) => StartAgent(AddPublicHost(role), extra);
+
+    /// <summary>A host with a public address straight on the internet, with no agent yet (see <see cref="StartAgent(PublicHost, string[])"/>).</summary>
+    public PublicHost AddPublicHost(string role)
     {
         var index = ++_sites;
         var ns = Lab.Namespace(role);
         var (_, device) = Lab.Link(Internet, $"10.100.{index}.1/24", ns, $"10.100.{index}.2/24");
         Lab.Exec(ns, "ip", "route", "add", "default", "via", $"10.100.{index}.1");
-        return StartAgent(ns, role, device, $"10.100.{index}.2", null, extra);
+        return new PublicHost(role, ns, device, $"10.100.{index}.2");
     }
+
+    public MeshAgentProcess StartAgent(PublicHost host, params string[] extra) => StartAgent(host.Namespace, host.Role, host.Device, host.Address, null, extra);
 
     /// <summary>Starts a stopped agent again where it was, with its state (node key) and its interface name.</summary>
     public MeshAgentProcess Restart(MeshAgentProcess agent)
@@ -367,6 +372,9 @@ public sealed class Site(string router, int index, string publicAddress, Nat nat
     /// <summary>Routed IPv6 on the LAN (<see cref="MeshWorld.RoutedIPv6"/>).</summary>
     public bool IPv6 { get; set; }
 }
+
+/// <summary>A namespace on the internet: its role, its uplink device and its public address.</summary>
+public sealed record PublicHost(string Role, string Namespace, string Device, string Address);
 
 /// <summary>One `mesh-agent up --foreground` in a namespace, read through `mesh-agent status --json`.</summary>
 public sealed class MeshAgentProcess(NetworkLab lab, string ns, string name, string stateDir, string device, string underlay, Process process, OutputTail log)

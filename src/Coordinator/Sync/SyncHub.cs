@@ -256,9 +256,18 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
 
     public void Connect(long nodeId, byte[] message)
     {
+        var notice = SyncResponse.Parser.ParseFrom(message);
         SyncSession? session;
-        lock (_lock) _sessions.TryGetValue(nodeId, out session);
-        session?.Enqueue(SyncResponse.Parser.ParseFrom(message));
+        lock (_lock)
+        {
+            if (!_sessions.TryGetValue(nodeId, out session)) return;
+            if (session.Early is { } early)
+            {
+                early.Add((ulong.MaxValue, notice));
+                return;
+            }
+        }
+        session.Enqueue(notice);
     }
 
     public void EndSession(long nodeId, Problem reason)

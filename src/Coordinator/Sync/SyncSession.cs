@@ -39,8 +39,9 @@ public sealed class SyncSession
     public byte[] Endpoints { get; internal set; } = [];
 
     /// <summary>
-    /// Deltas that reached the hub while the stream was starting (the hub's lock guards it); null once started.
-    /// The start may already contain them, so only those after its serial are sent.
+    /// Deltas and connect notices that reached the hub while the stream was starting (the hub's lock guards it);
+    /// null once started. The start may already contain the deltas, so only those after its serial are sent; a
+    /// notice is held behind the full map because an agent drops one from a peer its map does not hold yet.
     /// </summary>
     internal List<(ulong Serial, SyncResponse Message)>? Early { get; set; } = new();
 

@@ -268,6 +268,7 @@ internal static class MeshCommands
         {
             text.AppendLine($"refused from the coordinator's maps: {status.IgnoredPeers} peers with unusable keys, {status.RefusedRoutes} routes (see the log); probes over budget {status.ProbesOverBudget}; I/O failures {status.IoFailures}");
         }
+        foreach (var skipped in status.SkippedAddresses) text.AppendLine($"not offered to peers: {skipped.Address} on {skipped.Interface} ({skipped.Reason})");
         text.AppendLine();
         text.AppendLine($"{"PEER",-16} {"ADDRESS",-16} {"PATH",-7} {"VIA",-24} {"LATENCY",8} {"HANDSHAKE",10} {"RX",10} {"TX",10}  WHY");
         foreach (var peer in status.Peers)
@@ -317,6 +318,7 @@ internal static class MeshCommands
         refusedRoutes = status.RefusedRoutes,
         probesOverBudget = status.ProbesOverBudget,
         ioFailures = status.IoFailures,
+        skippedAddresses = status.SkippedAddresses.Select(a => new { @interface = a.Interface, address = a.Address, reason = a.Reason }).ToArray(),
         dataPath = status.DataPath is null ? null : new { tunOffloads = status.DataPath.TunOffloads, udpGso = status.DataPath.UdpSegmentation, udpGro = status.DataPath.UdpCoalescing },
         relayStreams = status.RelayStreams.Select(r => new
         {

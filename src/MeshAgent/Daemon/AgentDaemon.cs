@@ -110,6 +110,9 @@ public sealed class AgentDaemon : IAsyncDisposable
     /// <summary>Failures caught on the interface's I/O threads.</summary>
     public long IoFailures => _host.Failures.Total;
 
+    /// <summary>The host addresses the last scan left out of this node's candidates, and why.</summary>
+    public IReadOnlyList<SkippedAddress> SkippedAddresses { get; private set; } = [];
+
     public List<Protos.V1.Peer> Peers()
     {
         // Only the peers the node took: a map may name keys no session can be made with.
@@ -162,6 +165,17 @@ public sealed class AgentDaemon : IAsyncDisposable
         }
     }
 
+    /// <summary>Keeps the scan's skipped addresses for `status`, and logs each the first time it is left out.</summary>
+    private void ReportSkipped(List<SkippedAddress> skipped)
+    {
+        foreach (var address in skipped)
+        {
+            if (SkippedAddresses.Contains(address)) continue;
+            _logger.LogInformation("Not offering {Address} on {Interface} to peers: it is {Reason}", address.Address, address.Interface, address.Reason);
+        }
+        SkippedAddresses = skipped;
+    }
+
     /// <summary>Network changes (netlink events, with polling behind them), peers' routes, and the relay offer.</summary>
     private async Task WatchLoopAsync()
     {
@@ -175,7 +189,9 @@ public sealed class AgentDaemon : IAsyncDisposable
                 {
                     _networkChanged = false;
                     lastPoll = DateTime.UtcNow;
-                    var current = InterfaceAddresses.Candidates(Options.InterfaceName);
+                    var scan = InterfaceAddresses.Candidates(Options.InterfaceName);
+                    var current = scan.Candidates;
+                    ReportSkipped(scan.Skipped);
                     Node.Engine.NetworkChanged(current, _host.ListenPort);
                     var gateway = InterfaceAddresses.DefaultGateway(Options.InterfaceName);
                     Node.Engine.SetGateway(gateway?.Gateway, gateway?.Source);

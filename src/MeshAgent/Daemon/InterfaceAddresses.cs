@@ -6,25 +6,83 @@ using Mesh.WireGuard.Host;
 
 namespace Mesh.Agent.Daemon;
 
+/// <summary>An address the agent does not offer peers, and why.</summary>
+public sealed record SkippedAddress(string Interface, IPAddress Address, string Reason);
+
+/// <summary>The host's addresses that peers may try (<see cref="Candidates"/>) and those left out (<see cref="Skipped"/>).</summary>
+public sealed record CandidateScan(List<IPAddress> Candidates, List<SkippedAddress> Skipped);
+
 /// <summary>The host's addresses that can be candidates (never the mesh interface's), and the mesh interface's own setup.</summary>
 public static class InterfaceAddresses
 {
-    public static List<IPAddress> Candidates(string meshInterface)
+    // ARPHRD_* link types of IP tunnels (if_arp.h): ipip, ip6tnl, sit, gre, ip6gre; ARPHRD_NONE is tun and wireguard.
+    private static readonly HashSet<int> TunnelLinkTypes = [768, 769, 776, 778, 823, 65534];
+    private static readonly HashSet<string> OverlayDeviceTypes = new(StringComparer.Ordinal) { "wireguard", "vxlan", "geneve" };
+
+    /// <summary>
+    /// The addresses of the host's physical and bridged interfaces. Tunnel interfaces (TUN and TAP devices such
+    /// as Nebula's, ZeroTier's or another mesh's, WireGuard, IP tunnels, VXLAN) are left out: a path through one is
+    /// WireGuard inside another overlay, which measured at 129 Mbit/s against 2,419 on the plain path it runs over.
+    /// </summary>
+    public static CandidateScan Candidates(string meshInterface)
     {
         var addresses = new List<IPAddress>();
+        var skipped = new List<SkippedAddress>();
         foreach (var nic in NetworkInterface.GetAllNetworkInterfaces())
         {
             if (nic.Name == meshInterface || nic.NetworkInterfaceType == NetworkInterfaceType.Loopback || nic.OperationalStatus == OperationalStatus.Down) continue;
+            var tunnel = TunnelKind(Path.Combine("/sys/class/net", nic.Name));
             foreach (var unicast in nic.GetIPProperties().UnicastAddresses)
             {
                 var address = unicast.Address;
                 if (IPAddress.IsLoopback(address) || address.IsIPv6LinkLocal || address.IsIPv6Multicast) continue;
                 if (address.AddressFamily == AddressFamily.InterNetwork && address.GetAddressBytes() is [169, 254, ..]) continue;
-                addresses.Add(address);
+                if (tunnel is not null) skipped.Add(new SkippedAddress(nic.Name, address, tunnel));
+                else addresses.Add(address);
             }
         }
         addresses.Sort((a, b) => string.CompareOrdinal(a.ToString(), b.ToString()));
-        return addresses;
+        skipped.Sort((a, b) => string.CompareOrdinal(a.Interface + a.Address, b.Interface + b.Address));
+        return new CandidateScan(addresses, skipped);
+    }
+
+    /// <summary>What kind of tunnel the interface in <paramref name="device"/> (its /sys/class/net directory) is, or null for a physical or bridged one.</summary>
+    internal static string? TunnelKind(string device)
+    {
+        if (File.Exists(Path.Combine(device, "tun_flags"))) return "a TUN/TAP device (another overlay or VPN)";
+        if (ReadDevType(Path.Combine(device, "uevent")) is { } devType && OverlayDeviceTypes.Contains(devType)) return $"a {devType} interface";
+        if (int.TryParse(ReadFirstLine(Path.Combine(device, "type")), NumberStyles.Integer, CultureInfo.InvariantCulture, out var type) && TunnelLinkTypes.Contains(type))
+        {
+            return "a tunnel interface";
+        }
+        return null;
+    }
+
+    private static string? ReadDevType(string uevent)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines(uevent))
+            {
+                if (line.StartsWith("DEVTYPE=", StringComparison.Ordinal)) return line["DEVTYPE=".Length..];
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
+        return null;
+    }
+
+    private static string? ReadFirstLine(string path)
+    {
+        try
+        {
+            return File.ReadLines(path).FirstOrDefault()?.Trim();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The networks of the host's other interfaces (LANs, uplinks, other overlays): no peer's route may overlap one.</summary>

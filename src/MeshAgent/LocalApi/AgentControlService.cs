@@ -40,6 +40,10 @@ public sealed class AgentControlService(AgentDaemon agent) : AgentControl.AgentC
             },
         };
         if (agent.Control.Self is { } self) status.Addresses.AddRange(self.Addresses);
+        foreach (var skipped in agent.SkippedAddresses)
+        {
+            status.SkippedAddresses.Add(new Protos.V1.SkippedAddress { Interface = skipped.Interface, Address = skipped.Address.ToString(), Reason = skipped.Reason });
+        }
         var paths = engine.Snapshot().ToDictionary(p => p.Key);
         foreach (var entry in agent.Peers())
         {

@@ -21,6 +21,7 @@ public sealed partial class PathEngine
 {
     private const int MaxPendingPings = 8192;
     private const int MaxPeerReflexive = 16;
+    private const int MaxEarlyNotices = 64;
     private static readonly TimeSpan PendingLifetime = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan RelayPingInterval = TimeSpan.FromSeconds(5);
 
@@ -36,6 +37,7 @@ public sealed partial class PathEngine
     private readonly Dictionary<NodeKeyId, PeerPaths> _peers = new();
     private readonly Dictionary<UInt128, PendingPing> _pending = new();
     private readonly Dictionary<UInt128, PingReply> _pingReplies = new();
+    private readonly Dictionary<NodeKeyId, TimeSpan> _earlyNotices = new();
     // Read without the gate on the data path; written under it, one entry per peer added or removed (a snapshot
     // rebuilt per change made a 10,000-peer map cost 10,000 rebuilds).
     private readonly ConcurrentDictionary<NetEndpoint, PeerPaths> _bySynthetic = new();
@@ -165,6 +167,7 @@ public sealed partial class PathEngine
                 _peers[id] = peer;
                 _bySynthetic[peer.Synthetic] = peer;
                 _byId[id] = peer;
+                if (_earlyNotices.Remove(id, out var noticed)) peer.LastNotice = noticed;
             }
             var changed = ApplyEndpoints(peer, endpoints);
             var cameOnline = online && !peer.Online;
@@ -196,8 +199,14 @@ public sealed partial class PathEngine
     {
         lock (_gate)
         {
-            if (!_peers.TryGetValue(NodeKeyId.From(key), out var peer)) return;
             var now = _clock.Now;
+            var id = NodeKeyId.From(key);
+            if (!_peers.TryGetValue(id, out var peer))
+            {
+                RememberEarlyNotice(id, now);
+                return;
+            }
+            peer.LastNotice = now;
             ApplyEndpoints(peer, endpoints);
             StartPhase(peer, now, requestConnect: false);
             peer.PublicPingsFrom = now;
@@ -270,10 +279,32 @@ public sealed partial class PathEngine
         if (LastNetcheck is null || peer.Mapping == Protos.V1.NatMapping.Unknown) return;
         peer.NextProbe = now;
         if (!requestConnect) return;
-        peer.PublicPingsFrom = Options.OpeningTtl > 0 ? now + Options.FastProbePhase : now;
+        peer.PublicPingsFrom = Options.OpeningTtl > 0 && !OpenedTowardUs(peer, now) ? now + Options.FastProbePhase : now;
         SendProbeRound(peer, now);
         peer.NextProbe = now + Options.FastProbeInterval;
         RequestConnect(peer, now, force: true);
+    }
+
+    /// <summary>The peer asked us to connect within the fast phase: it had opened its NAT toward us first, so our pings may go at once.</summary>
+    private bool OpenedTowardUs(PeerPaths peer, TimeSpan now) => peer.LastNotice is { } noticed && now - noticed < Options.FastProbePhase;
+
+    /// <summary>
+    /// A notice from a node not yet in the map: its delta (or the full map) can arrive just after, and the notice
+    /// still says the node opened its NAT toward us. Kept for the fast phase, for a bounded number of nodes.
+    /// </summary>
+    private void RememberEarlyNotice(NodeKeyId id, TimeSpan now)
+    {
+        if (_earlyNotices.Count >= MaxEarlyNotices)
+        {
+            List<NodeKeyId>? stale = null;
+            foreach (var (known, at) in _earlyNotices)
+            {
+                if (now - at >= Options.FastProbePhase) (stale ??= new()).Add(known);
+            }
+            if (stale is not null) foreach (var known in stale) _earlyNotices.Remove(known);
+            if (_earlyNotices.Count >= MaxEarlyNotices) return;
+        }
+        _earlyNotices[id] = now;
     }
 
     private void RequestConnect(PeerPaths peer, TimeSpan now, bool force)

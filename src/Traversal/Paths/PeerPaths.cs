@@ -38,6 +38,9 @@ internal sealed class PeerPaths(PublicKey key, NetEndpoint synthetic)
 
     public TimeSpan? LastConnectRequest { get; set; }
 
+    /// <summary>When the peer last asked us (through the coordinator) to connect.</summary>
+    public TimeSpan? LastNotice { get; set; }
+
     /// <summary>From when pings may go to the peer's public address: at once when it asked us to connect (it has opened its NAT), later when we asked.</summary>
     public TimeSpan PublicPingsFrom { get; set; }
     public BirthdaySearch? Birthday { get; set; }
