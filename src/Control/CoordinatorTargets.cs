@@ -33,6 +33,9 @@ public sealed class CoordinatorTargets
         _current = _targets[_next];
     }
 
+    /// <summary>The replicas for a node, starting at a place its key gives: agents spread over the replicas.</summary>
+    public static CoordinatorTargets ForNode(IReadOnlyList<Uri> urls, WireGuard.Keys.PublicKey node) => new(urls, BitConverter.ToInt32(node.Span));
+
     /// <summary>The replica the agent holds (or last tried) its stream with.</summary>
     public CoordinatorTarget Current => _current;
 

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.WebSockets;
-using Mesh.Traversal.Hosting;
 
 namespace Mesh.Transport;
 
@@ -19,7 +18,7 @@ public sealed class RelayWebSocketConnector(HttpConnector connector) : IDisposab
     /// <summary>Set once HTTP/2 failed over TLS here: HTTP/1.1 goes first from then on.</summary>
     private volatile bool _preferHttp11;
 
-    public async ValueTask<RelayStreamConnection> ConnectAsync(Uri url, CancellationToken cancellationToken)
+    public async ValueTask<(WebSocket Socket, string Transport)> ConnectAsync(Uri url, CancellationToken cancellationToken)
     {
         if (url.Scheme != "wss") return await OpenAsync(url, HttpVersion.Version20, HttpVersionPolicy.RequestVersionExact, cancellationToken).ConfigureAwait(false);
         if (!_preferHttp11)
@@ -38,7 +37,7 @@ public sealed class RelayWebSocketConnector(HttpConnector connector) : IDisposab
 
     public void Dispose() => _invoker.Dispose();
 
-    private async ValueTask<RelayStreamConnection> OpenAsync(Uri url, Version version, HttpVersionPolicy policy, CancellationToken cancellationToken)
+    private async ValueTask<(WebSocket Socket, string Transport)> OpenAsync(Uri url, Version version, HttpVersionPolicy policy, CancellationToken cancellationToken)
     {
         var socket = new ClientWebSocket();
         socket.Options.HttpVersion = version;
@@ -59,7 +58,7 @@ public sealed class RelayWebSocketConnector(HttpConnector connector) : IDisposab
         var http = socket.HttpStatusCode == HttpStatusCode.SwitchingProtocols ? "HTTP/1.1 Upgrade" : "HTTP/2";
         var security = url.Scheme == "wss" ? "over TLS" : "h2c";
         var proxy = connector.Proxy is { } settings && settings.Applies(url.Host) ? $", through proxy {settings.Proxy.Authority}" : "";
-        return new RelayStreamConnection(socket, $"{http} {security}{proxy}");
+        return (socket, $"{http} {security}{proxy}");
     }
 
     /// <summary>HTTP/2 itself failed (not the network or the certificate): worth trying HTTP/1.1.</summary>

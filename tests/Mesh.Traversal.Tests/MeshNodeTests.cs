@@ -157,6 +157,31 @@ public sealed class MeshNodeTests : IDisposable
         Assert.Equal(["100.64.0.2/32"], _node.AdmittedPrefixes());
     }
 
+    /// <summary>
+    /// A DNS lookup can take seconds: the netmap's names are resolved with no lock held, so the timer thread and
+    /// `status` never wait on one; the relay links read a relay's TCP URL without the view's lock.
+    /// </summary>
+    [Fact]
+    public void NamesAreResolvedOutsideTheViewsLock()
+    {
+        using var key = PrivateKey.Generate();
+        using var device = new Device(new NoOutput());
+        device.SetPrivateKey(key);
+        var asked = new List<(string Name, bool UnderLock)>();
+        MeshNode? node = null;
+        node = new MeshNode(device, new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, new NoOutput()), name =>
+        {
+            asked.Add((name, Monitor.IsEntered(node!.View)));
+            return NetEndpoint.Parse("192.0.2.1:3478");
+        }, new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
+        var map = new NetMap { Serial = 1, StunServers = { "stun.example:3478", "stun.example:3479" } };
+        map.Relays.Add(new Protos.V1.Relay { Id = "coordinator", UdpAddress = "relay.example:3480", TcpUrl = "/relay" });
+        node.Apply(new SyncResponse { Full = map });
+        Assert.Equal(["stun.example:3478", "stun.example:3479", "relay.example:3480"], asked.Select(a => a.Name));
+        Assert.DoesNotContain(asked, a => a.UnderLock);
+        Assert.Equal("/relay", node.RelayTcpUrl("coordinator"));
+    }
+
     private static PublicKey Key(Peer peer) => new(peer.NodeKey.Span);
 
     private static Peer PeerNumber(int i)

@@ -48,16 +48,16 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         Device.SetPrivateKey(_key);
         Engine = new PathEngine(_key, clock, entropy, this, options);
         Node = new MeshNode(Device, Engine, text => NetEndpoint.Parse(text), new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
+        var targets = CoordinatorTargets.ForNode([coordinator.Url], _key.PublicKey);
         Control = new ControlClient(new ControlClientOptions
         {
-            Coordinators = [coordinator.Url],
             AuthKey = coordinator.AuthKey,
             Hostname = name,
             Time = _time,
             Jitter = new Random(seed),
             SynchronousSends = true,
-        }, _key, Node, coordinator.ChannelsFor(host), NullLogger.Instance);
-        _relayStreams = new RelayStreamSet(relayId => RelayStreamSet.UrlIn(Node.View, Control.Coordinator, relayId), coordinator.ConnectRelayStreamAsync,
+        }, targets, _key, Node, coordinator.ChannelsFor(host), NullLogger.Instance);
+        _relayStreams = new RelayStreamSet(relayId => RelayStreamSet.WebSocketUrl(Node.RelayTcpUrl(relayId), targets.Current.Url), coordinator.ConnectRelayStreamAsync,
             (relayId, frame) => Engine.OnRelayStreamFrame(relayId, frame.Span), NullLogger.Instance, _time, synchronousSends: true);
     }
 

@@ -141,7 +141,7 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
     /// Opens a relay stream as an agent's connector would: a TCP and HTTP round trip, then a WebSocket on each
     /// end of a virtual TCP connection, the server's end served by the production <see cref="RelayStreams"/>.
     /// </summary>
-    public async ValueTask<RelayStreamConnection> ConnectRelayStreamAsync(Uri url, CancellationToken cancellationToken)
+    public async ValueTask<(WebSocket Socket, string Transport)> ConnectRelayStreamAsync(Uri url, CancellationToken cancellationToken)
     {
         await Task.Delay(ControlLatency * 2, _time, cancellationToken).ConfigureAwait(false);
         if (url.Host != Host.Address.ToString() || url.AbsolutePath != RelayPath) throw new IOException($"Nothing serves {url} in the lab.");
@@ -150,7 +150,7 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
         _connections.Add(connection);
         var options = new WebSocketCreationOptions { KeepAliveInterval = TimeSpan.Zero };
         _ = streams.ServeAsync(WebSocket.CreateFromStream(connection.Server, new WebSocketCreationOptions { IsServer = true, KeepAliveInterval = TimeSpan.Zero }), CancellationToken.None);
-        return new RelayStreamConnection(WebSocket.CreateFromStream(connection.Client, options), "virtual TCP");
+        return (WebSocket.CreateFromStream(connection.Client, options), "virtual TCP");
     }
 
     /// <summary>Frames for the relay's UDP clients; stream clients' frames go down their streams.</summary>

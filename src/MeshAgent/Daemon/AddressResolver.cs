@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Mesh.Control;
 using Mesh.WireGuard.Core;
 
 namespace Mesh.Agent.Daemon;
@@ -7,30 +8,31 @@ namespace Mesh.Agent.Daemon;
 /// <summary>
 /// Turns the netmap's "host:port" (STUN servers, relays) into endpoints. "*" is the host of the coordinator
 /// replica the agent holds its stream with, which a coordinator without --public-address announces. Names are
-/// looked up once.
+/// looked up once; the lookup runs outside the cache's lock (callers hold none either: see MeshNode).
 /// </summary>
-public sealed class AddressResolver(Func<Uri> coordinator)
+public sealed class AddressResolver(CoordinatorTargets coordinators)
 {
-    private readonly Dictionary<string, NetEndpoint?> _cache = new();
+    private readonly Dictionary<string, NetEndpoint> _cache = new(StringComparer.Ordinal);
 
     public NetEndpoint? Resolve(string hostAndPort)
     {
+        var colon = hostAndPort.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(hostAndPort.AsSpan(colon + 1), out var port) || port is <= 0 or > 65535) return null;
+        var host = hostAndPort[..colon].Trim('[', ']');
+        if (host == "*") host = coordinators.Current.Url.Host.Trim('[', ']');
+        if (IPAddress.TryParse(host, out var address)) return new NetEndpoint(address, port);
+        var name = $"{host}:{port}";
         lock (_cache)
         {
-            if (_cache.TryGetValue(hostAndPort, out var known)) return known;
-            var resolved = Lookup(hostAndPort);
-            if (resolved is not null && !hostAndPort.StartsWith("*:", StringComparison.Ordinal)) _cache[hostAndPort] = resolved;
-            return resolved;
+            if (_cache.TryGetValue(name, out var known)) return known;
         }
+        if (Lookup(host, port) is not { } resolved) return null;
+        lock (_cache) _cache[name] = resolved;
+        return resolved;
     }
 
-    private NetEndpoint? Lookup(string text)
+    private static NetEndpoint? Lookup(string host, int port)
     {
-        var colon = text.LastIndexOf(':');
-        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), out var port) || port is <= 0 or > 65535) return null;
-        var host = text[..colon].Trim('[', ']');
-        if (host == "*") host = coordinator().Host.Trim('[', ']');
-        if (IPAddress.TryParse(host, out var address)) return new NetEndpoint(address, port);
         try
         {
             var addresses = Dns.GetHostAddresses(host);

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.NetworkInformation;
 using Mesh.Agent.LocalApi;
+using Mesh.Control;
 using Mesh.Protos.V1;
 using Mesh.Transport;
 using Mesh.Traversal.Hosting;
@@ -47,15 +48,14 @@ public sealed class AgentDaemon : IAsyncDisposable
         _logger = loggers.CreateLogger("mesh-agent");
         _host = host;
         host.Device.SetPrivateKey(key);
-        _io = new MeshIo(host, RelayStreamUrl, connector, loggers.CreateLogger("paths"));
+        var targets = CoordinatorTargets.ForNode(options.Coordinators, key.PublicKey);
+        _io = new MeshIo(host, relayId => RelayStreamSet.WebSocketUrl(Node!.RelayTcpUrl(relayId), targets.Current.Url), connector, loggers.CreateLogger("paths"));
         var engine = new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, _io);
         _io.Engine = engine;
-        AddressResolver? resolver = null;
-        Node = new MeshNode(host.Device, engine, hostAndPort => resolver!.Resolve(hostAndPort), new RouteGuard(loggers.CreateLogger("routes")));
-        var control = new ControlClientOptions { Coordinators = options.Coordinators, AuthKey = options.AuthKey, Hostname = options.Hostname };
-        Control = new ControlClient(control, key, Node, new GrpcCoordinatorChannels(connector), loggers.CreateLogger("control"));
-        resolver = new AddressResolver(() => Control.Coordinator);
-        _resolver = resolver;
+        _resolver = new AddressResolver(targets);
+        Node = new MeshNode(host.Device, engine, _resolver.Resolve, new RouteGuard(loggers.CreateLogger("routes")));
+        var control = new ControlClientOptions { AuthKey = options.AuthKey, Hostname = options.Hostname };
+        Control = new ControlClient(control, targets, key, Node, new GrpcCoordinatorChannels(connector), loggers.CreateLogger("control"));
         _io.EndpointsChanged = Control.PublishEndpoints;
         _io.ConnectRequested = Control.RequestConnect;
         host.Router = _io;
@@ -248,8 +248,6 @@ public sealed class AgentDaemon : IAsyncDisposable
     }
 
     /// <summary>A relay's TCP transport URL: relative ones ("/relay") live on the coordinator's own address.</summary>
-    private Uri? RelayStreamUrl(string relayId) => RelayStreamSet.UrlIn(Node.View, Control.Coordinator, relayId);
-
     private async Task StartApiAsync(ILoggerFactory loggers)
     {
         var socket = Options.SocketPath;

@@ -34,7 +34,8 @@ public sealed class ControlClient : IDisposable
     private Endpoints _endpoints = new();
     private string? _token;
 
-    public ControlClient(ControlClientOptions options, PrivateKey key, MeshNode node, ICoordinatorChannels channels, ILogger logger)
+    /// <param name="targets">The coordinator's replicas; the stream is held with one at a time.</param>
+    public ControlClient(ControlClientOptions options, CoordinatorTargets targets, PrivateKey key, MeshNode node, ICoordinatorChannels channels, ILogger logger)
     {
         _options = options;
         _key = key;
@@ -42,7 +43,7 @@ public sealed class ControlClient : IDisposable
         _channels = channels;
         _logger = logger;
         _outbound = NewOutbound();
-        _targets = new CoordinatorTargets(options.Coordinators, BitConverter.ToInt32(key.PublicKey.Span));
+        _targets = targets;
         _reconnect = new ResiliencePipelineBuilder { TimeProvider = options.Time }.AddRetry(new RetryStrategyOptions
         {
             Randomizer = options.Jitter.NextDouble,

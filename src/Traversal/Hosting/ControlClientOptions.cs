@@ -3,8 +3,6 @@ namespace Mesh.Traversal.Hosting;
 /// <summary>What the control client registers with, and the clock and randomness its reconnects run on.</summary>
 public sealed record ControlClientOptions
 {
-    /// <summary>The coordinator's replicas; the stream is held with one at a time.</summary>
-    public required IReadOnlyList<Uri> Coordinators { get; init; }
     public required string AuthKey { get; init; }
     public required string Hostname { get; init; }
 

@@ -13,9 +13,6 @@ public enum RelayStreamState
     Failing,
 }
 
-/// <summary>A connected relay stream and what carries it (such as "HTTP/2 over TLS, through proxy:3128").</summary>
-public readonly record struct RelayStreamConnection(WebSocket Socket, string Transport);
-
 /// <summary>
 /// One relay's TCP transport as an agent holds it: a WebSocket opened on first use and again whenever it
 /// breaks (after 1 s, doubling to 30 s), frames queued while it connects and dropped when the queue is full.
@@ -33,7 +30,7 @@ public sealed class RelayStreamLink : IDisposable
     public static readonly TimeSpan MaxRetry = TimeSpan.FromSeconds(30);
     private const int QueueLimit = 1024;
 
-    private readonly Func<CancellationToken, ValueTask<RelayStreamConnection>> _connect;
+    private readonly Func<CancellationToken, ValueTask<(WebSocket Socket, string Transport)>> _connect;
     private readonly Action<ReadOnlyMemory<byte>> _onFrame;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
@@ -44,7 +41,8 @@ public sealed class RelayStreamLink : IDisposable
     private string? _warned;
     private long _dropped;
 
-    public RelayStreamLink(string relayId, Uri url, Func<CancellationToken, ValueTask<RelayStreamConnection>> connect,
+    /// <param name="connect">Opens the WebSocket, and says what carries it (such as "HTTP/2 over TLS, through proxy:3128").</param>
+    public RelayStreamLink(string relayId, Uri url, Func<CancellationToken, ValueTask<(WebSocket Socket, string Transport)>> connect,
         Action<ReadOnlyMemory<byte>> onFrame, ILogger logger, TimeProvider? time = null, bool synchronousSends = false)
     {
         _outbound = WebSocketFrames.CreateQueue(QueueLimit, synchronousSends);

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Net.WebSockets;
 using Mesh.Control;
 using Microsoft.Extensions.Logging;
 
@@ -13,7 +14,7 @@ namespace Mesh.Traversal.Hosting;
 /// <param name="received">A frame from a relay, with the relay's id.</param>
 public sealed class RelayStreamSet(
     Func<string, Uri?> urlOf,
-    Func<Uri, CancellationToken, ValueTask<RelayStreamConnection>> connect,
+    Func<Uri, CancellationToken, ValueTask<(WebSocket Socket, string Transport)>> connect,
     Action<string, ReadOnlyMemory<byte>> received,
     ILogger logger,
     TimeProvider? time = null,
@@ -54,14 +55,12 @@ public sealed class RelayStreamSet(
 
     /// <summary>
     /// Where a relay of the netmap takes streams: its TCP URL, relative to the coordinator's when it is a path
-    /// (a single coordinator's own relay), as a WebSocket URL.
+    /// (a single coordinator's own relay), as a WebSocket URL; null for a relay without one.
     /// </summary>
-    public static Uri? UrlIn(NetMapView view, Uri coordinator, string relayId)
+    public static Uri? WebSocketUrl(string? tcpUrl, Uri coordinator)
     {
-        string? url;
-        lock (view) url = view.Relays.FirstOrDefault(r => r.Id == relayId)?.TcpUrl;
-        if (string.IsNullOrEmpty(url)) return null;
-        var absolute = new Uri(coordinator, url);
+        if (string.IsNullOrEmpty(tcpUrl)) return null;
+        var absolute = new Uri(coordinator, tcpUrl);
         return new UriBuilder(absolute) { Scheme = absolute.Scheme == "https" ? "wss" : "ws" }.Uri;
     }
 

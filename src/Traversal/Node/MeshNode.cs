@@ -15,6 +15,9 @@ namespace Mesh.Traversal.Node;
 /// so the engine alone decides where packets go. A netmap message touches only the peers it changed. The
 /// node's own state has one lock (the view's), which the control thread (<see cref="Apply"/>) and the timer
 /// thread (<see cref="Tick"/>) both take. Production and the NAT lab both run this class.
+/// Lock order: the view's lock, then the path engine's gate (the view calls the engine, never the other way:
+/// nothing the engine calls under its gate takes the view's lock; the relay links read <see cref="RelayTcpUrl"/>,
+/// a snapshot). Names are resolved outside both: a DNS lookup can take seconds.
 /// </summary>
 public sealed class MeshNode
 {
@@ -25,7 +28,7 @@ public sealed class MeshNode
     private readonly Dictionary<PublicKey, List<IPNetwork>> _admitted = new();
     private TimeSpan _keepalive = TimeSpan.MinValue;
 
-    /// <param name="resolve">Turns the netmap's "host:port" (STUN servers, relays) into endpoints (DNS is the host's business).</param>
+    /// <param name="resolve">Turns the netmap's "host:port" (STUN servers, relays) into endpoints (DNS is the host's business); called outside every lock.</param>
     /// <param name="routes">What of a peer's allowed IPs this host takes (the agent tells it the host's side).</param>
     public MeshNode(Device device, PathEngine engine, Func<string, NetEndpoint?> resolve, RouteGuard routes)
     {
@@ -38,6 +41,8 @@ public sealed class MeshNode
 
     private volatile ConcurrentDictionary<NodeKeyId, byte> _members = new();
     private List<Protos.V1.Relay> _relays = new();
+    private volatile Dictionary<string, string> _relayTcpUrls = new(StringComparer.Ordinal);
+    private Dictionary<string, NetEndpoint?> _resolved = new(StringComparer.Ordinal);
 
     public Device Device { get; }
     public PathEngine Engine { get; }
@@ -83,12 +88,44 @@ public sealed class MeshNode
                 break;
             case SyncResponse.KindOneofCase.Full:
             case SyncResponse.KindOneofCase.Delta:
+                NetMapChange change;
+                List<string> names;
                 lock (View)
                 {
-                    if (View.Apply(message)) SyncPeers(View.LastChange);
+                    if (!View.Apply(message)) return;
+                    change = View.LastChange;
+                    names = NamesToResolve();
+                }
+                var resolved = new Dictionary<string, NetEndpoint?>(StringComparer.Ordinal);
+                foreach (var name in names) resolved[name] = _resolve(name);
+                lock (View)
+                {
+                    _resolved = resolved;
+                    SyncPeers(change);
                 }
                 break;
         }
+    }
+
+    /// <summary>The TCP (WebSocket) URL of a relay in the map, relative to the coordinator, or null: read without a lock.</summary>
+    public string? RelayTcpUrl(string relayId) => _relayTcpUrls.GetValueOrDefault(relayId);
+
+    /// <summary>The names the map gives for the coordinator's STUN servers and relays. The caller holds the view's lock.</summary>
+    private List<string> NamesToResolve()
+    {
+        var names = new List<string>(View.StunServers);
+        foreach (var relay in View.Relays)
+        {
+            if (relay.UdpAddress.Length > 0) names.Add(relay.UdpAddress);
+        }
+        return names;
+    }
+
+    /// <summary>A name the last message's lookups resolved; a peer's own relay address is taken only as a literal "ip:port".</summary>
+    private NetEndpoint? Resolved(string hostAndPort)
+    {
+        if (_resolved.TryGetValue(hostAndPort, out var endpoint)) return endpoint;
+        return IPEndPoint.TryParse(hostAndPort, out var literal) && literal.Port != 0 ? new NetEndpoint(literal) : null;
     }
 
     /// <summary>Whether the key is this node or one of its peers: a relay run by this node serves only those. Thread-safe.</summary>
@@ -129,7 +166,7 @@ public sealed class MeshNode
         if (change.Full)
         {
             var stun = View.StunServers;
-            Engine.SetStunServers(stun.Count > 0 ? _resolve(stun[0]) : null, stun.Count > 1 ? _resolve(stun[1]) : null);
+            Engine.SetStunServers(stun.Count > 0 ? Resolved(stun[0]) : null, stun.Count > 1 ? Resolved(stun[1]) : null);
             // The mesh prefixes come with the full map: peers are admitted against this map's, not the last one's.
             Routes.SetMap(View.MeshPrefixes, MapAddresses());
         }
@@ -169,6 +206,12 @@ public sealed class MeshNode
             var relays = Relays();
             if (!SameRelays(relays, _relays)) Engine.SetRelays(relays);
             _relays = relays;
+            var urls = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var relay in View.Relays)
+            {
+                if (relay.TcpUrl.Length > 0) urls[relay.Id] = relay.TcpUrl;
+            }
+            _relayTcpUrls = urls;
         }
         if (Routes.SetMap(View.MeshPrefixes, MapAddresses())) AdmitAll();
     }
@@ -202,7 +245,7 @@ public sealed class MeshNode
         var addresses = new List<(IPAddress, string)>();
         foreach (var stun in View.StunServers)
         {
-            if (_resolve(stun) is { } endpoint) addresses.Add((endpoint.Address, "the STUN server"));
+            if (Resolved(stun) is { } endpoint) addresses.Add((endpoint.Address, "the STUN server"));
         }
         foreach (var relay in _relays)
         {
@@ -273,7 +316,7 @@ public sealed class MeshNode
     {
         if (relay.UdpAddress.Length == 0) return relay;
         var copy = relay.Clone();
-        copy.UdpAddress = _resolve(relay.UdpAddress)?.ToString() ?? "";
+        copy.UdpAddress = Resolved(relay.UdpAddress)?.ToString() ?? "";
         return copy;
     }
 }

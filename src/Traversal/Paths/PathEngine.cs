@@ -270,7 +270,10 @@ public sealed partial class PathEngine
     /// sides first know each other's public address (NAT discovery done); a phase this side starts opens its
     /// own NAT and asks the peer, through the coordinator, to probe now; the peer, having opened its NAT
     /// before asking or answering, pings first, and our pings to its public address wait for that (or for
-    /// the end of the fast phase, should the request be lost).
+    /// the end of the fast phase, should the request be lost). A node whose own NAT maps by destination does
+    /// not wait: its ping leaves from a port kept for the peer's address alone, which the peer never sends to
+    /// before our ping tells it, so no flow of the peer's is moved; and a cone in front of the peer takes that
+    /// ping at once, where waiting (a request lost in a stream's restart) left the pair to the hard-NAT search.
     /// </summary>
     private void StartPhase(PeerPaths peer, TimeSpan now, bool requestConnect)
     {
@@ -279,7 +282,8 @@ public sealed partial class PathEngine
         if (LastNetcheck is null || peer.Mapping == Protos.V1.NatMapping.Unknown) return;
         peer.NextProbe = now;
         if (!requestConnect) return;
-        peer.PublicPingsFrom = Options.OpeningTtl > 0 && !OpenedTowardUs(peer, now) ? now + Options.FastProbePhase : now;
+        var wait = Options.OpeningTtl > 0 && MyMapping != Protos.V1.NatMapping.EndpointDependent && !OpenedTowardUs(peer, now);
+        peer.PublicPingsFrom = wait ? now + Options.FastProbePhase : now;
         SendProbeRound(peer, now);
         peer.NextProbe = now + Options.FastProbeInterval;
         RequestConnect(peer, now, force: true);
