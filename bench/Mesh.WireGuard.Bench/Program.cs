@@ -44,13 +44,29 @@ using (var nsecKey = NSec.Cryptography.Key.Import(NSec.Cryptography.AeadAlgorith
     Report("raw ChaCha20-Poly1305 seal (NSec key)", Measure(() => algorithm.Encrypt(nsecKey, nonce, default, plaintext, sealedPacket)), PacketSize);
     Report("raw ChaCha20-Poly1305 open (NSec key)", Measure(() => algorithm.Decrypt(nsecKey, nonce, default, sealedPacket, back)), PacketSize);
 }
+{
+    var nonce = new byte[12];
+    if (OpenSslAead.Available)
+    {
+        Report("raw ChaCha20-Poly1305 seal (libcrypto EVP, direct)", Measure(() => OpenSslAead.Seal(key, nonce, plaintext, sealedPacket)), PacketSize);
+        OpenSslAead.Seal(key, nonce, plaintext, sealedPacket);
+        Report("raw ChaCha20-Poly1305 open (libcrypto EVP, direct)", Measure(() => OpenSslAead.Open(key, nonce, sealedPacket, back)), PacketSize);
+        sealedPacket[^1] ^= 1;
+        Report("raw ChaCha20-Poly1305 forged open refused (libcrypto EVP)", Measure(() => OpenSslAead.Open(key, nonce, sealedPacket, back)), 0);
+    }
+    Report("raw ChaCha20-Poly1305 seal (libsodium, direct)", Measure(() => Sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(ref sealedPacket[0], ref sealedPacket[PacketSize], 0,
+        in plaintext[0], PacketSize, in nonce[0], 0, 0, in nonce[0], in key[0])), PacketSize);
+    Report("raw ChaCha20-Poly1305 open (libsodium, direct)", Measure(() => Sodium.crypto_aead_chacha20poly1305_ietf_decrypt_detached(ref back[0], 0, in sealedPacket[0], PacketSize,
+        in sealedPacket[PacketSize], in nonce[0], 0, in nonce[0], in key[0])), PacketSize);
+}
 using (var transport = new TransportAead(key))
 {
-    Report("raw ChaCha20-Poly1305 seal (libsodium, TransportAead)", Measure(() => transport.Seal(1, plaintext, sealedPacket)), PacketSize);
+    Console.WriteLine($"  the data path's choice: {TransportCipher.Description}");
+    Report("TransportAead seal (the choice)", Measure(() => transport.Seal(1, plaintext, sealedPacket)), PacketSize);
     transport.Seal(1, plaintext, sealedPacket);
-    Report("raw ChaCha20-Poly1305 open (libsodium, TransportAead)", Measure(() => transport.Open(1, sealedPacket, back)), PacketSize);
+    Report("TransportAead open (the choice)", Measure(() => transport.Open(1, sealedPacket, back)), PacketSize);
     sealedPacket[^1] ^= 1;
-    Report("raw ChaCha20-Poly1305 forged open refused (libsodium)", Measure(() => transport.Open(1, sealedPacket, back)), 0);
+    Report("TransportAead forged open refused (the choice)", Measure(() => transport.Open(1, sealedPacket, back)), 0);
 }
 
 var net = new LoopbackPair();

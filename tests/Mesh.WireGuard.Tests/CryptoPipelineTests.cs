@@ -59,6 +59,53 @@ public sealed class CryptoPipelineTests
         Assert.Equal(0, b.Device.Stats.TotalDropped);
     }
 
+    /// <summary>
+    /// With the workers on, what one read gave leaves as one batch both ways: one run for the sink (one sendmmsg,
+    /// one coalesced TUN write), not a send per packet.
+    /// </summary>
+    [Fact]
+    public void OneReadsPacketsLeaveAsOneBatchWithTheWorkersOn()
+    {
+        var net = new TestNetwork();
+        var (a, b) = net.EstablishedPair();
+        const int read = 40;
+        var failures = new IoFailures(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        var sentBefore = a.Sent.Count;
+        using (var sender = new CryptoPipeline(a.Device, a, workers: 2, failures, capacity: 256))
+        {
+            using (sender.OpenBatch())
+            {
+                for (var i = 0; i < read; i++)
+                {
+                    var packet = Packets.Udp(a.MeshAddress, b.MeshAddress, 1200, (byte)i);
+                    var element = sender.Rent();
+                    packet.CopyTo(element.PacketSpace);
+                    sender.Send(element, packet.Length);
+                }
+            }
+            Assert.True(SpinWait.SpinUntil(() => a.BatchEnds.Count > 0, TimeSpan.FromSeconds(10)), "the batch left");
+        }
+        Assert.Equal([(sentBefore + read, a.Received.Count)], a.BatchEnds);
+
+        var datagrams = a.Sent.Skip(sentBefore).Select(s => s.Datagram).ToList();
+        var receivedBefore = b.Received.Count;
+        using (var receiver = new CryptoPipeline(b.Device, b, workers: 2, failures, capacity: 256))
+        {
+            using (receiver.OpenBatch())
+            {
+                foreach (var datagram in datagrams)
+                {
+                    var element = receiver.Rent();
+                    datagram.CopyTo(element.DatagramSpace);
+                    receiver.Receive(element, datagram.Length, a.Endpoint);
+                }
+            }
+            Assert.True(SpinWait.SpinUntil(() => b.BatchEnds.Count > 0, TimeSpan.FromSeconds(10)), "the batch was written");
+        }
+        Assert.Equal([(b.Sent.Count, receivedBefore + read)], b.BatchEnds);
+        Assert.Equal(0, failures.Total);
+    }
+
     [Fact]
     public void TamperedPacketsAreDroppedWithoutStallingTheQueue()
     {

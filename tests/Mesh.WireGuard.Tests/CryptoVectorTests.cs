@@ -183,6 +183,67 @@ public sealed class CryptoVectorTests
         }
     }
 
+    /// <summary>
+    /// The data path runs whichever of libcrypto and libsodium is faster on the machine (<see cref="TransportCipher"/>):
+    /// both give the same bytes for every length, open each other's packets, and refuse a changed byte.
+    /// </summary>
+    [Fact]
+    public void LibcryptoAndLibsodiumAgreeOnEveryLength()
+    {
+        Assert.True(OpenSslAead.Available, "libcrypto.so.3 (OpenSSL 3) is on every supported Linux");
+        var random = new Random(11);
+        var key = new byte[32];
+        var nonce = new byte[12];
+        for (var length = 0; length <= 1600; length += length < 80 ? 1 : 61)
+        {
+            random.NextBytes(key);
+            random.NextBytes(nonce);
+            var plaintext = new byte[length];
+            random.NextBytes(plaintext);
+            var bySodium = new byte[length + 16];
+            Sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(ref bySodium[0], ref bySodium[length], 0,
+                in length == 0 ? ref nonce[0] : ref plaintext[0], (ulong)length, in nonce[0], 0, 0, in nonce[0], in key[0]);
+            var byOpenSsl = new byte[length + 16];
+            Assert.True(OpenSslAead.Seal(key, nonce, plaintext, byOpenSsl));
+            Assert.Equal(bySodium, byOpenSsl);
+
+            var opened = new byte[length];
+            Assert.True(OpenSslAead.Open(key, nonce, bySodium, opened));
+            Assert.Equal(plaintext, opened);
+            byOpenSsl[random.Next(byOpenSsl.Length)] ^= 0x20;
+            Assert.False(OpenSslAead.Open(key, nonce, byOpenSsl, opened));
+            Assert.NotEqual(0, Sodium.crypto_aead_chacha20poly1305_ietf_decrypt_detached(ref length == 0 ? ref nonce[0] : ref opened[0], 0,
+                in byOpenSsl[0], (ulong)length, in byOpenSsl[length], in nonce[0], 0, in nonce[0], in key[0]));
+        }
+        Assert.Contains(TransportCipher.OpenSsl ? "openssl" : "libsodium", TransportCipher.Description);
+    }
+
+    /// <summary>Each thread seals and opens on contexts of its own: many at once, each with its own key, never see another's.</summary>
+    [Fact]
+    public void TransportAeadIsSafeOnManyThreadsAtOnce()
+    {
+        var failures = 0;
+        var threads = Enumerable.Range(0, 4).Select(t => new Thread(() =>
+        {
+            var key = new byte[32];
+            key[0] = (byte)(t + 1);
+            using var aead = new TransportAead(key);
+            var packet = new byte[1420 + 16];
+            for (var i = 0; i < 20_000; i++)
+            {
+                packet[0] = (byte)i;
+                packet[1419] = (byte)t;
+                if (!aead.Seal((ulong)i, packet.AsSpan(0, 1420), packet) || !aead.Open((ulong)i, packet, packet) || packet[0] != (byte)i || packet[1419] != (byte)t)
+                {
+                    Interlocked.Increment(ref failures);
+                }
+            }
+        })).ToList();
+        threads.ForEach(thread => thread.Start());
+        threads.ForEach(thread => thread.Join());
+        Assert.Equal(0, failures);
+    }
+
     [Fact]
     public void TransportAeadSealsInPlaceAndRefusesAfterDispose()
     {

@@ -142,6 +142,11 @@ internal sealed class TestNetwork
         }
 
         public int SentOfType(MessageType type) => Sent.Count(s => TypeOf(s.Datagram) == type);
+
+        /// <summary>Where each batch ended: how many datagrams had been sent and packets written by then.</summary>
+        public List<(int Sent, int Received)> BatchEnds { get; } = new();
+
+        public void EndBatch() => BatchEnds.Add((Sent.Count, Received.Count));
     }
 }
 

@@ -263,7 +263,7 @@ internal static class MeshCommands
         text.AppendLine($"{status.Name} {string.Join(" ", status.Addresses)} on {status.InterfaceName}; coordinator {status.Coordinator} ({(status.CoordinatorConnected ? "connected" : "disconnected")}); relay {(status.HomeRelay.Length > 0 ? status.HomeRelay : "-")}");
         if (status.Netcheck is { Mapping.Length: > 0 } nat) text.AppendLine($"NAT: {nat.Mapping}, public {(nat.Reflexive.Length > 0 ? nat.Reflexive : "-")}");
         if (status.Netcheck?.PortMapping is { } mapping) text.AppendLine($"port mapping: {PortMappingText(mapping)}");
-        if (status.DataPath is { } data) text.AppendLine($"data path: TUN offloads {data.TunOffloads}, UDP GSO {(data.UdpSegmentation ? "on" : "off")}, GRO {(data.UdpCoalescing ? "on" : "off")}");
+        if (status.DataPath is { } data) text.AppendLine($"data path: TUN offloads {data.TunOffloads}, UDP GSO {(data.UdpSegmentation ? "on" : "off")}, GRO {(data.UdpCoalescing ? "on" : "off")}; ChaCha20-Poly1305 by {data.Aead}");
         if (status.IgnoredPeers + status.RefusedRoutes + status.ProbesOverBudget + status.IoFailures > 0)
         {
             text.AppendLine($"refused from the coordinator's maps: {status.IgnoredPeers} peers with unusable keys, {status.RefusedRoutes} routes (see the log); probes over budget {status.ProbesOverBudget}; I/O failures {status.IoFailures}");
@@ -319,7 +319,7 @@ internal static class MeshCommands
         probesOverBudget = status.ProbesOverBudget,
         ioFailures = status.IoFailures,
         skippedAddresses = status.SkippedAddresses.Select(a => new { @interface = a.Interface, address = a.Address, reason = a.Reason }).ToArray(),
-        dataPath = status.DataPath is null ? null : new { tunOffloads = status.DataPath.TunOffloads, udpGso = status.DataPath.UdpSegmentation, udpGro = status.DataPath.UdpCoalescing },
+        dataPath = status.DataPath is null ? null : new { tunOffloads = status.DataPath.TunOffloads, udpGso = status.DataPath.UdpSegmentation, udpGro = status.DataPath.UdpCoalescing, aead = status.DataPath.Aead },
         relayStreams = status.RelayStreams.Select(r => new
         {
             relay = r.Relay,

@@ -37,6 +37,7 @@ public sealed class AgentControlService(AgentDaemon agent) : AgentControl.AgentC
                 TunOffloads = agent.DataPath.TunOffloadNames,
                 UdpSegmentation = agent.DataPath.UdpSegmentation,
                 UdpCoalescing = agent.DataPath.UdpCoalescing,
+                Aead = WireGuard.Crypto.TransportCipher.Description,
             },
         };
         if (agent.Control.Self is { } self) status.Addresses.AddRange(self.Addresses);

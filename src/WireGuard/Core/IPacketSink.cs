@@ -9,4 +9,17 @@ public interface IPacketSink
     void SendDatagram(ReadOnlySpan<byte> datagram, NetEndpoint destination);
 
     void WriteTunnel(ReadOnlySpan<byte> packet);
+
+    /// <summary>The start of a batch (the crypto pipeline's run of finished packets, on a worker's thread).</summary>
+    void BeginBatch()
+    {
+    }
+
+    /// <summary>
+    /// The end of a batch (the crypto pipeline's run of finished packets): what was sent or written since may
+    /// leave together now, as one sendmmsg or one coalesced TUN write. Nothing to do for a sink that does not batch.
+    /// </summary>
+    void EndBatch()
+    {
+    }
 }

@@ -56,10 +56,10 @@ public static class Aead
 }
 
 /// <summary>
-/// One transport key's ChaCha20-Poly1305 through libsodium (see <see cref="Sodium"/> for why not an NSec key):
-/// any number of threads may seal and open at once, a forged packet costs a false and no exception, and the
-/// key sits in pinned memory that is zeroed on dispose. Faster here than .NET's (OpenSSL) on 1420-byte
-/// packets both ways; scripts/bench-wireguard-core prints the two side by side.
+/// One transport key's ChaCha20-Poly1305, through the implementation <see cref="TransportCipher"/> chose for this
+/// machine (libcrypto's EVP interface or libsodium; see <see cref="Sodium"/> for why not an NSec key): any number
+/// of threads may seal and open at once, a forged packet costs a false and no exception, and the key sits in
+/// pinned memory that is zeroed on dispose.
 /// </summary>
 public sealed class TransportAead : IDisposable
 {
@@ -76,9 +76,10 @@ public sealed class TransportAead : IDisposable
     public bool Seal(ulong counter, ReadOnlySpan<byte> plaintext, Span<byte> ciphertextAndTag)
     {
         if (_disposed) return false;
-        var output = ciphertextAndTag[..(plaintext.Length + Aead.TagSize)];
         Span<byte> nonce = stackalloc byte[Aead.NonceSize];
         Aead.WriteNonce(nonce, counter);
+        if (TransportCipher.OpenSsl) return OpenSslAead.Seal(_key, nonce, plaintext, ciphertextAndTag) && !_disposed;
+        var output = ciphertextAndTag[..(plaintext.Length + Aead.TagSize)];
         // No associated data: the nonce stands in as a valid pointer that libsodium reads zero bytes from.
         Sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(
             ref MemoryMarshal.GetReference(output), ref output[plaintext.Length], 0,
@@ -86,14 +87,18 @@ public sealed class TransportAead : IDisposable
         return !_disposed;
     }
 
-    /// <summary>False when the tag does not verify (or the key is gone); writes ciphertext.Length - 16 bytes.</summary>
+    /// <summary>
+    /// False when the tag does not verify (or the key is gone); writes ciphertext.Length - 16 bytes, which are
+    /// garbage after a false (decrypted before the tag was checked, or not written at all).
+    /// </summary>
     public bool Open(ulong counter, ReadOnlySpan<byte> ciphertextAndTag, Span<byte> plaintext)
     {
         if (_disposed || ciphertextAndTag.Length < Aead.TagSize) return false;
-        var length = ciphertextAndTag.Length - Aead.TagSize;
-        var output = plaintext[..length];
         Span<byte> nonce = stackalloc byte[Aead.NonceSize];
         Aead.WriteNonce(nonce, counter);
+        if (TransportCipher.OpenSsl) return OpenSslAead.Open(_key, nonce, ciphertextAndTag, plaintext) && !_disposed;
+        var length = ciphertextAndTag.Length - Aead.TagSize;
+        var output = plaintext[..length];
         return Sodium.crypto_aead_chacha20poly1305_ietf_decrypt_detached(
             ref MemoryMarshal.GetReference(output), 0, in MemoryMarshal.GetReference(ciphertextAndTag), (ulong)length,
             in ciphertextAndTag[length], in nonce[0], 0, in nonce[0], in _key[0]) == 0 && !_disposed;

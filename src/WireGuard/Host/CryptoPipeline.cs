@@ -1,16 +1,18 @@
 using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
 using Mesh.WireGuard.Core;
 using Mesh.WireGuard.Noise;
 
 namespace Mesh.WireGuard.Host;
 
 /// <summary>
-/// Encrypts and decrypts on several cores while each peer's packets leave and arrive in order (the shape of
-/// wireguard-go's queues). The reading thread prepares a packet (in order) and puts it both on the shared
-/// work queue and at the tail of its peer's ordered queue; a worker seals or opens it, then whoever finds
-/// the head of that ordered queue finished sends or delivers from there. Buffers are pooled, and made only as
-/// load needs them (up to the capacity), so an idle interface holds a few instead of the capacity's 64 MiB.
+/// Encrypts and decrypts on several cores while packets leave and arrive in order, in the batches they were
+/// read in (the shape of wireguard-go's queues and sequential sender). The reading thread prepares each packet
+/// in order (counters, keys) into the batch it has open (<see cref="OpenBatch"/>: one TUN read, one recvmmsg);
+/// closing it puts the whole batch on the work queue and at the tail of its direction's ordered queue. A worker
+/// seals or opens the batch, then whoever finds the head of that queue finished sends or delivers from there,
+/// batch after batch, and ends each run with <see cref="IPacketSink.EndBatch"/>: one sendmmsg with GSO, one
+/// coalesced TUN write. Packets handed over outside an open batch go as batches of one. Buffers are pooled, and
+/// made only as load needs them (up to the capacity), so an idle interface holds a few instead of the capacity's 64 MiB.
 /// </summary>
 public sealed class CryptoPipeline : IDisposable
 {
@@ -26,14 +28,20 @@ public sealed class CryptoPipeline : IDisposable
 
     private const int BufferSize = 65535 + 64;
 
+    /// <summary>A batch holds at most this many packets: a TSO read of 64 KiB is about 45.</summary>
+    private const int MaxBatch = 128;
+
+    [ThreadStatic] private static Batch? t_open;
+
     private readonly Device _device;
     private readonly IPacketSink _sink;
-    private readonly ConcurrentQueue<Element> _work = new();
+    private readonly ConcurrentQueue<Batch> _work = new();
     private readonly SemaphoreSlim _workReady = new(0);
     private readonly ConcurrentQueue<Element> _free = new();
+    private readonly ConcurrentQueue<Batch> _freeBatches = new();
     private readonly SemaphoreSlim _freeSlots;
-    private readonly ConditionalWeakTable<Peer, OrderedQueue> _outbound = new();
-    private readonly ConditionalWeakTable<Peer, OrderedQueue> _inbound = new();
+    private readonly OrderedQueue _outbound = new();
+    private readonly OrderedQueue _inbound = new();
     private readonly Thread[] _workers;
     private volatile bool _stopping;
 
@@ -53,10 +61,25 @@ public sealed class CryptoPipeline : IDisposable
         }
     }
 
+    /// <summary>
+    /// Opens a batch on the calling thread: packets it hands over until the scope ends travel together and
+    /// leave together. The reading threads open one per read.
+    /// </summary>
+    public BatchScope OpenBatch()
+    {
+        t_open = NewBatch();
+        return new BatchScope(this);
+    }
+
     /// <summary>A buffer to read the next packet or datagram into; blocks while all are in flight.</summary>
     public Element Rent()
     {
-        _freeSlots.Wait();
+        if (!_freeSlots.Wait(0))
+        {
+            // Every buffer is in flight: those in this thread's open batch come back only once it is on its way.
+            Submit();
+            _freeSlots.Wait();
+        }
         return _free.TryDequeue(out var element) ? element : new Element();
     }
 
@@ -69,7 +92,7 @@ public sealed class CryptoPipeline : IDisposable
             return;
         }
         element.Outbound = job;
-        Dispatch(element, _outbound.GetValue(job.Peer, _ => new OrderedQueue()));
+        Add(element, outbound: true);
     }
 
     /// <summary>The element holds a datagram from the network at offset 0; it is decrypted and delivered, or handled, or dropped.</summary>
@@ -81,7 +104,7 @@ public sealed class CryptoPipeline : IDisposable
             return;
         }
         element.Inbound = job;
-        Dispatch(element, _inbound.GetValue(job.Peer, _ => new OrderedQueue()));
+        Add(element, outbound: false);
     }
 
     public void Dispose()
@@ -91,12 +114,54 @@ public sealed class CryptoPipeline : IDisposable
         foreach (var worker in _workers) worker.Join(TimeSpan.FromSeconds(2));
     }
 
-    private void Dispatch(Element element, OrderedQueue queue)
+    /// <summary>Into the thread's open batch (one per direction's run: a change of direction closes it), or on its way alone.</summary>
+    private void Add(Element element, bool outbound)
     {
-        element.Queue = queue;
-        element.State = ElementState.Pending;
-        lock (queue) queue.Items.Enqueue(element);
-        _work.Enqueue(element);
+        if (t_open is not { } open || open.Pipeline != this)
+        {
+            var single = NewBatch();
+            single.Outbound = outbound;
+            single.Elements.Add(element);
+            Dispatch(single);
+            return;
+        }
+        if (open.Elements.Count > 0 && (open.Outbound != outbound || open.Elements.Count == MaxBatch)) Submit();
+        open = t_open!;
+        open.Outbound = outbound;
+        open.Elements.Add(element);
+    }
+
+    /// <summary>Sends the thread's open batch on its way (when it holds anything) and opens an empty one in its place.</summary>
+    private void Submit()
+    {
+        if (t_open is not { } open || open.Pipeline != this || open.Elements.Count == 0) return;
+        t_open = NewBatch();
+        Dispatch(open);
+    }
+
+    /// <summary>Ends the thread's open batch: what it holds goes on its way.</summary>
+    private void Close()
+    {
+        Submit();
+        if (t_open is { } empty && empty.Pipeline == this)
+        {
+            t_open = null;
+            ReturnBatch(empty);
+        }
+    }
+
+    private Batch NewBatch()
+    {
+        var batch = _freeBatches.TryDequeue(out var reused) ? reused : new Batch(this);
+        batch.Done = false;
+        return batch;
+    }
+
+    private void Dispatch(Batch batch)
+    {
+        var order = batch.Outbound ? _outbound : _inbound;
+        lock (order) order.Batches.Enqueue(batch);
+        _work.Enqueue(batch);
         _workReady.Release();
     }
 
@@ -106,71 +171,127 @@ public sealed class CryptoPipeline : IDisposable
         {
             _workReady.Wait();
             if (_stopping) return;
-            if (!_work.TryDequeue(out var element)) continue;
-            bool ok;
-            try
+            if (!_work.TryDequeue(out var batch)) continue;
+            foreach (var element in batch.Elements)
             {
-                ok = element.IsOutbound
-                    ? _device.Seal(element.Outbound, element.Buffer)
-                    : _device.Open(element.Inbound, element.Buffer, element.Buffer.AsSpan(MessageLayout.TransportHeaderSize));
+                try
+                {
+                    element.Ok = element.IsOutbound
+                        ? _device.Seal(element.Outbound, element.Buffer)
+                        : _device.Open(element.Inbound, element.Buffer, element.Buffer.AsSpan(MessageLayout.TransportHeaderSize));
+                }
+                catch (Exception ex)
+                {
+                    // Failed, but completed all the same: the queue must not wait on it forever.
+                    _failures.Record(IoThread.Crypto, ex);
+                    element.Ok = false;
+                }
             }
-            catch (Exception ex)
-            {
-                // Failed, but completed all the same: the peer's queue must not wait on it forever.
-                _failures.Record(IoThread.Crypto, ex);
-                ok = false;
-            }
-            Complete(element, ok);
+            // Once done, another worker may drain the batch and it may be reused: its queue is taken first.
+            var order = batch.Outbound ? _outbound : _inbound;
+            batch.Done = true;
+            Drain(order);
         }
     }
 
-    /// <summary>Marks the element done and, in order, sends or delivers every finished element at the head of its queue.</summary>
-    private void Complete(Element element, bool ok)
+    /// <summary>
+    /// In order, sends or delivers every finished batch at the head of the queue, and ends the run as one batch
+    /// for the sink. One thread drains at a time, holding the queue's lock, so a later batch cannot leave before
+    /// an earlier one; a worker that finds it taken goes back to work rather than wait, and the drainer, seeing
+    /// the request it left, drains again before it lets go.
+    /// </summary>
+    private void Drain(OrderedQueue order)
     {
-        var queue = element.Queue!;
-        lock (queue)
+        Volatile.Write(ref order.Requested, 1);
+        while (Volatile.Read(ref order.Requested) == 1 && Monitor.TryEnter(order))
         {
-            element.State = ok ? ElementState.Done : ElementState.Failed;
-            while (queue.Items.TryPeek(out var head) && head.State != ElementState.Pending)
+            try
             {
-                queue.Items.Dequeue();
-                if (head.State == ElementState.Done)
-                {
-                    try
-                    {
-                        if (head.IsOutbound) _sink.SendDatagram(head.Buffer.AsSpan(0, head.Outbound.DatagramLength), head.Outbound.Endpoint);
-                        else _device.CompleteReceive(head.Inbound, head.Buffer.AsSpan(MessageLayout.TransportHeaderSize));
-                    }
-                    catch (Exception ex)
-                    {
-                        _failures.Record(IoThread.Crypto, ex);
-                    }
-                }
-                Return(head);
+                Volatile.Write(ref order.Requested, 0);
+                DrainFinished(order.Batches);
+            }
+            finally
+            {
+                Monitor.Exit(order);
             }
         }
+    }
+
+    private void DrainFinished(Queue<Batch> batches)
+    {
+        var drained = false;
+        while (batches.TryPeek(out var head) && head.Done)
+        {
+            batches.Dequeue();
+            if (!drained) _sink.BeginBatch();
+            drained = true;
+            foreach (var element in head.Elements)
+            {
+                if (element.Ok) Deliver(element);
+                Return(element);
+            }
+            ReturnBatch(head);
+        }
+        if (!drained) return;
+        try
+        {
+            _sink.EndBatch();
+        }
+        catch (Exception ex)
+        {
+            _failures.Record(IoThread.Crypto, ex);
+        }
+    }
+
+    private void Deliver(Element element)
+    {
+        try
+        {
+            if (element.IsOutbound) _sink.SendDatagram(element.Buffer.AsSpan(0, element.Outbound.DatagramLength), element.Outbound.Endpoint);
+            else _device.CompleteReceive(element.Inbound, element.Buffer.AsSpan(MessageLayout.TransportHeaderSize));
+        }
+        catch (Exception ex)
+        {
+            _failures.Record(IoThread.Crypto, ex);
+        }
+    }
+
+    private void ReturnBatch(Batch batch)
+    {
+        batch.Elements.Clear();
+        _freeBatches.Enqueue(batch);
     }
 
     /// <summary>Gives back an element that was rented but not used.</summary>
     public void Return(Element element)
     {
-        element.Queue = null;
         element.Outbound = default;
         element.Inbound = default;
+        element.Ok = false;
         _free.Enqueue(element);
         _freeSlots.Release();
     }
 
-    internal enum ElementState
+    /// <summary>The calling thread's open batch, from <see cref="OpenBatch"/> to the end of the scope.</summary>
+    public readonly struct BatchScope(CryptoPipeline pipeline) : IDisposable
     {
-        Pending,
-        Done,
-        Failed,
+        public void Dispose() => pipeline.Close();
     }
 
+    /// <summary>One direction's batches in the order they were read; <see cref="Requested"/> is a drain asked for while another ran.</summary>
     internal sealed class OrderedQueue
     {
-        public readonly Queue<Element> Items = new();
+        public readonly Queue<Batch> Batches = new();
+        public int Requested;
+    }
+
+    /// <summary>Packets read together, in one direction; the workers seal or open them all and then mark it done.</summary>
+    internal sealed class Batch(CryptoPipeline pipeline)
+    {
+        public readonly CryptoPipeline Pipeline = pipeline;
+        public readonly List<Element> Elements = new(MaxBatch);
+        public bool Outbound;
+        public volatile bool Done;
     }
 
     public sealed class Element
@@ -178,8 +299,7 @@ public sealed class CryptoPipeline : IDisposable
         internal readonly byte[] Buffer = new byte[BufferSize];
         internal OutboundJob Outbound;
         internal InboundJob Inbound;
-        internal OrderedQueue? Queue;
-        internal volatile ElementState State;
+        internal bool Ok;
 
         internal bool IsOutbound => Outbound.Keypair is not null;
 

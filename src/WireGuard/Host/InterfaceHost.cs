@@ -19,9 +19,11 @@ public interface IDatagramRouter
 
 /// <summary>
 /// Runs a <see cref="Device"/> over real I/O: a thread reads the TUN device and sends, a thread receives
-/// from the UDP socket, and a timer thread ticks the protocol's timers. The two data threads move batches:
-/// the TUN thread gathers what one read (a TSO super-packet, or what was queued) sealed into one sendmmsg with
-/// GSO; the UDP thread writes what one recvmmsg decrypted to the TUN device coalesced (GRO).
+/// from the UDP socket, and a timer thread ticks the protocol's timers. The data path moves batches: what one
+/// TUN read gave (a TSO super-packet, or what was queued) leaves sealed as one sendmmsg with GSO, and what one
+/// recvmmsg gave is written to the TUN device coalesced (GRO). With crypto workers the batch travels whole
+/// through the <see cref="CryptoPipeline"/>, and the worker that finishes it sends or writes it the same way.
+/// A thread batches while it holds a batch of its own (the reading threads always, a worker while it drains).
 /// </summary>
 public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
 {
@@ -36,14 +38,10 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     private Thread? _udpThread;
     private Thread? _tunThread;
     private Thread? _timerThread;
-    private volatile ThreadOwned<SendBatch>? _sends;
-    private volatile ThreadOwned<Coalescing>? _writes;
 
-    /// <summary>A batch only its thread fills: sends and writes from other threads go out at once.</summary>
-    private sealed record ThreadOwned<T>(int ThreadId, T Batch)
-    {
-        public bool IsMine => ThreadId == Environment.CurrentManagedThreadId;
-    }
+    // The calling thread's batches: sends and writes from a thread without one go out at once.
+    [ThreadStatic] private static SendBatch? t_sends;
+    [ThreadStatic] private static Coalescing? t_writes;
 
     /// <param name="cryptoWorkers">Threads that encrypt and decrypt (0: the reading threads do it themselves).</param>
     public InterfaceHost(TunDevice tun, int listenPort, ILogger? logger = null, DeviceOptions? options = null, int cryptoWorkers = 0)
@@ -139,7 +137,7 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
 
     public void WriteTunnel(ReadOnlySpan<byte> packet)
     {
-        if (_writes is { IsMine: true, Batch: var writes })
+        if (t_writes is { } writes)
         {
             if (writes.Add(packet)) return;
             writes.Flush(_tun);
@@ -151,13 +149,27 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     private void Transmit(ReadOnlySpan<byte> datagram, NetEndpoint destination)
     {
         var udp = _udp;
-        if (_sends is { IsMine: true, Batch: var sends })
+        if (t_sends is { } sends)
         {
             if (sends.Add(datagram, destination, udp.Segmentation)) return;
             udp.Send(sends);
             if (sends.Add(datagram, destination, udp.Segmentation)) return;
         }
         udp.Send(datagram, destination);
+    }
+
+    /// <summary>A crypto worker ends a run of finished packets: they leave as one sendmmsg and one coalesced write.</summary>
+    public void EndBatch()
+    {
+        if (t_sends is { Count: > 0 } sends) SendBatch(sends);
+        if (t_writes is { Count: > 0 } writes) FlushWrites(writes);
+    }
+
+    /// <summary>A crypto worker starts a run of finished packets: its thread gets batches of its own (once).</summary>
+    public void BeginBatch()
+    {
+        t_sends ??= new SendBatch();
+        if (_tun.TakesFrames) t_writes ??= new Coalescing();
     }
 
     public void Dispose()
@@ -179,27 +191,11 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     private void TunLoop()
     {
         var packets = new PacketBatch();
-        var sends = new SendBatch();
-        _sends = new ThreadOwned<SendBatch>(Environment.CurrentManagedThreadId, sends);
+        var sends = t_sends = new SendBatch();
         while (!_stopping.IsCancellationRequested)
         {
             var count = _tun.Read(packets, 500);
-            // What is queued already joins this batch; the first empty read ends it.
-            for (var reads = 1; count > 0; reads++)
-            {
-                for (var i = 0; i < count; i++)
-                {
-                    try
-                    {
-                        Send(packets[i]);
-                    }
-                    catch (Exception ex)
-                    {
-                        Failures.Record(IoThread.Tun, ex);
-                    }
-                }
-                count = reads < MaxReadsPerBatch ? _tun.Read(packets, 0) : 0;
-            }
+            if (count > 0) SendRead(packets, count, ref count);
             if (sends.Count > 0) SendBatch(sends);
             if (count < 0)
             {
@@ -210,6 +206,28 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
                 }
                 return;
             }
+        }
+    }
+
+    /// <summary>What one read gave, and what is queued already (the first empty read ends it): one batch.</summary>
+    private void SendRead(PacketBatch packets, int first, ref int count)
+    {
+        using var batch = _pipeline?.OpenBatch();
+        count = first;
+        for (var reads = 1; count > 0; reads++)
+        {
+            for (var i = 0; i < count; i++)
+            {
+                try
+                {
+                    Send(packets[i]);
+                }
+                catch (Exception ex)
+                {
+                    Failures.Record(IoThread.Tun, ex);
+                }
+            }
+            count = reads < MaxReadsPerBatch ? _tun.Read(packets, 0) : 0;
         }
     }
 
@@ -241,36 +259,42 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     private void UdpLoop(UdpBinding udp)
     {
         var batch = new ReceiveBatch();
-        Coalescing? writes = null;
-        if (_tun.TakesFrames)
-        {
-            writes = new Coalescing();
-            _writes = new ThreadOwned<Coalescing>(Environment.CurrentManagedThreadId, writes);
-        }
+        var writes = t_writes = _tun.TakesFrames ? new Coalescing() : null;
         while (!_stopping.IsCancellationRequested)
         {
             var count = udp.Receive(batch, 500);
             if (count < 0) return;
-            for (var i = 0; i < count; i++)
-            {
-                try
-                {
-                    Receive(batch.Datagram(i), batch.Source(i));
-                }
-                catch (Exception ex)
-                {
-                    Failures.Record(IoThread.Udp, ex);
-                }
-            }
-            if (writes is not { Count: > 0 }) continue;
+            ReceiveRead(batch, count);
+            if (writes is { Count: > 0 }) FlushWrites(writes);
+        }
+    }
+
+    /// <summary>What one recvmmsg gave: one batch.</summary>
+    private void ReceiveRead(ReceiveBatch batch, int count)
+    {
+        using var scope = _pipeline?.OpenBatch();
+        for (var i = 0; i < count; i++)
+        {
             try
             {
-                writes.Flush(_tun);
+                Receive(batch.Datagram(i), batch.Source(i));
             }
             catch (Exception ex)
             {
                 Failures.Record(IoThread.Udp, ex);
             }
+        }
+    }
+
+    private void FlushWrites(Coalescing writes)
+    {
+        try
+        {
+            writes.Flush(_tun);
+        }
+        catch (Exception ex)
+        {
+            Failures.Record(IoThread.Udp, ex);
         }
     }
 

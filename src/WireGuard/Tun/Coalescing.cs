@@ -72,6 +72,19 @@ public sealed class Coalescing
     /// <summary>Hands each packet, merged or not, to <paramref name="write"/> as a frame: virtio_net_hdr, then the packet.</summary>
     public void Flush(IFrameWriter writer)
     {
+        try
+        {
+            WriteAll(writer);
+        }
+        finally
+        {
+            // A failed write loses this batch, never writes it twice.
+            _count = 0;
+        }
+    }
+
+    private void WriteAll(IFrameWriter writer)
+    {
         for (var i = 0; i < _count; i++)
         {
             ref var item = ref _items[i];
@@ -90,7 +103,6 @@ public sealed class Coalescing
             }
             writer.Write(frame);
         }
-        _count = 0;
     }
 
     private Span<byte> Packet(int index) => _buffers[index].AsSpan(VirtioNetHeader.Size, _items[index].Length);
