@@ -8,13 +8,25 @@ using Mesh.WireGuard.Routing;
 
 // In-process figures for the WireGuard data path and handshake, each next to the raw primitive it is built
 // on, measured in this run: per core, no I/O; and the responder's handshakes on one thread against all cores.
-var seconds = args.Length > 0 ? double.Parse(args[0], CultureInfo.InvariantCulture) : 2;
+// "aead SECONDS" prints only the data path's seal and open rates (Gbit/s, one thread), for scripts/bench-wireguard.
+var aeadOnly = args.Length > 0 && args[0] == "aead";
+var seconds = args.Length > (aeadOnly ? 1 : 0) ? double.Parse(args[aeadOnly ? 1 : 0], CultureInfo.InvariantCulture) : 2;
 const int PacketSize = 1420;
 
 var key = new byte[32];
 Random.Shared.NextBytes(key);
 var plaintext = new byte[PacketSize];
 var sealedPacket = new byte[PacketSize + 16];
+if (aeadOnly)
+{
+    using var aead = new TransportAead(key);
+    var sealRate = Measure(() => aead.Seal(1, plaintext, sealedPacket)) * PacketSize * 8 / 1e9;
+    aead.Seal(1, plaintext, sealedPacket);
+    var openBack = new byte[PacketSize];
+    var openRate = Measure(() => aead.Open(1, sealedPacket, openBack)) * PacketSize * 8 / 1e9;
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{sealRate:F2} {openRate:F2} {TransportCipher.Description}"));
+    return 0;
+}
 
 Console.WriteLine($"WireGuard microbenchmarks: {PacketSize}-byte packets, one thread, {seconds} s per figure");
 var back = new byte[PacketSize];
