@@ -60,9 +60,12 @@ internal sealed class PathHarness : IDisposable
     /// Runs NAT discovery to its end: the host has <paramref name="local"/>, and the STUN servers see it as
     /// <paramref name="mappedFirst"/> and <paramref name="mappedSecond"/> (two ports: a NAT that maps by destination).
     /// </summary>
-    public void Discover(NetEndpoint local, NetEndpoint mappedFirst, NetEndpoint mappedSecond)
+    public void Discover(NetEndpoint local, NetEndpoint mappedFirst, NetEndpoint mappedSecond) => Discover([local], mappedFirst, mappedSecond);
+
+    /// <summary>The same for a host with several addresses (one port).</summary>
+    public void Discover(NetEndpoint[] locals, NetEndpoint mappedFirst, NetEndpoint mappedSecond)
     {
-        Engine.NetworkChanged([local.Address], local.Port);
+        Engine.NetworkChanged(locals.Select(l => l.Address), locals[0].Port);
         Engine.SetStunServers(StunFirst, StunSecond);
         var response = new byte[StunMessage.MaxResponseSize];
         for (var step = 0; Engine.LastNetcheck is null; step++)

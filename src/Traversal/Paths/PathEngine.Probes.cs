@@ -73,10 +73,7 @@ public sealed partial class PathEngine
             path = new PathState(key, pending.Technique == Technique.None ? TechniqueOf(peer, key) : pending.Technique);
             peer.Paths[key] = path;
         }
-        path.LastPong = now;
-        path.FirstUnanswered = null;
-        path.Unanswered = 0;
-        path.Latency = latency;
+        path.Answered(now, latency);
         if (pending.User) _pingReplies[transaction] = new PingReply(PathKind.Direct, from, null, latency);
         Reselect(peer, now);
     }
@@ -109,12 +106,7 @@ public sealed partial class PathEngine
         var transaction = NewTransaction();
         var length = _probes.WritePing(_scratch, peer.Key, transaction);
         _pending[transaction] = new PendingPing(peer, key, technique, null, now, user);
-        if (peer.Paths.TryGetValue(key, out var path))
-        {
-            path.LastPingSent = now;
-            path.FirstUnanswered ??= now;
-            path.Unanswered++;
-        }
+        if (peer.Paths.TryGetValue(key, out var path)) path.Pinged(now);
         _output.SendUdp(key.Socket, _scratch.AsSpan(0, length), key.Remote);
         return transaction;
     }
@@ -164,6 +156,7 @@ public sealed partial class PathEngine
             {
                 SendPing(peer, best.Key, best.Technique, now, user: false);
             }
+            if (peer.IsActive(now, Options.ActiveWindow)) RecheckOtherPaths(peer, best, now);
         }
         else if (peer.NextProbe is { } due && now >= due)
         {
@@ -193,6 +186,23 @@ public sealed partial class PathEngine
         UpdateRoute(peer, now);
     }
 
+    /// <summary>
+    /// While traffic flows, the paths not chosen stay measured (a ping every <see cref="PathOptions.ProbeInterval"/>)
+    /// and every candidate is tried again each <see cref="PathOptions.UpgradeInterval"/>: a path that became better
+    /// (a LAN that came back, a lossy uplink) is taken without waiting for the chosen one to die.
+    /// </summary>
+    private void RecheckOtherPaths(PeerPaths peer, PathState best, TimeSpan now)
+    {
+        foreach (var path in peer.Paths.Values)
+        {
+            if (path == best || path.LastPingSent is { } sent && now - sent < Options.ProbeInterval) continue;
+            SendPing(peer, path.Key, path.Technique, now, user: false);
+        }
+        if (now - (peer.LastUpgradeRound ?? peer.DirectSince ?? now) < Options.UpgradeInterval) return;
+        peer.LastUpgradeRound = now;
+        SendProbeRound(peer, now);
+    }
+
     /// <summary>A chosen path whose pings have gone unanswered for <see cref="PathOptions.DeadAfter"/> is dropped; probing starts again.</summary>
     private void DropDeadPath(PeerPaths peer, TimeSpan now)
     {
@@ -220,18 +230,21 @@ public sealed partial class PathEngine
         foreach (var key in stale) peer.Paths.Remove(key);
     }
 
-    /// <summary>The lowest-latency path with a recent pong; a new one must be clearly better to replace the current choice.</summary>
+    /// <summary>
+    /// The cheapest path with a recent pong (<see cref="PathState.Cost"/>: latency, and loss counted as delay); a new
+    /// one must cost a quarter less to replace the current choice, so two near-equal paths do not take turns.
+    /// </summary>
     private void Reselect(PeerPaths peer, TimeSpan now)
     {
         PathState? choice = null;
         foreach (var path in peer.Paths.Values)
         {
             if (path.LastPong is not { } pong || now - pong >= Options.TrustWindow) continue;
-            if (choice is null || path.Latency < choice.Latency || (path.Latency == choice.Latency && path.Key.Socket < choice.Key.Socket)) choice = path;
+            if (choice is null || path.Cost < choice.Cost || (path.Cost == choice.Cost && path.Key.Socket < choice.Key.Socket)) choice = path;
         }
         var current = peer.Best;
         if (current is not null && current.LastPong is { } currentPong && now - currentPong < Options.TrustWindow
-            && choice is not null && choice != current && choice.Latency.Ticks * 4 > current.Latency.Ticks * 3)
+            && choice is not null && choice != current && choice.Cost * 4 > current.Cost * 3)
         {
             choice = current;
         }

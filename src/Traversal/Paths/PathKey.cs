@@ -34,8 +34,15 @@ public static class TechniqueNames
     };
 }
 
+/// <summary>One direct path to a peer, measured: its latency (smoothed over pongs) and the share of its pings lost.</summary>
 internal sealed class PathState(PathKey key, Technique technique)
 {
+    /// <summary>Pings counted for the loss estimate; past this many both counts halve, so recent pings weigh most.</summary>
+    private const int LossWindow = 16;
+
+    private int _pings;
+    private int _pongs;
+
     public PathKey Key { get; } = key;
     public Technique Technique { get; } = technique;
     public TimeSpan? LastPingSent { get; set; }
@@ -44,5 +51,33 @@ internal sealed class PathState(PathKey key, Technique technique)
     /// <summary>The first ping since the latest pong: how long the path has gone unanswered.</summary>
     public TimeSpan? FirstUnanswered { get; set; }
     public int Unanswered { get; set; }
-    public TimeSpan Latency { get; set; }
+    public TimeSpan Latency { get; private set; }
+
+    /// <summary>The share of recent pings that went unanswered (0 to 1).</summary>
+    public double Loss => _pings == 0 ? 0 : Math.Clamp(1 - (double)_pongs / _pings, 0, 1);
+
+    /// <summary>
+    /// What the path costs, lower being better: its latency, with loss counted as delay (a path that loses a third
+    /// of its pings costs as much as one twice as slow that loses none), as magicsock's betterAddr ranks by latency.
+    /// </summary>
+    public double Cost => (Latency.TotalMilliseconds + 0.01) * (1 + 3 * Loss);
+
+    public void Pinged(TimeSpan now)
+    {
+        LastPingSent = now;
+        FirstUnanswered ??= now;
+        Unanswered++;
+        if (++_pings <= LossWindow) return;
+        _pings /= 2;
+        _pongs /= 2;
+    }
+
+    public void Answered(TimeSpan now, TimeSpan latency)
+    {
+        Latency = LastPong is null ? latency : (Latency * 3 + latency) / 4;
+        LastPong = now;
+        FirstUnanswered = null;
+        Unanswered = 0;
+        _pongs++;
+    }
 }

@@ -38,6 +38,9 @@ internal sealed class PeerPaths(PublicKey key, NetEndpoint synthetic)
 
     public TimeSpan? LastConnectRequest { get; set; }
 
+    /// <summary>When every candidate was last pinged while a direct path was in use.</summary>
+    public TimeSpan? LastUpgradeRound { get; set; }
+
     /// <summary>When the peer last asked us (through the coordinator) to connect.</summary>
     public TimeSpan? LastNotice { get; set; }
 
