@@ -176,13 +176,14 @@ public sealed class CoordinatorHost : IAsyncDisposable
         {
             throw new IOException($"cannot listen for STUN on UDP {options.StunPort} and {options.StunPort + 1}: {ex.Message}", ex);
         }
-        SyncHub? hub = null;
+        // The hub first: the relay serves only the members of the map the hub keeps.
+        var hub = new SyncHub(hubId, new ClusterMeshPort(grains), TimeProvider.System, loggers.CreateLogger("sync"));
         RelayHost? relay = null;
         if (options.RelayPort >= 0)
         {
             try
             {
-                relay = new RelayHost(new RelayServer(identity.Key, key => hub!.IsMember(key)), LocalAddress(options.PublicHost), options.RelayPort, SystemClock.Instance, loggers.CreateLogger("relay"));
+                relay = new RelayHost(new RelayServer(identity.Key, hub.IsMember), LocalAddress(options.PublicHost), options.RelayPort, SystemClock.Instance, loggers.CreateLogger("relay"));
             }
             catch (System.Net.Sockets.SocketException ex)
             {
@@ -190,7 +191,6 @@ public sealed class CoordinatorHost : IAsyncDisposable
                 throw new IOException($"cannot listen for the relay on UDP {options.RelayPort}: {ex.Message}", ex);
             }
         }
-        hub = new SyncHub(hubId, new ClusterMeshPort(grains), TimeProvider.System, loggers.CreateLogger("sync"));
         var stunPort = stun.Ports[0];
         var stunHost = options.PublicHost ?? (options.Listen.Address.Equals(IPAddress.Any) || options.Listen.Address.Equals(IPAddress.IPv6Any) ? "*" : options.Listen.Address.ToString());
         IReadOnlyList<string> publicStun = [$"{stunHost}:{stunPort}", $"{stunHost}:{stun.Ports[1]}"];

@@ -15,7 +15,10 @@ namespace Mesh.Traversal.Paths;
 /// datagrams and ticks, and it acts through <see cref="IPathOutput"/>. The WireGuard device sends every
 /// peer's packets to that peer's synthetic endpoint; <see cref="TrySend"/> turns it into the route of the
 /// moment, so a path change never touches the WireGuard session and loses nothing.
-/// State changes happen under one lock; the data path reads immutable route snapshots without it.
+/// State changes happen under one lock (the gate), except what the data path records as packets pass, each a
+/// single volatile write: a peer's last send time and the relay it was last heard through. The data path reads
+/// immutable snapshots without the gate (a peer's route, the relay tables, the peer indexes). Under the gate the
+/// engine calls only its output, which takes no lock of the mesh node's (see MeshNode for the lock order).
 /// </summary>
 public sealed partial class PathEngine
 {

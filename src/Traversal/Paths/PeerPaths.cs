@@ -28,7 +28,8 @@ internal sealed class PeerPaths(PublicKey key, NetEndpoint synthetic)
     public Dictionary<PathKey, PathState> Paths { get; } = new();
     public PathState? Best { get; set; }
     public TimeSpan? DirectSince { get; set; }
-    public string? LastRelayHeard { get; set; }
+    /// <summary>The relay the peer was last heard through: the data path writes it too, without the gate (a single reference write).</summary>
+    public volatile string? LastRelayHeard;
     public TimeSpan? RelayLatency { get; set; }
     public TimeSpan? LastRelayPing { get; set; }
 
