@@ -127,6 +127,29 @@ public sealed class LostMessageTests
         Assert.Equal([4UL], Serials(session));
     }
 
+    /// <summary>
+    /// One-way messages can overtake each other: a delta that arrives before the one it follows must not move the
+    /// hub's serial past the missing one (no attach would bring it then); it starts an attach that brings both in order.
+    /// </summary>
+    [Fact]
+    public async Task ADeltaThatOvertakesTheOneBeforeItLosesNeither()
+    {
+        var (hub, session, mesh) = await OpenAsync();
+        Serials(session);
+        mesh.Since.Add(Delta(2, "second"));
+        mesh.Since.Add(Delta(3, "third"));
+        hub.Publish(Delta(3, "third"));
+        var serials = new List<ulong>();
+        await Eventually.HoldsAsync(() =>
+        {
+            serials.AddRange(Serials(session));
+            return serials.Count >= 2;
+        }, TimeSpan.FromSeconds(10), "the attach brings the missing delta and the one that overtook it");
+        hub.Publish(Delta(2, "second"));
+        serials.AddRange(Serials(session));
+        Assert.Equal([2UL, 3UL], serials);
+    }
+
     [Fact]
     public async Task AHubBehindThePublishersMapGivesItsStreamsTheMapAndTheDeltasSince()
     {

@@ -227,31 +227,54 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         foreach (var session in all) session.Close(reason);
     }
 
+    /// <summary>
+    /// A delta from the publisher. Serials are consecutive, and one-way messages can arrive out of order: a delta
+    /// past a gap is not applied (the hub's serial would pass the missing one, which no attach would then bring),
+    /// but starts an attach at once, which brings every delta after the hub's serial in order. A delta is queued to
+    /// the streams under the lock that advanced the serial: two deltas applied on two threads (or one and an
+    /// attach's repair) must reach each stream in serial order, or the agent drops the one that comes second.
+    /// </summary>
     public void Publish(byte[] message)
     {
         var delta = SyncResponse.Parser.ParseFrom(message).Delta;
         var handle = new SyncResponse();
         ServiceDefinitions.Remember(handle, message);
-        List<SyncSession> sessions;
         List<SyncSession>? removed = null;
         lock (_lock)
         {
             if (delta.Serial <= _serial) return;
+            if (_serial != 0 && delta.Serial != _serial + 1)
+            {
+                _ = CatchUpAsync(delta.Serial);
+                return;
+            }
             _serial = delta.Serial;
             ApplyPeers(delta);
-            sessions = new List<SyncSession>(_sessions.Count);
             foreach (var session in _sessions.Values)
             {
                 if (session.Early is { } early) early.Add((delta.Serial, handle));
-                else sessions.Add(session);
+                else session.Enqueue(handle);
             }
             foreach (var id in delta.PeersRemoved)
             {
                 if (_sessions.TryGetValue((long)id, out var leaving) && leaving.Early is null) (removed ??= new()).Add(leaving);
             }
         }
-        foreach (var session in sessions) session.Enqueue(handle);
         if (removed is not null) foreach (var session in removed) EndRemoved(session);
+    }
+
+    /// <summary>Attaches again to take the deltas a gap before <paramref name="serial"/> left out.</summary>
+    private async Task CatchUpAsync(ulong serial)
+    {
+        try
+        {
+            await Task.Yield();
+            await AttachOnceAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            logger.LogWarning("Delta {Serial} came before one it follows, and catching up failed: {Message}; the next attach will", serial, ex.Message);
+        }
     }
 
     public void Connect(long nodeId, byte[] message)
