@@ -21,13 +21,20 @@ internal sealed class RecordingOutput : IPathOutput
     public readonly List<Sent> Sent = new();
     public readonly List<Endpoints> Published = new();
     public readonly List<PublicKey> ConnectRequests = new();
+    public readonly HashSet<int> OpenSockets = new();
+    public readonly List<(string Relay, byte[] Frame)> StreamFrames = new();
     private int _nextSocket = 1;
 
     public void SendUdp(int socket, ReadOnlySpan<byte> datagram, NetEndpoint to, int ttl = 0) => Sent.Add(new Sent(socket, datagram.ToArray(), to, ttl));
-    public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame) { }
+    public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame) => StreamFrames.Add((relayId, frame.ToArray()));
     public void DeliverWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint from) { }
-    public int OpenSocket() => _nextSocket++;
-    public void CloseSocket(int socket) { }
+    public int OpenSocket()
+    {
+        OpenSockets.Add(_nextSocket);
+        return _nextSocket++;
+    }
+
+    public void CloseSocket(int socket) => OpenSockets.Remove(socket);
     public void PublishEndpoints(Endpoints endpoints) => Published.Add(endpoints);
     public void RequestConnect(PublicKey peer) => ConnectRequests.Add(peer);
 

@@ -1,0 +1,109 @@
+using Google.Protobuf;
+using Mesh.Protos.V1;
+using Mesh.Traversal.Paths;
+using Mesh.Traversal.Relay;
+using Mesh.WireGuard.Core;
+using Mesh.WireGuard.Keys;
+
+namespace Mesh.Traversal.Tests;
+
+/// <summary>
+/// The path engine's relay sessions on a manual clock, against the production relay server: the session comes up
+/// over UDP, a peer without a direct path is reached through it, and without UDP it runs over the relay's stream.
+/// </summary>
+public sealed class RelaySessionTests : IDisposable
+{
+    private static readonly NetEndpoint Local = NetEndpoint.Parse("198.51.100.7:41641");
+    private static readonly NetEndpoint RelayUdp = NetEndpoint.Parse("203.0.113.1:3480");
+
+    private readonly PrivateKey _relayKey = PrivateKey.Generate();
+    private readonly PrivateKey _peer = PrivateKey.Generate();
+    private readonly RelayServer _server;
+    private readonly List<(byte[] Frame, NetEndpoint To)> _fromRelay = new();
+
+    private sealed class Frames(List<(byte[] Frame, NetEndpoint To)> into) : IRelayOutput
+    {
+        public void Send(ReadOnlySpan<byte> frame, NetEndpoint to) => into.Add((frame.ToArray(), to));
+    }
+
+    public RelaySessionTests() => _server = new RelayServer(_relayKey, _ => true);
+
+    public void Dispose()
+    {
+        _relayKey.Dispose();
+        _peer.Dispose();
+    }
+
+    private Protos.V1.Relay Relay(bool tcp) => new()
+    {
+        Id = "coordinator",
+        UdpAddress = RelayUdp.ToString(),
+        TcpUrl = tcp ? "/relay" : "",
+        NodeKey = ByteString.CopyFrom(_relayKey.PublicKey.Span),
+    };
+
+    /// <summary>Ticks the engine for a while, carrying its UDP frames to the relay server and the server's answers back.</summary>
+    private List<Sent> Run(PathHarness node, TimeSpan duration)
+    {
+        var toRelay = new List<Sent>();
+        for (var elapsed = TimeSpan.Zero; elapsed < duration; elapsed += TimeSpan.FromMilliseconds(10))
+        {
+            node.Engine.Tick();
+            foreach (var sent in node.Output.Take())
+            {
+                if (sent.To != RelayUdp) continue;
+                toRelay.Add(sent);
+                _server.Receive(sent.Bytes, Local, node.Clock.Now, new Frames(_fromRelay));
+            }
+            foreach (var (frame, to) in _fromRelay.ToList())
+            {
+                if (to == Local) node.Engine.OnDatagram(0, frame, RelayUdp);
+            }
+            _fromRelay.Clear();
+            node.Clock.Advance(TimeSpan.FromMilliseconds(10));
+        }
+        return toRelay;
+    }
+
+    [Fact]
+    public void TheSessionComesUpAndCarriesAPeerThatHasNoDirectPath()
+    {
+        using var node = new PathHarness();
+        node.Discover(Local, Local, Local);
+        node.Engine.SetRelays([Relay(tcp: false)]);
+        var synthetic = node.Engine.UpsertPeer(_peer.PublicKey, new Endpoints { NatMapping = NatMapping.EndpointDependent }, online: true);
+        Run(node, TimeSpan.FromSeconds(1));
+        Assert.Equal("coordinator", node.Engine.HomeRelay);
+        Assert.Equal(1, _server.Clients);
+
+        var transport = new byte[64];
+        transport[0] = 4;
+        Assert.True(node.Engine.TrySend(transport, synthetic));
+        var sent = node.Output.Take().Single(s => s.To == RelayUdp);
+        Assert.Equal(RelayFrameType.Send, RelayFrame.TypeOf(sent.Bytes));
+        Assert.Equal(_peer.PublicKey.Span.ToArray(), RelayFrame.NodeKey(sent.Bytes).ToArray());
+        Assert.Equal(transport, RelayFrame.Payload(sent.Bytes).ToArray());
+        Assert.Equal(PathKind.Relay, node.Engine.StatusOf(_peer.PublicKey)!.Path);
+    }
+
+    [Fact]
+    public void WithoutUdpTheSessionRunsOverTheRelaysStream()
+    {
+        using var node = new PathHarness();
+        node.Engine.NetworkChanged([Local.Address], Local.Port);
+        node.Engine.SetStunServers(PathHarness.StunFirst, PathHarness.StunSecond);
+        // STUN never answers: NAT discovery ends by its deadline with UDP blocked.
+        for (var step = 0; node.Engine.LastNetcheck is null; step++)
+        {
+            Assert.True(step < 2000, "NAT discovery never ended");
+            node.Engine.Tick();
+            node.Clock.Advance(TimeSpan.FromMilliseconds(10));
+        }
+        Assert.True(node.Engine.LastNetcheck!.Value.Report.Verdict.UdpBlocked);
+        node.Output.Take();
+        node.Engine.SetRelays([Relay(tcp: true)]);
+        var toRelayOverUdp = Run(node, TimeSpan.FromSeconds(1));
+        Assert.Empty(toRelayOverUdp);
+        Assert.Contains(node.Output.StreamFrames, f => f.Relay == "coordinator" && RelayFrame.TypeOf(f.Frame) == RelayFrameType.Hello);
+    }
+}
