@@ -66,8 +66,7 @@ using (var nsecKey = NSec.Cryptography.Key.Import(NSec.Cryptography.AeadAlgorith
         sealedPacket[^1] ^= 1;
         Report("raw ChaCha20-Poly1305 forged open refused (libcrypto EVP)", Measure(() => OpenSslAead.Open(key, nonce, sealedPacket, back)), 0);
     }
-    Report("raw ChaCha20-Poly1305 seal (libsodium, direct)", Measure(() => Sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(ref sealedPacket[0], ref sealedPacket[PacketSize], 0,
-        in plaintext[0], PacketSize, in nonce[0], 0, 0, in nonce[0], in key[0])), PacketSize);
+    Report("raw ChaCha20-Poly1305 seal (libsodium, direct)", Measure(() => Sodium.Seal(key, nonce, plaintext, sealedPacket)), PacketSize);
     Report("raw ChaCha20-Poly1305 open (libsodium, direct)", Measure(() => Sodium.crypto_aead_chacha20poly1305_ietf_decrypt_detached(ref back[0], 0, in sealedPacket[0], PacketSize,
         in sealedPacket[PacketSize], in nonce[0], 0, in nonce[0], in key[0])), PacketSize);
 }

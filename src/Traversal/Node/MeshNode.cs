@@ -94,6 +94,12 @@ public sealed class MeshNode
                 {
                     if (!View.Apply(message)) return;
                     change = View.LastChange;
+                    // A delta that names no other STUN server or relay needs no lookup: the last ones stand.
+                    if (!change.Full && NamesResolved())
+                    {
+                        SyncPeers(change);
+                        return;
+                    }
                     names = NamesToResolve();
                 }
                 var resolved = new Dictionary<string, NetEndpoint?>(StringComparer.Ordinal);
@@ -121,7 +127,25 @@ public sealed class MeshNode
         return names;
     }
 
-    /// <summary>A name the last message's lookups resolved; a peer's own relay address is taken only as a literal "ip:port".</summary>
+    /// <summary>Whether the map names exactly the STUN servers and relays the last lookups resolved. The caller holds the view's lock.</summary>
+    private bool NamesResolved()
+    {
+        var count = 0;
+        foreach (var stun in View.StunServers)
+        {
+            if (!_resolved.ContainsKey(stun)) return false;
+            count++;
+        }
+        foreach (var relay in View.Relays)
+        {
+            if (relay.UdpAddress.Length == 0) continue;
+            if (!_resolved.ContainsKey(relay.UdpAddress)) return false;
+            count++;
+        }
+        return count == _resolved.Count;
+    }
+
+    /// <summary>A name the last lookups resolved; a peer's own relay address is taken only as a literal "ip:port".</summary>
     private NetEndpoint? Resolved(string hostAndPort)
     {
         if (_resolved.TryGetValue(hostAndPort, out var endpoint)) return endpoint;

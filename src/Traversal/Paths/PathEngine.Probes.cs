@@ -152,11 +152,11 @@ public sealed partial class PathEngine
         {
             // Once the path is unconfirmed, pings come four times as often: a lossy path is told from a dead one sooner.
             var interval = now.Ticks < Volatile.Read(ref peer.ConfirmedUntilTicks) ? Options.HeartbeatInterval : Options.HeartbeatInterval / 4;
-            if (peer.IsActive(now, Options.ActiveWindow) && (best.LastPingSent is not { } sent || now - sent >= interval))
+            if (peer.IsActive(now, Options.ActiveWindow))
             {
-                SendPing(peer, best.Key, best.Technique, now, user: false);
+                if (best.LastPingSent is not { } sent || now - sent >= interval) SendPing(peer, best.Key, best.Technique, now, user: false);
+                RecheckOtherPaths(peer, best, now);
             }
-            if (peer.IsActive(now, Options.ActiveWindow)) RecheckOtherPaths(peer, best, now);
         }
         else if (peer.NextProbe is { } due && now >= due)
         {

@@ -79,11 +79,7 @@ public sealed class TransportAead : IDisposable
         Span<byte> nonce = stackalloc byte[Aead.NonceSize];
         Aead.WriteNonce(nonce, counter);
         if (TransportCipher.OpenSsl) return OpenSslAead.Seal(_key, nonce, plaintext, ciphertextAndTag) && !_disposed;
-        var output = ciphertextAndTag[..(plaintext.Length + Aead.TagSize)];
-        // No associated data: the nonce stands in as a valid pointer that libsodium reads zero bytes from.
-        Sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(
-            ref MemoryMarshal.GetReference(output), ref output[plaintext.Length], 0,
-            in MemoryMarshal.GetReference(plaintext), (ulong)plaintext.Length, in nonce[0], 0, 0, in nonce[0], in _key[0]);
+        Sodium.Seal(_key, nonce, plaintext, ciphertextAndTag);
         return !_disposed;
     }
 

@@ -51,6 +51,16 @@ internal static class Sodium
     public static extern int crypto_aead_chacha20poly1305_ietf_encrypt_detached(
         ref byte c, ref byte mac, nint maclen, in byte m, ulong mlen, in byte ad, ulong adlen, nint nsec, in byte npub, in byte k);
 
+    /// <summary>Seals without associated data: plaintext.Length + 16 bytes into <paramref name="output"/> (in place when both start at the same byte).</summary>
+    public static void Seal(ReadOnlySpan<byte> key, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> plaintext, Span<byte> output)
+    {
+        output = output[..(plaintext.Length + Aead.TagSize)];
+        // No associated data and maybe no plaintext: the nonce stands in as a valid pointer libsodium reads zero bytes from.
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(ref MemoryMarshal.GetReference(output), ref output[plaintext.Length], 0,
+            in plaintext.IsEmpty ? ref MemoryMarshal.GetReference(nonce) : ref MemoryMarshal.GetReference(plaintext), (ulong)plaintext.Length,
+            in nonce[0], 0, 0, in nonce[0], in key[0]);
+    }
+
     /// <summary>0 when the tag verified, -1 otherwise (the plaintext is then not written).</summary>
     [DllImport(Library)]
     public static extern int crypto_aead_chacha20poly1305_ietf_decrypt_detached(

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 
 namespace Mesh.WireGuard.Crypto;
 
@@ -55,8 +54,7 @@ public static class TransportCipher
         var actual = new byte[PacketSize + Aead.TagSize];
         var opened = new byte[PacketSize];
         Sodium.EnsureInitialized();
-        Sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(ref expected[0], ref expected[PacketSize], 0,
-            in plaintext[0], PacketSize, in nonce[0], 0, 0, in nonce[0], in key[0]);
+        Sodium.Seal(key, nonce, plaintext, expected);
         if (!OpenSslAead.Seal(key, nonce, plaintext, actual) || !actual.AsSpan().SequenceEqual(expected)) return false;
         if (!OpenSslAead.Open(key, nonce, actual, opened) || !opened.AsSpan().SequenceEqual(plaintext)) return false;
         actual[^1] ^= 1;
@@ -77,11 +75,7 @@ public static class TransportCipher
             for (var i = 0; i < PacketsPerRound; i++) OpenSslAead.Seal(key, nonce, packet.AsSpan(0, PacketSize), packet);
             openssl = Min(openssl, clock.Elapsed);
             clock.Restart();
-            for (var i = 0; i < PacketsPerRound; i++)
-            {
-                Sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(ref MemoryMarshal.GetReference(packet.AsSpan()), ref packet[PacketSize], 0,
-                    in packet[0], PacketSize, in nonce[0], 0, 0, in nonce[0], in key[0]);
-            }
+            for (var i = 0; i < PacketsPerRound; i++) Sodium.Seal(key, nonce, packet.AsSpan(0, PacketSize), packet);
             sodium = Min(sodium, clock.Elapsed);
         }
         return (Rate(openssl), Rate(sodium));

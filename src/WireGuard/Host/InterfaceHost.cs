@@ -195,7 +195,7 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
         while (!_stopping.IsCancellationRequested)
         {
             var count = _tun.Read(packets, 500);
-            if (count > 0) SendRead(packets, count, ref count);
+            if (count > 0) count = SendRead(packets, count);
             if (sends.Count > 0) SendBatch(sends);
             if (count < 0)
             {
@@ -209,11 +209,10 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
         }
     }
 
-    /// <summary>What one read gave, and what is queued already (the first empty read ends it): one batch.</summary>
-    private void SendRead(PacketBatch packets, int first, ref int count)
+    /// <summary>What one read gave, and what is queued already (the first empty read ends it): one batch. Returns the last read's count.</summary>
+    private int SendRead(PacketBatch packets, int count)
     {
         using var batch = _pipeline?.OpenBatch();
-        count = first;
         for (var reads = 1; count > 0; reads++)
         {
             for (var i = 0; i < count; i++)
@@ -229,6 +228,7 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
             }
             count = reads < MaxReadsPerBatch ? _tun.Read(packets, 0) : 0;
         }
+        return count;
     }
 
     private void SendBatch(SendBatch sends)
