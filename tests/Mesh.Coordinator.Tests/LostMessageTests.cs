@@ -15,62 +15,10 @@ namespace Mesh.Coordinator.Tests;
 /// </summary>
 public sealed class LostMessageTests
 {
-    /// <summary>The publisher's side as a hub sees it, with the end-of-session message never sent.</summary>
-    private sealed class Mesh(NodeRecord node) : IMeshPort
-    {
-        public bool NodeInMap = true;
-
-        /// <summary>The deltas the publisher made since its map (serial 1), which the next attach returns.</summary>
-        public readonly List<byte[]> Since = new();
-
-        public Task<Result<NodeRecord>> AuthenticateAsync(string sessionToken) => Task.FromResult<Result<NodeRecord>>(node);
-
-        /// <summary>The serial of the publisher's full map.</summary>
-        public ulong MapSerial = 1;
-
-        public Task<SessionStart> AttachAsync(string hubId, IHubLink link, Relay? relay, IReadOnlyList<OpenStream> streams) =>
-            Task.FromResult(new SessionStart(Map(), Since.ToList(), MapSerial + (ulong)Since.Count));
-
-        /// <summary>What happens at the publisher while it opens the session (a peer's connect request, say).</summary>
-        public Action? WhileOpening;
-
-        public Task<Result<SessionStart>> OpenSessionAsync(string hubId, NodeRecord record, byte[] endpoints, ulong lastSerial)
-        {
-            WhileOpening?.Invoke();
-            return Task.FromResult<Result<SessionStart>>(new SessionStart(Map(), [], 1));
-        }
-
-        public void UpdateEndpoints(long nodeId, string hubId, byte[] endpoints) { }
-
-        public void CloseSession(long nodeId, string hubId, DateTime now) { }
-
-        public Task<bool> RequestConnectionAsync(long fromNodeId, byte[] peerKey) => Task.FromResult(false);
-
-        private byte[] Map()
-        {
-            var map = new NetMap { Serial = MapSerial };
-            if (NodeInMap) map.Peers.Add(new Peer { NodeId = (ulong)node.Id, NodeKey = ByteString.CopyFrom(node.NodeKey), Name = node.Name });
-            return new SyncResponse { Full = map }.ToByteArray();
-        }
-    }
-
-    private static async Task<(SyncHub Hub, SyncSession Session, Mesh Mesh)> OpenAsync(Action<SyncHub>? whileOpening = null)
-    {
-        using var key = PrivateKey.Generate();
-        var node = new NodeRecord { Id = 7, NodeKey = key.PublicKey.Span.ToArray(), Name = "n", Ipv4 = "100.64.0.7", Ipv6 = "fd00::7", State = NodeState.Approved };
-        var mesh = new Mesh(node);
-        var hub = new SyncHub("hub", mesh, TimeProvider.System, NullLogger.Instance);
-        if (whileOpening is not null) mesh.WhileOpening = () => whileOpening(hub);
-        await hub.AttachAsync();
-        var session = (await hub.OpenAsync("token", key.PublicKey, new SyncHello(), ["192.0.2.1:3478"])).Value!;
-        Assert.Null(session.CloseReason);
-        return (hub, session, mesh);
-    }
-
     [Fact]
     public async Task ADeltaThatRemovesTheNodeEndsItsStream()
     {
-        var (hub, session, _) = await OpenAsync();
+        var (hub, session, _) = await FakeMeshPort.OpenAsync();
         hub.Publish(new SyncResponse { Delta = new NetMapDelta { Serial = 2, PeersRemoved = { 7 } } }.ToByteArray());
         Assert.Equal(Failure.Unauthenticated, session.CloseReason?.Kind);
         Assert.Equal(0, hub.Count);
@@ -84,7 +32,7 @@ public sealed class LostMessageTests
     public async Task AConnectNoticeThatRacesTheStreamsStartFollowsTheFullMap()
     {
         var notice = new SyncResponse { Connect = new ConnectNotice { PeerKey = ByteString.CopyFrom(new byte[32]) } };
-        var (_, session, _) = await OpenAsync(hub => hub.Connect(7, notice.ToByteArray()));
+        var (_, session, _) = await FakeMeshPort.OpenAsync(hub => hub.Connect(7, notice.ToByteArray()));
         var kinds = Drain(session).Select(m => SyncResponse.Parser.ParseFrom(Transport.ServiceDefinitions.WireBytes(m)).KindCase).ToList();
         Assert.Equal([SyncResponse.KindOneofCase.Full, SyncResponse.KindOneofCase.Connect], kinds);
     }
@@ -114,7 +62,7 @@ public sealed class LostMessageTests
     [Fact]
     public async Task TheNextAttachBringsTheStreamsTheDeltasTheHubMissed()
     {
-        var (hub, session, mesh) = await OpenAsync();
+        var (hub, session, mesh) = await FakeMeshPort.OpenAsync();
         Serials(session);
         mesh.Since.Add(Delta(2, "delivered"));
         mesh.Since.Add(Delta(3, "lost"));
@@ -134,7 +82,7 @@ public sealed class LostMessageTests
     [Fact]
     public async Task ADeltaThatOvertakesTheOneBeforeItLosesNeither()
     {
-        var (hub, session, mesh) = await OpenAsync();
+        var (hub, session, mesh) = await FakeMeshPort.OpenAsync();
         Serials(session);
         mesh.Since.Add(Delta(2, "second"));
         mesh.Since.Add(Delta(3, "third"));
@@ -153,21 +101,82 @@ public sealed class LostMessageTests
     [Fact]
     public async Task AHubBehindThePublishersMapGivesItsStreamsTheMapAndTheDeltasSince()
     {
-        var (hub, session, mesh) = await OpenAsync();
+        var (hub, session, mesh) = await FakeMeshPort.OpenAsync();
         Serials(session);
         hub.Publish(Delta(2, "seen"));
         Serials(session);
         // The publisher moved (a new activation): its map (serial 1 here) is not one this hub's serial follows.
+        mesh.Epoch = 2;
         mesh.MapSerial = 10;
         mesh.Since.Add(Delta(11, "after the move"));
         await hub.AttachAsync();
         Assert.Equal([10UL, 11UL], Serials(session));
     }
 
+    /// <summary>
+    /// A replica whose clock is behind took the publisher over: its serials are lower than the hub's. The hub takes
+    /// its map for a fresh start and follows its deltas, rather than dropping them all as already seen.
+    /// </summary>
+    [Fact]
+    public async Task APublisherWhoseSerialsAreLowerThanTheHubsStillReachesItsStreams()
+    {
+        var (hub, session, mesh) = await FakeMeshPort.OpenAsync();
+        hub.Publish(Delta(2, "before the move"));
+        hub.Publish(Delta(3, "before the move"));
+        Serials(session);
+        mesh.Epoch = 2;
+        mesh.MapSerial = 1;
+        await hub.AttachAsync();
+        hub.Publish(Delta(2, "the new publisher's first"));
+        Assert.Equal([1UL, 2UL], Serials(session));
+    }
+
+    /// <summary>An attach whose map is older than a delta the hub already applied leaves that delta's peers members (of the relay).</summary>
+    [Fact]
+    public async Task AnAttachBehindTheHubKeepsThePeersOfItsNewerDeltas()
+    {
+        var (hub, _, _) = await FakeMeshPort.OpenAsync();
+        hub.Publish(Delta(2, "joined after the publisher's map"));
+        var joined = new PublicKey(new byte[32]);
+        Assert.True(hub.IsMember(joined));
+        await hub.AttachAsync();
+        Assert.True(hub.IsMember(joined));
+    }
+
+    /// <summary>A stream that is still starting when the hub catches up takes the deltas the catch-up brought: the hub's serial moves past them.</summary>
+    [Fact]
+    public async Task AStreamThatStartsWhileTheHubCatchesUpGetsTheDeltasItMissed()
+    {
+        FakeMeshPort? publisher = null;
+        var (_, session, _) = await FakeMeshPort.OpenAsync(hub =>
+        {
+            publisher!.Since.Add(Delta(2, "caught up"));
+            publisher.Since.Add(Delta(3, "caught up"));
+            hub.AttachAsync().GetAwaiter().GetResult();
+        }, mesh => publisher = mesh);
+        Assert.Equal([1UL, 2UL, 3UL], Serials(session));
+    }
+
+    /// <summary>An attach asked for while one is under way may wait for something after that one's map: it gets one more attach, not a share of the first.</summary>
+    [Fact]
+    public async Task AnAttachAskedForDuringAnotherOneIsMadeAfterIt()
+    {
+        var (hub, session, mesh) = await FakeMeshPort.OpenAsync();
+        Serials(session);
+        mesh.AttachGate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var first = hub.AttachAsync();
+        mesh.Since.Add(Delta(2, "after the first attach's map"));
+        var second = hub.AttachAsync();
+        mesh.AttachGate.SetResult();
+        mesh.AttachGate = null;
+        await Task.WhenAll(first, second);
+        Assert.Equal([2UL], Serials(session));
+    }
+
     [Fact]
     public async Task TheNextAttachEndsTheStreamOfANodeTheMapNoLongerHolds()
     {
-        var (hub, session, mesh) = await OpenAsync();
+        var (hub, session, mesh) = await FakeMeshPort.OpenAsync();
         mesh.NodeInMap = false;
         await hub.AttachAsync();
         Assert.Equal(Failure.Unauthenticated, session.CloseReason?.Kind);

@@ -23,6 +23,7 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
             output.WriteLine(agent.TryStatus(out var status) ? $"{agent.Name}: {status}" : $"{agent.Name}: no status");
             output.WriteLine($"{agent.Name}'s last log lines:\n{agent.Log.Last(30)}");
         }
+        foreach (var log in world.CoordinatorLogs(40)) output.WriteLine(log);
     }
 
     /// <summary>

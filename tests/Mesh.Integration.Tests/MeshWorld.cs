@@ -24,6 +24,7 @@ public sealed class MeshWorld : IDisposable
     public const string CoordinatorAddress = "203.0.113.1";
     private readonly string[] _dataDirs;
     private readonly Process?[] _coordinators;
+    private readonly OutputTail?[] _coordinatorLogs;
     private readonly bool _coordinatorRelay;
     private readonly PostgresServer? _postgres;
     private int _sites;
@@ -33,6 +34,7 @@ public sealed class MeshWorld : IDisposable
         _coordinatorRelay = coordinatorRelay;
         _dataDirs = new string[replicas];
         _coordinators = new Process?[replicas];
+        _coordinatorLogs = new OutputTail?[replicas];
         try
         {
             Internet = Lab.Namespace("i");
@@ -92,6 +94,7 @@ public sealed class MeshWorld : IDisposable
         File.Delete(Path.Combine(dataDir, "server.url"));
         var (process, log) = Lab.StartDaemon(Internet, null, [.. args]);
         _coordinators[replica] = process;
+        _coordinatorLogs[replica] = log;
         Wait.Until(() => File.Exists(Path.Combine(dataDir, "server.url")) || process.HasExited, TimeSpan.FromSeconds(60), $"coordinator {replica} starts");
         if (process.HasExited)
         {
@@ -99,6 +102,10 @@ public sealed class MeshWorld : IDisposable
             throw new InvalidOperationException($"mesh-coordinator {replica} exited: {log}");
         }
     }
+
+    /// <summary>The last lines each coordinator (replica) wrote, for a failing test's output.</summary>
+    public IEnumerable<string> CoordinatorLogs(int lines) =>
+        _coordinatorLogs.Select((log, replica) => log is null ? $"coordinator {replica}: not started" : $"coordinator {replica}'s last log lines:\n{log.Last(lines)}");
 
     /// <summary>Kills a coordinator (replica) outright, as a crash or a power cut would.</summary>
     public void KillCoordinator(int replica = 0)

@@ -24,8 +24,9 @@ public sealed class CoordinatorService(IRegistrar registry, Challenges challenge
 
     /// <summary>
     /// What one stream may send: endpoint updates (an agent sends a few when its network changes) and connect
-    /// requests (one per peer it starts talking to), each a burst and then a steady rate. Beyond that they are
-    /// dropped and counted: a member cannot make the mesh chase addresses it names as fast as it likes.
+    /// requests (one per peer it starts talking to), each a burst and then a steady rate. Beyond that, connect
+    /// requests are dropped and endpoint updates held (the latest applied when the rate allows), and both are counted:
+    /// a member cannot make the mesh chase addresses it names as fast as it likes.
     /// </summary>
     public const int EndpointBurst = 20;
     public const double EndpointsPerSecond = 1;
@@ -35,7 +36,7 @@ public sealed class CoordinatorService(IRegistrar registry, Challenges challenge
     private long _throttled;
     private long _droppedCandidates;
 
-    /// <summary>Endpoint updates and connect requests dropped for going over their stream's rate.</summary>
+    /// <summary>Endpoint updates held and connect requests dropped for going over their stream's rate.</summary>
     public long Throttled => Interlocked.Read(ref _throttled);
 
     /// <summary>STUN and port-mapping candidates dropped for not carrying the address their stream came from.</summary>
@@ -136,7 +137,7 @@ public sealed class CoordinatorService(IRegistrar registry, Challenges challenge
     /// <summary>Applies what the agent sends; a bad message ends the stream with INVALID_ARGUMENT.</summary>
     private async Task<RpcException?> ReadLoopAsync(IAsyncStreamReader<SyncRequest> requests, SyncSession session, IPAddress? source, CancellationTokenSource stop)
     {
-        var endpointUpdates = new Traversal.TokenBucket(EndpointBurst, EndpointsPerSecond);
+        using var endpointUpdates = new ThrottledEndpoints(hub, session, time, EndpointBurst, EndpointsPerSecond);
         var connectRequests = new Traversal.TokenBucket(ConnectBurst, ConnectsPerSecond);
         try
         {
@@ -146,8 +147,7 @@ public sealed class CoordinatorService(IRegistrar registry, Challenges challenge
                 {
                     case SyncRequest.KindOneofCase.Endpoints:
                         Screen(request.Endpoints, source);
-                        if (endpointUpdates.TryTake(Now)) hub.UpdateEndpoints(session, request.Endpoints);
-                        else Interlocked.Increment(ref _throttled);
+                        if (!endpointUpdates.Offer(request.Endpoints)) Interlocked.Increment(ref _throttled);
                         break;
                     case SyncRequest.KindOneofCase.Connect:
                         if (request.Connect.PeerKey.Length != 32) throw Invalid("connect.peer_key must be 32 bytes.");

@@ -22,9 +22,14 @@ public interface IHubLink
     void EndSession(long nodeId, Problem reason);
 }
 
-/// <summary>How a new sync stream starts: the full map (when the agent cannot resume), then the deltas after it, up to <paramref name="Serial"/>.</summary>
+/// <summary>
+/// How a new sync stream starts: the full map (when the agent cannot resume), then the deltas after it, up to
+/// <paramref name="Serial"/>, numbered in the serials of the publisher <paramref name="Epoch"/> names (the first
+/// serial of its activation): serials of another activation do not follow these, and may even be lower (a replica
+/// whose clock is behind took the publisher over).
+/// </summary>
 [GenerateSerializer, Immutable]
-public sealed record SessionStart([property: Id(0)] byte[]? FullMap, [property: Id(1)] IReadOnlyList<byte[]> Deltas, [property: Id(2)] ulong Serial);
+public sealed record SessionStart([property: Id(0)] byte[]? FullMap, [property: Id(1)] IReadOnlyList<byte[]> Deltas, [property: Id(2)] ulong Serial, [property: Id(3)] ulong Epoch);
 
 /// <summary>A node as presence sees it: where its stream is, and what it last said of its reachability.</summary>
 [GenerateSerializer, Immutable]
@@ -71,9 +76,13 @@ public sealed class NetmapPublisher
         }
         // Serials continue above any earlier run's: a reconnecting agent's old serial can't match a new change.
         _serial = (ulong)time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
+        Epoch = _serial;
     }
 
     public ulong Serial => _serial;
+
+    /// <summary>This publisher's first serial, which names its serials apart from another activation's.</summary>
+    public ulong Epoch { get; }
 
     public int OnlineCount => _peers.Values.Count(p => p.Hub is not null);
 
@@ -138,9 +147,9 @@ public sealed class NetmapPublisher
         peer.Endpoints = Endpoints.Parser.ParseFrom(endpoints);
         if (wasOffline) _presence.NodeOnline(node.Id);
         Changed(peer);
-        if (MissedDeltas(lastSerial) is { } missed) return new SessionStart(null, missed, _serial);
+        if (MissedDeltas(lastSerial) is { } missed) return new SessionStart(null, missed, _serial, Epoch);
         var (map, serial) = FullMap();
-        return new SessionStart(map, MissedDeltas(serial) ?? [], _serial);
+        return new SessionStart(map, MissedDeltas(serial) ?? [], _serial, Epoch);
     }
 
     public void UpdateEndpoints(long nodeId, string hubId, byte[] endpoints)
@@ -226,7 +235,7 @@ public sealed class NetmapPublisher
     public SessionStart CurrentMap()
     {
         var (map, serial) = FullMap();
-        return new SessionStart(map, MissedDeltas(serial) ?? [], _serial);
+        return new SessionStart(map, MissedDeltas(serial) ?? [], _serial, Epoch);
     }
 
     private PeerState? Upsert(NodeRecord node)

@@ -42,7 +42,9 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     private readonly Dictionary<string, SyncResponse> _fullMaps = new(StringComparer.Ordinal);
     private byte[]? _fullMapSource;
     private ulong _serial;
+    private ulong _epoch;
     private Task? _attaching;
+    private bool _attachAgain;
 
     public string HubId { get; } = hubId;
 
@@ -61,11 +63,60 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     /// Tells the publisher this hub is here (again), with its relay and open streams, and takes the current map.
     /// Deltas come as one-way messages, which a publisher that moves or a hub it detached for a moment can lose:
     /// whatever this hub's streams missed reaches them here, from what the attach returned (the deltas after the
-    /// hub's serial, or the full map when those are gone). A stream that was open before the attach and whose node
-    /// the map no longer holds (expired, deleted, revoked while the message to end it was lost) ends here:
-    /// revocations and presence rest on the map, not on a message.
+    /// hub's serial, or the full map when those are gone or the publisher is another activation than the one the hub
+    /// followed). A stream that was open before the attach and whose node the map no longer holds (expired, deleted,
+    /// revoked while the message to end it was lost) ends here: revocations and presence rest on the map, not on a
+    /// message. Calls that overlap share attaches: one in flight, and one more after it for those that came during it
+    /// (what they wait for may have happened after the first one's map).
     /// </summary>
-    public async Task AttachAsync()
+    public Task AttachAsync()
+    {
+        TaskCompletionSource done;
+        lock (_lock)
+        {
+            if (_attaching is { } underWay)
+            {
+                _attachAgain = true;
+                return underWay;
+            }
+            done = new TaskCompletionSource();
+            _attaching = done.Task;
+        }
+        _ = AttachUntilCurrentAsync(done);
+        return done.Task;
+    }
+
+    private async Task AttachUntilCurrentAsync(TaskCompletionSource done)
+    {
+        try
+        {
+            while (true)
+            {
+                await AttachNowAsync().ConfigureAwait(false);
+                lock (_lock)
+                {
+                    if (!_attachAgain)
+                    {
+                        _attaching = null;
+                        break;
+                    }
+                    _attachAgain = false;
+                }
+            }
+            done.SetResult();
+        }
+        catch (Exception ex)
+        {
+            lock (_lock)
+            {
+                _attaching = null;
+                _attachAgain = false;
+            }
+            done.SetException(ex);
+        }
+    }
+
+    private async Task AttachNowAsync()
     {
         List<OpenStream> streams;
         List<SyncSession> opened;
@@ -79,18 +130,25 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         List<SyncSession> gone;
         lock (_lock)
         {
-            _peersByKey.Clear();
-            _peersById.Clear();
-            foreach (var peer in full.Peers) AddPeer(peer);
+            var otherPublisher = start.Epoch != _epoch;
+            // A delta applied while this attach was under way leaves the hub ahead of the attach's map: its peers stand.
+            var takePeers = otherPublisher || start.Serial >= _serial;
+            if (takePeers)
+            {
+                _peersByKey.Clear();
+                _peersById.Clear();
+                foreach (var peer in full.Peers) AddPeer(peer);
+            }
             // The shared map may be a few changes old: the deltas since bring the peers up to date.
             var deltas = new List<(ulong Serial, byte[] Bytes)>(start.Deltas.Count);
             foreach (var bytes in start.Deltas)
             {
                 var delta = SyncResponse.Parser.ParseFrom(bytes).Delta;
-                ApplyPeers(delta);
+                if (takePeers) ApplyPeers(delta);
                 deltas.Add((delta.Serial, bytes));
             }
-            if (_serial < start.Serial) Repair(start.FullMap!, full.Serial, deltas, start.Serial);
+            if (otherPublisher || _serial < start.Serial) Repair(start.FullMap!, full.Serial, deltas, start.Serial, fromMap: otherPublisher || _serial < full.Serial);
+            _epoch = start.Epoch;
             gone = opened.Where(s => !_peersById.ContainsKey(s.NodeId)).ToList();
         }
         foreach (var session in gone) EndRemoved(session);
@@ -98,24 +156,28 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
 
     /// <summary>
     /// The hub is behind the publisher: its open streams get the deltas after the hub's serial, or the full map and
-    /// every delta since when the hub is behind the map itself (agents take a full map as a fresh start, and drop
-    /// any delta they have). The caller holds the lock.
+    /// every delta since when the hub is behind the map itself or followed another publisher (agents take a full map
+    /// as a fresh start, and drop any delta they have). A stream still starting takes them among its early messages,
+    /// where its start's serial sorts out which it needs. The caller holds the lock.
     /// </summary>
-    private void Repair(byte[] fullMap, ulong mapSerial, List<(ulong Serial, byte[] Bytes)> deltas, ulong serial)
+    private void Repair(byte[] fullMap, ulong mapSerial, List<(ulong Serial, byte[] Bytes)> deltas, ulong serial, bool fromMap)
     {
-        var fromMap = _serial < mapSerial;
-        var missed = new List<SyncResponse>();
+        var missed = new List<(ulong Serial, SyncResponse Handle)>();
         foreach (var (deltaSerial, bytes) in deltas)
         {
-            if (fromMap || deltaSerial > _serial) missed.Add(Handle(bytes));
+            if (fromMap || deltaSerial > _serial) missed.Add((deltaSerial, Handle(bytes)));
         }
         foreach (var session in _sessions.Values)
         {
-            if (session.Early is not null) continue;
+            if (session.Early is { } early)
+            {
+                early.AddRange(missed);
+                continue;
+            }
             if (fromMap) session.Enqueue(FullMap(fullMap, session.StunServers));
-            foreach (var handle in missed) session.Enqueue(handle);
+            foreach (var (_, handle) in missed) session.Enqueue(handle);
         }
-        if (_sessions.Count > 0 && _serial > 0) logger.LogInformation("Caught {Count} streams up from serial {From} to {To}", _sessions.Count, _serial, serial);
+        if (_sessions.Count > 0 && _serial > 0) logger.LogInformation("Caught {Count} streams up from serial {From} to {To}{Map}", _sessions.Count, _serial, serial, fromMap ? " with the full map" : "");
         _serial = serial;
     }
 
@@ -125,24 +187,6 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         if (!Forget(session)) return;
         logger.LogInformation("Ending the sync stream of {Name}: it is no longer in the mesh", session.Node.Name);
         session.Close(Problem.Unauthenticated("The node is no longer in the mesh (expired, deleted or revoked); register again."));
-    }
-
-    /// <summary>One attach for every stream that found the hub detached at once (a failover brings them in a storm).</summary>
-    private Task AttachOnceAsync()
-    {
-        lock (_lock) return _attaching ??= AttachThenForgetAsync();
-    }
-
-    private async Task AttachThenForgetAsync()
-    {
-        try
-        {
-            await AttachAsync().ConfigureAwait(false);
-        }
-        finally
-        {
-            lock (_lock) _attaching = null;
-        }
     }
 
     /// <summary>Whether the key belongs to a peer of the mesh: this replica's relay serves only those.</summary>
@@ -172,7 +216,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         {
             // The publisher moved (its replica died) and has not heard from this hub since: attach now rather
             // than at the next round, so agents failing over from that replica are taken at once.
-            await AttachOnceAsync().ConfigureAwait(false);
+            await AttachAsync().ConfigureAwait(false);
             start = await mesh.OpenSessionAsync(HubId, session.Node, endpoints, hello.LastSerial).ConfigureAwait(false);
         }
         if (!start.Ok)
@@ -269,7 +313,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         try
         {
             await Task.Yield();
-            await AttachOnceAsync().ConfigureAwait(false);
+            await AttachAsync().ConfigureAwait(false);
         }
         catch (Exception ex)
         {
