@@ -125,8 +125,10 @@ public sealed class CoordinatorHost : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         configureLogging?.Invoke(builder.Logging);
-        // Orleans tells of every step it takes at Information; what an operator needs from it is a warning.
+        // Orleans tells of every step it takes at Information, and so does the Polly pipeline it places grains
+        // through (each attempt); what an operator needs from either is a warning.
         builder.Logging.AddFilter("Orleans", LogLevel.Warning);
+        builder.Logging.AddFilter("Polly", LogLevel.Warning);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             GrpcEndpoints.Configure(kestrel);
