@@ -297,15 +297,43 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         Connect(a, b);
         var target = a.MeshAddress;
         // The laptop leaves one home network for another: new address, new NAT, new public address.
-        var moved = $"192.168.{elsewhere.Index}.50";
-        _world.Lab.Exec(a.Namespace, "ip", "link", "del", a.Device);
-        _world.Lab.LinkToBridge(a.Namespace, $"{moved}/24", elsewhere.Router, "lan");
-        _world.Lab.Exec(a.Namespace, "ip", "route", "add", "default", "via", $"192.168.{elsewhere.Index}.1");
-        a.Underlay = moved;
+        var moved = MoveTo(a, elsewhere);
         var recovered = Wait.Until(() => b.Ping(target, "0.2"), TimeSpan.FromSeconds(10), "b reaches a at its new address", TimeSpan.Zero);
         output.WriteLine($"underlay moved to {moved}: b reaches a again after {recovered.TotalMilliseconds:0} ms (goal: 3 s); path {b.PathTo("a")}");
         var direct = TryWait(() => a.PathTo("b") == "direct" && b.PathTo("a") == "direct", TimeSpan.FromSeconds(20));
         output.WriteLine(direct is { } took ? $"direct again after {took.TotalMilliseconds:0} ms" : $"not direct again within 20 s: {a.Peer("b")?.GetProperty("reason")}");
+    }
+
+    /// <summary>The agent's link goes down and it comes up on another site's LAN, as a laptop does that leaves home Wi-Fi for a phone's hotspot.</summary>
+    private string MoveTo(MeshAgentProcess agent, Site site)
+    {
+        var moved = $"192.168.{site.Index}.50";
+        _world.Lab.Exec(agent.Namespace, "ip", "link", "del", agent.Device);
+        _world.Lab.LinkToBridge(agent.Namespace, $"{moved}/24", site.Router, "lan");
+        _world.Lab.Exec(agent.Namespace, "ip", "route", "add", "default", "via", $"192.168.{site.Index}.1");
+        agent.Underlay = moved;
+        return moved;
+    }
+
+    /// <summary>
+    /// The first guide's roaming case on real NATs: a laptop behind a home NAT talks to a public server, then moves
+    /// to a port-randomizing network (LTE, CGNAT). Its pings to the server must be answered again soon after the move.
+    /// </summary>
+    [Fact]
+    public void ALaptopThatMovesToARandomizingNetworkIsAnsweredAgainSoon()
+    {
+        var server = _world.AddPublicAgent("s");
+        var laptop = _world.AddAgent(_world.AddSite("ha", Nat.PortKeeping, inputFirewall: true), "a");
+        var lte = _world.AddSite("hl", Nat.Randomizing, inputFirewall: true);
+        Connect(laptop, server);
+        var target = server.MeshAddress;
+        Assert.True(laptop.Ping(target));
+        MoveTo(laptop, lte);
+        var answered = Wait.Until(() => laptop.Ping(target, "0.2"), TimeSpan.FromSeconds(10), "the laptop's pings are answered again", TimeSpan.Zero);
+        output.WriteLine($"moved to the randomizing network: answered again after {answered.TotalMilliseconds:0} ms (goal: 1 s); path {laptop.PathTo("s")}");
+        var direct = TryWait(() => laptop.PathTo("s") == "direct" && server.PathTo("a") == "direct", TimeSpan.FromSeconds(20));
+        output.WriteLine(direct is { } took ? $"direct again after {took.TotalMilliseconds:0} ms" : $"not direct again within 20 s: {laptop.Peer("s")?.GetProperty("reason")}");
+        Assert.NotNull(direct);
     }
 
     [Fact]

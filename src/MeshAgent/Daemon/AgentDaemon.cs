@@ -27,8 +27,11 @@ namespace Mesh.Agent.Daemon;
 /// </summary>
 public sealed class AgentDaemon : IAsyncDisposable
 {
-    /// <summary>Address changes come as netlink events; polling this often catches any that do not.</summary>
+    /// <summary>Links, addresses and routes change as netlink events; polling this often catches any that do not come.</summary>
     private static readonly TimeSpan NetworkPoll = TimeSpan.FromSeconds(1);
+
+    /// <summary>How often peers' routes and the relay offer are brought in step, unless a network event comes first.</summary>
+    private static readonly TimeSpan WatchInterval = TimeSpan.FromMilliseconds(200);
 
     private readonly ILogger _logger;
     private readonly InterfaceHost _host;
@@ -41,6 +44,10 @@ public sealed class AgentDaemon : IAsyncDisposable
     private readonly List<Task> _loops = new();
     private WebApplication? _api;
     private volatile bool _networkChanged = true;
+
+    /// <summary>Wakes the watch loop when a netlink event comes, so a move is acted on at once rather than at its next round.</summary>
+    private readonly SemaphoreSlim _networkEvent = new(0, 1);
+    private NetlinkRouteEvents? _netlink;
 
     private AgentDaemon(AgentOptions options, PrivateKey key, InterfaceHost host, HttpConnector connector, ILoggerFactory loggers)
     {
@@ -138,7 +145,7 @@ public sealed class AgentDaemon : IAsyncDisposable
             _logger.LogInformation("{Interface} is up as {Name}: {Addresses}, MTU {Mtu}", Options.InterfaceName, registration.Name, string.Join(", ", registration.Addresses), _host.Device.Mtu);
         };
         _host.Start();
-        NetworkChange.NetworkAddressChanged += OnNetworkChanged;
+        _netlink = NetlinkRouteEvents.Open(OnNetworkChanged, _logger);
         await StartApiAsync(loggers).ConfigureAwait(false);
         _loops.Add(Task.Factory.StartNew(TickLoop, TaskCreationOptions.LongRunning));
         _loops.Add(WatchLoopAsync());
@@ -146,7 +153,14 @@ public sealed class AgentDaemon : IAsyncDisposable
         _loops.Add(_upnp.RunAsync(_stopping.Token));
     }
 
-    private void OnNetworkChanged(object? sender, EventArgs e) => _networkChanged = true;
+    private void OnNetworkChanged()
+    {
+        _networkChanged = true;
+        lock (_networkEvent)
+        {
+            if (_networkEvent.CurrentCount == 0) _networkEvent.Release();
+        }
+    }
 
     /// <summary>The engine's and device's timers, at the engine's pace (often during a hard-NAT search).</summary>
     private void TickLoop()
@@ -214,7 +228,7 @@ public sealed class AgentDaemon : IAsyncDisposable
             }
             try
             {
-                await Task.Delay(200, _stopping.Token).ConfigureAwait(false);
+                await _networkEvent.WaitAsync(WatchInterval, _stopping.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
@@ -280,7 +294,7 @@ public sealed class AgentDaemon : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        NetworkChange.NetworkAddressChanged -= OnNetworkChanged;
+        _netlink?.Dispose();
         await _stopping.CancelAsync().ConfigureAwait(false);
         try
         {
@@ -301,5 +315,6 @@ public sealed class AgentDaemon : IAsyncDisposable
         _io.Dispose();
         Control.Dispose();
         _host.Dispose();
+        _networkEvent.Dispose();
     }
 }
