@@ -304,12 +304,19 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         output.WriteLine(direct is { } took ? $"direct again after {took.TotalMilliseconds:0} ms" : $"not direct again within 20 s: {a.Peer("b")?.GetProperty("reason")}");
     }
 
-    /// <summary>The agent's link goes down and it comes up on another site's LAN, as a laptop does that leaves home Wi-Fi for a phone's hotspot.</summary>
+    /// <summary>
+    /// The agent's link goes down and it comes up on another site's LAN, as a laptop does that leaves home Wi-Fi for a
+    /// phone's hotspot: the new link first carries frames (both ends up, the bridge forwarding), then gets its address
+    /// and default route at once, as a DHCP lease gives them. The move is timed from the lease.
+    /// </summary>
     private string MoveTo(MeshAgentProcess agent, Site site)
     {
         var moved = $"192.168.{site.Index}.50";
         _world.Lab.Exec(agent.Namespace, "ip", "link", "del", agent.Device);
-        _world.Lab.LinkToBridge(agent.Namespace, $"{moved}/24", site.Router, "lan");
+        var (device, port) = _world.Lab.LinkToBridge(agent.Namespace, null, site.Router, "lan");
+        Wait.Until(() => _world.Lab.Exec(agent.Namespace, "cat", $"/sys/class/net/{device}/carrier").Trim() == "1"
+            && _world.Lab.Exec(site.Router, "bridge", "link", "show", "dev", port).Contains("state forwarding"), TimeSpan.FromSeconds(10), "the new link carries frames");
+        _world.Lab.Exec(agent.Namespace, "ip", "addr", "add", $"{moved}/24", "dev", device);
         _world.Lab.Exec(agent.Namespace, "ip", "route", "add", "default", "via", $"192.168.{site.Index}.1");
         agent.Underlay = moved;
         return moved;

@@ -32,18 +32,21 @@ public sealed class NetworkLab : IDisposable
     public (string A, string B) Link(string nsA, string cidrA, string nsB, string cidrB) =>
         Veth(nsA, cidrA, nsB, b => Exec(nsB, "ip", "addr", "add", cidrB, "dev", b));
 
-    /// <summary>A veth pair from a namespace (with an address) into a bridge in another namespace; returns the two device names.</summary>
-    public (string A, string B) LinkToBridge(string ns, string cidr, string bridgeNs, string bridge) =>
+    /// <summary>
+    /// A veth pair from a namespace into a bridge in another namespace; returns the two device names. Without
+    /// <paramref name="cidr"/> the first end has no address yet (as a link has before DHCP gives it one).
+    /// </summary>
+    public (string A, string B) LinkToBridge(string ns, string? cidr, string bridgeNs, string bridge) =>
         Veth(ns, cidr, bridgeNs, b => Exec(bridgeNs, "ip", "link", "set", b, "master", bridge));
 
-    /// <summary>A veth pair, the first end addressed, the second set up by <paramref name="configureB"/>, both up.</summary>
-    private (string A, string B) Veth(string nsA, string cidrA, string nsB, Action<string> configureB)
+    /// <summary>A veth pair, the first end addressed (unless <paramref name="cidrA"/> is null), the second set up by <paramref name="configureB"/>, both up.</summary>
+    private (string A, string B) Veth(string nsA, string? cidrA, string nsB, Action<string> configureB)
     {
         var index = _links++;
         var a = $"v{_id}{index}a";
         var b = $"v{_id}{index}b";
         Run("ip", "link", "add", a, "netns", nsA, "type", "veth", "peer", "name", b, "netns", nsB);
-        Exec(nsA, "ip", "addr", "add", cidrA, "dev", a);
+        if (cidrA is not null) Exec(nsA, "ip", "addr", "add", cidrA, "dev", a);
         configureB(b);
         Exec(nsA, "ip", "link", "set", a, "up");
         Exec(nsB, "ip", "link", "set", b, "up");
