@@ -343,6 +343,30 @@ public sealed class MeshTraversalTests(ITestOutputHelper output) : IDisposable
         Assert.NotNull(direct);
     }
 
+    /// <summary>
+    /// A laptop on Wi-Fi and LTE at once: its Wi-Fi fades and the default route moves to LTE (a port-randomizing
+    /// network) while both links keep their addresses. No address changed, but the way out did.
+    /// </summary>
+    [Fact]
+    public void ALaptopWhoseDefaultRouteMovesToAnotherLinkIsAnsweredAgainSoon()
+    {
+        var server = _world.AddPublicAgent("s");
+        var home = _world.AddSite("ha", Nat.PortKeeping, inputFirewall: true);
+        var laptop = _world.AddAgent(home, "a");
+        var lte = _world.AddSite("hl", Nat.Randomizing, inputFirewall: true);
+        _world.Lab.LinkToBridge(laptop.Namespace, $"192.168.{lte.Index}.50/24", lte.Router, "lan");
+        Connect(laptop, server);
+        var target = server.MeshAddress;
+        Assert.True(laptop.Ping(target));
+        _world.Lab.Exec(laptop.Namespace, "ip", "route", "replace", "default", "via", $"192.168.{lte.Index}.1");
+        var answered = Wait.Until(() => laptop.Ping(target, "0.2"), TimeSpan.FromSeconds(10), "the laptop's pings are answered again", TimeSpan.Zero);
+        output.WriteLine($"default route moved to the randomizing network: answered again after {answered.TotalMilliseconds:0} ms (goal: 1 s); path {laptop.PathTo("s")}");
+        Assert.Contains("out through 192.168." + lte.Index + ".50", laptop.Log.ToString());
+        var direct = TryWait(() => laptop.PathTo("s") == "direct" && server.PathTo("a") == "direct", TimeSpan.FromSeconds(20));
+        output.WriteLine(direct is { } took ? $"direct again after {took.TotalMilliseconds:0} ms" : $"not direct again within 20 s: {laptop.Peer("s")?.GetProperty("reason")}");
+        Assert.NotNull(direct);
+    }
+
     [Fact]
     public void TunnelsOutliveTheCoordinatorAndAgentsReconnect()
     {

@@ -195,6 +195,7 @@ public sealed class AgentDaemon : IAsyncDisposable
     {
         var lastPoll = DateTime.MinValue;
         List<IPAddress>? addresses = null;
+        IPAddress? routeSource = null;
         while (!_stopping.IsCancellationRequested)
         {
             try
@@ -206,18 +207,21 @@ public sealed class AgentDaemon : IAsyncDisposable
                     var scan = InterfaceAddresses.Candidates(Options.InterfaceName);
                     var current = scan.Candidates;
                     ReportSkipped(scan.Skipped);
-                    Node.Engine.NetworkChanged(current, _host.ListenPort);
                     var gateway = InterfaceAddresses.DefaultGateway(Options.InterfaceName);
+                    // The way out is the default route's source address: the same addresses with another one is another network.
+                    var routeMoved = addresses is not null && gateway?.Source is { } source && routeSource is not null && !source.Equals(routeSource);
+                    Node.Engine.NetworkChanged(current, _host.ListenPort, routeMoved);
                     Node.Engine.SetGateway(gateway?.Gateway, gateway?.Source);
                     Node.SetHostNetworks(InterfaceAddresses.LocalNetworks(Options.InterfaceName), Outside(gateway?.Gateway));
                     _upnp.SetNetwork(gateway?.Gateway, gateway?.Source);
-                    if (addresses is not null && !addresses.SequenceEqual(current))
+                    if (addresses is not null && (routeMoved || !addresses.SequenceEqual(current)))
                     {
-                        _logger.LogInformation("Network changed: {Addresses}", string.Join(", ", current));
+                        _logger.LogInformation("Network changed: {Addresses}, out through {Source}", string.Join(", ", current), gateway?.Source?.ToString() ?? "no default route");
                         Control.Reconnect();
                         _io.NetworkChanged();
                     }
                     addresses = current;
+                    if (gateway?.Source is { } through) routeSource = through;
                 }
                 if (Control.Self is not null) SyncRoutes();
                 if (_relay is not null && RelayOffer() is { } offer) Node.Engine.OfferRelay(offer);

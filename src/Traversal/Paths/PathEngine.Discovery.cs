@@ -53,16 +53,18 @@ public sealed partial class PathEngine
     /// <summary>
     /// The host's addresses (never the mesh interface's own) and the port of socket 0. A change means a new
     /// network: every direct path is dropped, relay sessions restart from the new address, NAT discovery
-    /// runs again, and every peer is probed anew once the new candidates are known.
+    /// runs again, and every peer is probed anew once the new candidates are known. So does
+    /// <paramref name="routeMoved"/>: the default route left for another interface (a laptop on Wi-Fi and LTE at
+    /// once whose Wi-Fi fades), the same addresses but another way out, another NAT and another public address.
     /// </summary>
-    public void NetworkChanged(IEnumerable<IPAddress> addresses, int port)
+    public void NetworkChanged(IEnumerable<IPAddress> addresses, int port, bool routeMoved = false)
     {
         lock (_gate)
         {
             var locals = new List<NetEndpoint>();
             foreach (var address in addresses) locals.Add(new NetEndpoint(address, port));
             var first = _locals.Count == 0 && _published is null;
-            if (!first && locals.Count == _locals.Count && locals.TrueForAll(_locals.Contains)) return;
+            if (!first && !routeMoved && locals.Count == _locals.Count && locals.TrueForAll(_locals.Contains)) return;
             _locals = locals;
             var portChanged = _listenPort != port;
             _listenPort = port;
