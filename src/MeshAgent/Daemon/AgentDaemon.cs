@@ -214,7 +214,8 @@ public sealed class AgentDaemon : IAsyncDisposable
                     Node.Engine.SetGateway(gateway?.Gateway, gateway?.Source);
                     Node.SetHostNetworks(InterfaceAddresses.LocalNetworks(Options.InterfaceName), Outside(gateway?.Gateway));
                     _upnp.SetNetwork(gateway?.Gateway, gateway?.Source);
-                    if (addresses is not null && (routeMoved || !addresses.SequenceEqual(current)))
+                    if (addresses is null) _logger.LogInformation("Network: {Addresses}, out through {Source}", string.Join(", ", current), gateway?.Source?.ToString() ?? "no default route");
+                    else if (routeMoved || !addresses.SequenceEqual(current))
                     {
                         _logger.LogInformation("Network changed: {Addresses}, out through {Source}", string.Join(", ", current), gateway?.Source?.ToString() ?? "no default route");
                         Control.Reconnect();
