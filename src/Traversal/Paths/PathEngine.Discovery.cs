@@ -69,7 +69,11 @@ public sealed partial class PathEngine
             var portChanged = _listenPort != port;
             _listenPort = port;
             // A new network is a new router (even at the gateway address of the old one): map afresh.
-            if (!first || portChanged) RestartPortMap();
+            if (!first || portChanged)
+            {
+                _portMap.Restart(port, _clock.Now);
+                PublishEndpointsIfChanged();
+            }
             var now = _clock.Now;
             if (!first)
             {

@@ -211,7 +211,7 @@ public sealed partial class PathEngine
         peer.Best = null;
         peer.DirectSince = null;
         peer.LastFailure = $"the direct path to {best.Key.Remote} stopped answering";
-        _portMap?.Refresh(now);
+        _portMap.Refresh(now);
         Reselect(peer, now);
         if (peer.Best is null) StartPhase(peer, now, requestConnect: true);
     }

@@ -7,6 +7,8 @@ using Mesh.WireGuard.Crypto;
 using Mesh.WireGuard.Keys;
 using Mesh.WireGuard.Noise;
 
+using Mesh.Traversal.PortMapping;
+
 namespace Mesh.Traversal.Paths;
 
 /// <summary>
@@ -59,6 +61,7 @@ public sealed partial class PathEngine
         _output = output;
         Options = options ?? new PathOptions();
         _probes = new ProbeCodec(key, clock);
+        _portMap = new PortMapState(Options.PortMapping, entropy);
     }
 
     public PathOptions Options { get; }
@@ -114,7 +117,7 @@ public sealed partial class PathEngine
         lock (_gate)
         {
             var now = _clock.Now;
-            if (socket == 0 && _portMap is { } portMap && from == portMap.Server) OnPortMapResponse(portMap, datagram, now);
+            if (socket == 0 && _portMap.IsRouter(from)) OnPortMapResponse(datagram, now);
             else if (Stun.StunMessage.LooksLikeStun(datagram)) OnStun(datagram, now);
             else if (ProbeCodec.LooksLikeProbe(datagram)) OnProbe(datagram, socket, from, null, now);
             else Interlocked.Increment(ref _strayDatagrams);
