@@ -37,9 +37,13 @@ internal sealed class FakeMeshPort(NodeRecord node) : IMeshPort
     /// <summary>What happens at the publisher while it opens the session (a peer's connect request, say).</summary>
     public Action? WhileOpening;
 
+    /// <summary>When set, opening a session fails with it (a grain call timing out while a replica dies).</summary>
+    public Exception? OpenFails;
+
     public Task<Result<SessionStart>> OpenSessionAsync(string hubId, NodeRecord record, byte[] endpoints, ulong lastSerial)
     {
         WhileOpening?.Invoke();
+        if (OpenFails is { } failure) return Task.FromException<Result<SessionStart>>(failure);
         return Task.FromResult<Result<SessionStart>>(new SessionStart(Map(), [], MapSerial, Epoch));
     }
 

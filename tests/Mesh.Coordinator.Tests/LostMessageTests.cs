@@ -157,6 +157,29 @@ public sealed class LostMessageTests
         Assert.Equal([1UL, 2UL, 3UL], Serials(session));
     }
 
+    /// <summary>A stream whose start fails (the publisher's call times out) leaves nothing behind: no early messages piling up, nothing an attach would report open.</summary>
+    [Fact]
+    public async Task AStreamWhoseStartFailsIsForgotten()
+    {
+        var (hub, session, mesh) = await FakeMeshPort.OpenAsync();
+        mesh.OpenFails = new TimeoutException("the publisher did not answer");
+        await Assert.ThrowsAsync<TimeoutException>(() => hub.OpenAsync("token", new PublicKey(session.Node.NodeKey), new SyncHello(), ["192.0.2.1:3478"]));
+        Assert.Equal(0, hub.Count);
+    }
+
+    /// <summary>A delta of the publisher the hub followed is not in the serials of another one that started the stream: it is not sent.</summary>
+    [Fact]
+    public async Task AnEarlyDeltaOfAnotherPublisherIsNotSentAfterTheStart()
+    {
+        FakeMeshPort? publisher = null;
+        var (_, session, _) = await FakeMeshPort.OpenAsync(hub =>
+        {
+            hub.Publish(Delta(2, "the old publisher's"));
+            publisher!.Epoch = 2;
+        }, mesh => publisher = mesh);
+        Assert.Equal([1UL], Serials(session));
+    }
+
     /// <summary>An attach asked for while one is under way may wait for something after that one's map: it gets one more attach, not a share of the first.</summary>
     [Fact]
     public async Task AnAttachAskedForDuringAnotherOneIsMadeAfterIt()

@@ -38,6 +38,23 @@ public sealed class ThrottledEndpointsTests
         Assert.Equal(101, Ports(mesh)[^1]);
     }
 
+    /// <summary>A flood that never stops still gets its latest update through at the rate: the wait is not restarted by each new offer.</summary>
+    [Fact]
+    public async Task ASteadyFloodStillPassesItsLatestUpdateEverySecond()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UnixEpoch.AddYears(56));
+        var (hub, session, mesh) = await FakeMeshPort.OpenAsync(time: clock);
+        using var updates = new ThrottledEndpoints(hub, session, clock, burst: 1, perSecond: 1);
+        for (var port = 1; port <= 30; port++)
+        {
+            updates.Offer(At(port));
+            clock.Advance(TimeSpan.FromMilliseconds(100));
+        }
+        clock.Advance(TimeSpan.FromSeconds(1));
+        // One at once, then one a second from the first held one (0.1 s), each the latest at that moment, then the last.
+        Assert.Equal([1, 11, 21, 30], Ports(mesh));
+    }
+
     [Fact]
     public async Task AnUpdateHeldBehindAnotherReplacesIt()
     {

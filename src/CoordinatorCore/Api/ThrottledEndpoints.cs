@@ -14,33 +14,58 @@ internal sealed class ThrottledEndpoints(SyncHub hub, SyncSession session, TimeP
 {
     private readonly object _lock = new();
     private readonly TokenBucket _bucket = new(burst, perSecond);
+    private readonly TimeSpan _period = TimeSpan.FromSeconds(1 / perSecond);
     private Endpoints? _held;
     private ITimer? _flush;
+    private bool _armed;
+    private bool _disposed;
 
     /// <summary>Applies the update now, or holds it; false when it had to wait (the caller counts it).</summary>
     public bool Offer(Endpoints endpoints)
     {
         lock (_lock)
         {
+            if (_disposed) return false;
             if (_held is null && _bucket.TryTake(Now))
             {
                 hub.UpdateEndpoints(session, endpoints);
                 return true;
             }
             _held = endpoints;
-            var period = TimeSpan.FromSeconds(1 / perSecond);
-            _flush ??= time.CreateTimer(static state => ((ThrottledEndpoints)state!).Flush(), this, period, period);
+            if (!_armed)
+            {
+                // Armed once per held run: re-arming on every offer would keep a steady flood's update waiting forever.
+                if (_flush is null) _flush = time.CreateTimer(static state => ((ThrottledEndpoints)state!).Flush(), this, _period, _period);
+                else _flush.Change(_period, _period);
+                _armed = true;
+            }
             return false;
         }
     }
 
+    /// <summary>The timer: applies the held update when a token is whole, and sleeps when nothing is held.</summary>
     private void Flush()
     {
         lock (_lock)
         {
-            if (_held is null || !_bucket.TryTake(Now)) return;
-            hub.UpdateEndpoints(session, _held);
+            if (_disposed) return;
+            if (_held is null)
+            {
+                _flush?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                _armed = false;
+                return;
+            }
+            if (!_bucket.TryTake(Now)) return;
+            var held = _held;
             _held = null;
+            try
+            {
+                hub.UpdateEndpoints(session, held);
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException or TimeoutException)
+            {
+                // The coordinator is stopping under the stream: the update has nowhere to go.
+            }
         }
     }
 
@@ -48,6 +73,11 @@ internal sealed class ThrottledEndpoints(SyncHub hub, SyncSession session, TimeP
 
     public void Dispose()
     {
-        lock (_lock) _flush?.Dispose();
+        lock (_lock)
+        {
+            _disposed = true;
+            _held = null;
+            _flush?.Dispose();
+        }
     }
 }

@@ -43,8 +43,8 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     private byte[]? _fullMapSource;
     private ulong _serial;
     private ulong _epoch;
-    private Task? _attaching;
-    private bool _attachAgain;
+    private TaskCompletionSource? _attaching;
+    private TaskCompletionSource? _nextAttach;
 
     public string HubId { get; } = hubId;
 
@@ -71,48 +71,41 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     /// </summary>
     public Task AttachAsync()
     {
-        TaskCompletionSource done;
+        TaskCompletionSource round;
         lock (_lock)
         {
-            if (_attaching is { } underWay)
-            {
-                _attachAgain = true;
-                return underWay;
-            }
-            done = new TaskCompletionSource();
-            _attaching = done.Task;
+            if (_attaching is not null) return (_nextAttach ??= new TaskCompletionSource()).Task;
+            round = _attaching = new TaskCompletionSource();
         }
-        _ = AttachUntilCurrentAsync(done);
-        return done.Task;
+        _ = AttachRoundsAsync(round);
+        return round.Task;
     }
 
-    private async Task AttachUntilCurrentAsync(TaskCompletionSource done)
+    /// <summary>Runs attach rounds until none is asked for: each caller's round starts after its call, and ends its own task.</summary>
+    private async Task AttachRoundsAsync(TaskCompletionSource round)
     {
-        try
+        while (true)
         {
-            while (true)
+            Exception? failure = null;
+            try
             {
                 await AttachNowAsync().ConfigureAwait(false);
-                lock (_lock)
-                {
-                    if (!_attachAgain)
-                    {
-                        _attaching = null;
-                        break;
-                    }
-                    _attachAgain = false;
-                }
             }
-            done.SetResult();
-        }
-        catch (Exception ex)
-        {
+            catch (Exception ex)
+            {
+                failure = ex;
+            }
+            TaskCompletionSource? next;
             lock (_lock)
             {
-                _attaching = null;
-                _attachAgain = false;
+                next = _nextAttach;
+                _nextAttach = null;
+                _attaching = next;
             }
-            done.SetException(ex);
+            if (failure is null) round.SetResult();
+            else round.SetException(failure);
+            if (next is null) return;
+            round = next;
         }
     }
 
@@ -147,7 +140,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                 if (takePeers) ApplyPeers(delta);
                 deltas.Add((delta.Serial, bytes));
             }
-            if (otherPublisher || _serial < start.Serial) Repair(start.FullMap!, full.Serial, deltas, start.Serial, fromMap: otherPublisher || _serial < full.Serial);
+            if (otherPublisher || _serial < start.Serial) Repair(start.FullMap!, deltas, start.Serial, start.Epoch, fromMap: otherPublisher || _serial < full.Serial);
             _epoch = start.Epoch;
             gone = opened.Where(s => !_peersById.ContainsKey(s.NodeId)).ToList();
         }
@@ -160,7 +153,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     /// as a fresh start, and drop any delta they have). A stream still starting takes them among its early messages,
     /// where its start's serial sorts out which it needs. The caller holds the lock.
     /// </summary>
-    private void Repair(byte[] fullMap, ulong mapSerial, List<(ulong Serial, byte[] Bytes)> deltas, ulong serial, bool fromMap)
+    private void Repair(byte[] fullMap, List<(ulong Serial, byte[] Bytes)> deltas, ulong serial, ulong epoch, bool fromMap)
     {
         var missed = new List<(ulong Serial, SyncResponse Handle)>();
         foreach (var (deltaSerial, bytes) in deltas)
@@ -171,7 +164,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         {
             if (session.Early is { } early)
             {
-                early.AddRange(missed);
+                foreach (var (deltaSerial, handle) in missed) early.Add((epoch, deltaSerial, handle));
                 continue;
             }
             if (fromMap) session.Enqueue(FullMap(fullMap, session.StunServers));
@@ -211,13 +204,23 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             _sessions[session.NodeId] = session;
         }
         replaced?.Close(new Problem(Failure.Aborted, "Replaced by a newer stream of the same node."));
-        var start = await mesh.OpenSessionAsync(HubId, session.Node, endpoints, hello.LastSerial).ConfigureAwait(false);
-        if (start.Problem?.Kind == Failure.Detached)
+        Result<SessionStart> start;
+        try
         {
-            // The publisher moved (its replica died) and has not heard from this hub since: attach now rather
-            // than at the next round, so agents failing over from that replica are taken at once.
-            await AttachAsync().ConfigureAwait(false);
             start = await mesh.OpenSessionAsync(HubId, session.Node, endpoints, hello.LastSerial).ConfigureAwait(false);
+            if (start.Problem?.Kind == Failure.Detached)
+            {
+                // The publisher moved (its replica died) and has not heard from this hub since: attach now rather
+                // than at the next round, so agents failing over from that replica are taken at once.
+                await AttachAsync().ConfigureAwait(false);
+                start = await mesh.OpenSessionAsync(HubId, session.Node, endpoints, hello.LastSerial).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            // A stream that never started must not stay: its early messages would grow, and attaches would report it open.
+            Forget(session);
+            throw;
         }
         if (!start.Ok)
         {
@@ -228,9 +231,11 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         foreach (var delta in start.Value.Deltas) session.Enqueue(Handle(delta));
         lock (_lock)
         {
-            foreach (var (serial, message) in session.Early!)
+            // Deltas of another publisher than the start's are not in its serials: the hub's next attach to the
+            // start's publisher repairs this stream with the rest.
+            foreach (var (epoch, serial, message) in session.Early!)
             {
-                if (serial > start.Value.Serial) session.Enqueue(message);
+                if (serial > start.Value.Serial && (epoch == 0 || epoch == start.Value.Epoch)) session.Enqueue(message);
             }
             session.Early = null;
         }
@@ -286,7 +291,13 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         List<SyncSession>? removed = null;
         lock (_lock)
         {
-            if (delta.Serial <= _serial) return;
+            if (delta.Serial <= _serial)
+            {
+                // Seen, or a delta of a publisher whose serials are lower than the one this hub followed (another
+                // activation): an attach under way may have taken that publisher's map before this delta.
+                if (_attaching is not null) _nextAttach ??= new TaskCompletionSource();
+                return;
+            }
             if (_serial != 0 && delta.Serial != _serial + 1)
             {
                 _ = CatchUpAsync(delta.Serial);
@@ -296,7 +307,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             ApplyPeers(delta);
             foreach (var session in _sessions.Values)
             {
-                if (session.Early is { } early) early.Add((delta.Serial, handle));
+                if (session.Early is { } early) early.Add((_epoch, delta.Serial, handle));
                 else session.Enqueue(handle);
             }
             foreach (var id in delta.PeersRemoved)
@@ -330,7 +341,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             if (!_sessions.TryGetValue(nodeId, out session)) return;
             if (session.Early is { } early)
             {
-                early.Add((ulong.MaxValue, notice));
+                early.Add((0, ulong.MaxValue, notice));
                 return;
             }
         }

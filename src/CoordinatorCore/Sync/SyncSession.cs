@@ -40,10 +40,11 @@ public sealed class SyncSession
 
     /// <summary>
     /// Deltas and connect notices that reached the hub while the stream was starting (the hub's lock guards it);
-    /// null once started. The start may already contain the deltas, so only those after its serial are sent; a
-    /// notice is held behind the full map because an agent drops one from a peer its map does not hold yet.
+    /// null once started. The start may already contain the deltas, so only those of the start's publisher (its
+    /// epoch) after its serial are sent; a notice (epoch 0) is held behind the full map because an agent drops one
+    /// from a peer its map does not hold yet.
     /// </summary>
-    internal List<(ulong Serial, SyncResponse Message)>? Early { get; set; } = new();
+    internal List<(ulong Epoch, ulong Serial, SyncResponse Message)>? Early { get; set; } = new();
 
     /// <summary>Cancelled when the coordinator ends the stream; <see cref="CloseReason"/> says why.</summary>
     public CancellationToken Closed => _closed.Token;

@@ -208,21 +208,24 @@ public sealed class AgentDaemon : IAsyncDisposable
                     var current = scan.Candidates;
                     ReportSkipped(scan.Skipped);
                     var gateway = InterfaceAddresses.DefaultGateway(Options.InterfaceName);
-                    // The way out is the default route's source address: the same addresses with another one is another network.
-                    var routeMoved = addresses is not null && gateway?.Source is { } source && routeSource is not null && !source.Equals(routeSource);
-                    Node.Engine.NetworkChanged(current, _host.ListenPort, routeMoved);
+                    // The way out is the default route's source address: the same addresses with another one is
+                    // another network. A lease gives an address and then a route: that is two restarts, and the
+                    // second, when traffic can leave, is what brings the peers back at once.
+                    var outbound = InterfaceAddresses.OutboundSource();
+                    var routeMoved = addresses is not null && outbound is not null && routeSource is not null && !outbound.Equals(routeSource);
                     Node.Engine.SetGateway(gateway?.Gateway, gateway?.Source);
+                    Node.Engine.NetworkChanged(current, _host.ListenPort, routeMoved);
                     Node.SetHostNetworks(InterfaceAddresses.LocalNetworks(Options.InterfaceName), Outside(gateway?.Gateway));
                     _upnp.SetNetwork(gateway?.Gateway, gateway?.Source);
-                    if (addresses is null) _logger.LogInformation("Network: {Addresses}, out through {Source}", string.Join(", ", current), gateway?.Source?.ToString() ?? "no default route");
+                    if (addresses is null) _logger.LogInformation("Network: {Addresses}, out through {Source}", string.Join(", ", current), outbound?.ToString() ?? "no default route");
                     else if (routeMoved || !addresses.SequenceEqual(current))
                     {
-                        _logger.LogInformation("Network changed: {Addresses}, out through {Source}", string.Join(", ", current), gateway?.Source?.ToString() ?? "no default route");
+                        _logger.LogInformation("Network changed: {Addresses}, out through {Source}", string.Join(", ", current), outbound?.ToString() ?? "no default route");
                         Control.Reconnect();
                         _io.NetworkChanged();
                     }
                     addresses = current;
-                    if (gateway?.Source is { } through) routeSource = through;
+                    if (outbound is not null) routeSource = outbound;
                 }
                 if (Control.Self is not null) SyncRoutes();
                 if (_relay is not null && RelayOffer() is { } offer) Node.Engine.OfferRelay(offer);

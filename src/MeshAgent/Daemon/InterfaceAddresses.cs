@@ -127,18 +127,29 @@ public static class InterfaceAddresses
             gateway = new IPAddress(address);
             break;
         }
-        if (gateway is null) return null;
-        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        return gateway is not null && SourceToward(gateway) is { } source ? (gateway, source) : null;
+    }
+
+    /// <summary>
+    /// The address this host sends from toward the internet: the default route's source, with or without a
+    /// gateway (an LTE modem's or a PPP link's `default dev wwan0` has none), IPv4 first; null without a route.
+    /// Connecting a UDP socket toward a documentation address sends nothing: the kernel only picks the route.
+    /// </summary>
+    public static IPAddress? OutboundSource() => SourceToward(IPAddress.Parse("192.0.2.1")) ?? SourceToward(IPAddress.Parse("2001:db8::1"));
+
+    /// <summary>The address the kernel would send from toward <paramref name="destination"/>, or null without a route.</summary>
+    private static IPAddress? SourceToward(IPAddress destination)
+    {
+        using var probe = new Socket(destination.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
         try
         {
-            // Connecting a UDP socket sends nothing: the kernel only picks the route and the source address.
-            probe.Connect(gateway, 5351);
+            probe.Connect(destination, 9);
+            return ((IPEndPoint)probe.LocalEndPoint!).Address;
         }
         catch (SocketException)
         {
             return null;
         }
-        return (gateway, ((IPEndPoint)probe.LocalEndPoint!).Address);
     }
 
     /// <summary>Gives the mesh interface its addresses and MTU and brings it up.</summary>

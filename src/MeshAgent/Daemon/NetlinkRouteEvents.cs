@@ -59,7 +59,9 @@ internal sealed class NetlinkRouteEvents : IDisposable
         while (!_stopping)
         {
             poll.Revents = 0;
-            if (Poll(ref poll, 1, PollTimeoutMs) <= 0 || (poll.Revents & PollIn) == 0) continue;
+            if (Poll(ref poll, 1, PollTimeoutMs) <= 0) continue;
+            // An error on the socket (POLLERR, POLLNVAL) is not a change and would wake poll at once forever: stop listening.
+            if ((poll.Revents & PollIn) == 0) break;
             // Everything queued is one change: read it all (an overrun, ENOBUFS, is a change too), then signal once.
             while (recv(_fd, buffer, buffer.Length, MsgDontwait) > 0 || Marshal.GetLastPInvokeError() == 105)
             {
