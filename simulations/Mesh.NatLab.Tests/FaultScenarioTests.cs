@@ -10,6 +10,9 @@ public sealed class FaultScenarioTests(ITestOutputHelper output)
     public void NetworkChangeMidFlow() => Check(Scheduler.OffContext(() => FaultScenarios.NetworkChange(1)));
 
     [Fact]
+    public void ALaptopThatMovesToARandomizingNetworkRecovers() => Check(Scheduler.OffContext(() => FaultScenarios.LaptopMovesToARandomizingNetwork(10)));
+
+    [Fact]
     public void KeepalivesKeepAPathThrough30SecondMappings() => Check(Scheduler.OffContext(() => FaultScenarios.MappingTimeout(2, keepalives: true)));
 
     [Fact]

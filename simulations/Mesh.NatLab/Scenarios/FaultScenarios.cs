@@ -29,18 +29,28 @@ public static class FaultScenarios
             LossyLink,
             HandshakeFlood,
             NetmapChurn,
+            LaptopMovesToARandomizingNetwork,
         };
         var results = new FaultResult[scenarios.Length];
         Parallel.For(0, scenarios.Length, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i => results[i] = scenarios[i](seed * 100 + i));
         return results;
     }
 
-    public static FaultResult NetworkChange(int seed)
+    public static FaultResult NetworkChange(int seed) =>
+        Move(seed, "network change mid-flow", "port-restricted pair; at 15 s agent a moves to another NAT with a new address", Profiles.PortRestricted, new NatBehavior());
+
+    /// <summary>The namespace twin is MeshTraversalTests.ALaptopThatMovesToARandomizingNetworkIsAnsweredAgainSoon.</summary>
+    public static FaultResult LaptopMovesToARandomizingNetwork(int seed) =>
+        Move(seed, "laptop moves to a randomizing network", "port-restricted laptop and a public server; at 15 s the laptop moves to a symmetric NAT (LTE, CGNAT)",
+            Profiles.Public, new NatBehavior { Mapping = NatScope.AddressAndPortDependent, Ports = PortAllocation.Random });
+
+    /// <summary>Agent a (behind a port-restricted NAT) and a peer of <paramref name="peer"/>'s kind trade traffic; at 15 s a moves behind a NAT of <paramref name="destination"/>'s behaviour.</summary>
+    private static FaultResult Move(int seed, string name, string description, Profile peer, NatBehavior destination)
     {
         using var world = new World(seed);
-        var (a, b, there, back) = Pair(world, Profiles.PortRestricted, Profiles.PortRestricted, new PathOptions());
+        var (a, b, there, back) = Pair(world, Profiles.PortRestricted, peer, new PathOptions());
         world.Scheduler.RunUntil(TimeSpan.FromSeconds(15));
-        var (inside, _) = world.AddNat("a-cafe", new NatBehavior(), world.Internet, Link.Access);
+        var (inside, _) = world.AddNat("a-moved", destination, world.Internet, Link.Access);
         var moved = world.Scheduler.Now;
         a.Host.MoveTo(inside, world.NextSiteAddress(), Link.Lan);
         a.NetworkMoved();
@@ -50,8 +60,7 @@ public static class FaultScenarios
         var recovered = Later(there.FirstDeliveryAfter(moved), back.FirstDeliveryAfter(moved)) - moved;
         var path = a.PathTo(b);
         var passed = recovered < TimeSpan.FromSeconds(3) && path?.Path == PathKind.Direct;
-        return new FaultResult("network change mid-flow", "port-restricted pair; at 15 s agent a moves to another NAT with a new address",
-            passed, "traffic both ways again within 3 s, direct again later", $"recovered in {Report.Ms(recovered)}; then {Describe(path)}");
+        return new FaultResult(name, description, passed, "traffic both ways again within 3 s, direct again later", $"recovered in {Report.Ms(recovered)}; then {Describe(path)}");
     }
 
     public static FaultResult MappingTimeout(int seed, bool keepalives)

@@ -48,6 +48,13 @@ public sealed partial class PathEngine
         {
             peer.Candidates[from] = CandidateKind.PeerReflexive;
         }
+        // A peer that pings from an address it never used may have moved (a laptop's new network): as for a ping
+        // through a relay, the relay carries a copy of everything until our direct path answers again.
+        if (peer.Best is { } current && current.Key.Remote != from)
+        {
+            Volatile.Write(ref peer.ConfirmedUntilTicks, 0);
+            SendPing(peer, current.Key, current.Technique, now, user: false);
+        }
         // The other side reached us from an address we never pinged: ping it back so both ends validate the path.
         SendPing(peer, key, technique, now, user: false);
     }
