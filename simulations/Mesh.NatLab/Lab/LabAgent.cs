@@ -32,7 +32,7 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     private int _nextSocket = 1;
     private readonly LabTimeProvider _time;
     private readonly RelayStreamSet _relayStreams;
-    private List<IPAddress>? _addresses;
+    private readonly NetworkReaction _network;
     private bool _stopped;
 
     public LabAgent(string name, LabHost host, LabCoordinator coordinator, int seed, PathOptions options)
@@ -59,6 +59,7 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         }, targets, _key, Node, coordinator.ChannelsFor(host), NullLogger.Instance);
         _relayStreams = new RelayStreamSet(relayId => RelayStreamSet.WebSocketUrl(Node.RelayTcpUrl(relayId), targets.Current.Url), coordinator.ConnectRelayStreamAsync,
             (relayId, frame) => Engine.OnRelayStreamFrame(relayId, frame.Span), NullLogger.Instance, _time, synchronousSends: true);
+        _network = new NetworkReaction(Engine, Control, _relayStreams.Reconnect);
     }
 
     public string Name { get; }
@@ -118,16 +119,8 @@ public sealed class LabAgent : IPacketSink, IPathOutput
     /// <summary>The host moved to another network: the agent notices (as netlink would tell it) and starts over from its new address.</summary>
     public void NetworkMoved()
     {
-        Engine.NetworkChanged(Host.Addresses, MainPort);
-        Engine.SetGateway(Host.Segment.GatewayAddress, Host.Segment.GatewayAddress is null ? null : Host.Address);
-        var addresses = Host.Addresses.ToList();
-        if (_addresses is not null && !_addresses.SequenceEqual(addresses))
-        {
-            // As the agent's network watch does: the streams' connections went with the old address.
-            Control.Reconnect();
-            _relayStreams.Reconnect();
-        }
-        _addresses = addresses;
+        var gateway = Host.Segment.GatewayAddress;
+        _network.Apply(new NetworkScan([.. Host.Addresses], Host.Address, gateway, gateway is null ? null : Host.Address), MainPort);
     }
 
     /// <summary>Sends an IP packet into the tunnel, as the TUN device would.</summary>

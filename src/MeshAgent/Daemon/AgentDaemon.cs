@@ -48,6 +48,7 @@ public sealed class AgentDaemon : IAsyncDisposable
     /// <summary>Wakes the watch loop when a netlink event comes, so a move is acted on at once rather than at its next round.</summary>
     private readonly SemaphoreSlim _networkEvent = new(0, 1);
     private NetlinkRouteEvents? _netlink;
+    private readonly NetworkReaction _network;
 
     private AgentDaemon(AgentOptions options, PrivateKey key, InterfaceHost host, HttpConnector connector, ILoggerFactory loggers)
     {
@@ -65,6 +66,7 @@ public sealed class AgentDaemon : IAsyncDisposable
         Control = new ControlClient(control, targets, key, Node, new GrpcCoordinatorChannels(connector), loggers.CreateLogger("control"));
         _io.EndpointsChanged = Control.PublishEndpoints;
         _io.ConnectRequested = Control.RequestConnect;
+        _network = new NetworkReaction(engine, Control, _io.NetworkChanged);
         host.Router = _io;
         _upnp = new UpnpPortMapper(engine, host.ListenPort, loggers.CreateLogger("portmap"));
         if (options.Relay)
@@ -194,8 +196,6 @@ public sealed class AgentDaemon : IAsyncDisposable
     private async Task WatchLoopAsync()
     {
         var lastPoll = DateTime.MinValue;
-        List<IPAddress>? addresses = null;
-        IPAddress? routeSource = null;
         while (!_stopping.IsCancellationRequested)
         {
             try
@@ -205,27 +205,17 @@ public sealed class AgentDaemon : IAsyncDisposable
                     _networkChanged = false;
                     lastPoll = DateTime.UtcNow;
                     var scan = InterfaceAddresses.Candidates(Options.InterfaceName);
-                    var current = scan.Candidates;
                     ReportSkipped(scan.Skipped);
                     var gateway = InterfaceAddresses.DefaultGateway(Options.InterfaceName);
-                    // The way out is the default route's source address: the same addresses with another one is
-                    // another network. A lease gives an address and then a route: that is two restarts, and the
-                    // second, when traffic can leave, is what brings the peers back at once.
                     var outbound = InterfaceAddresses.OutboundSource();
-                    var routeMoved = addresses is not null && outbound is not null && routeSource is not null && !outbound.Equals(routeSource);
-                    Node.Engine.SetGateway(gateway?.Gateway, gateway?.Source);
-                    Node.Engine.NetworkChanged(current, _host.ListenPort, routeMoved);
+                    var verdict = _network.Apply(new NetworkScan(scan.Candidates, outbound, gateway?.Gateway, gateway?.Source), _host.ListenPort);
                     Node.SetHostNetworks(InterfaceAddresses.LocalNetworks(Options.InterfaceName), Outside(gateway?.Gateway));
                     _upnp.SetNetwork(gateway?.Gateway, gateway?.Source);
-                    if (addresses is null) _logger.LogInformation("Network: {Addresses}, out through {Source}", string.Join(", ", current), outbound?.ToString() ?? "no default route");
-                    else if (routeMoved || !addresses.SequenceEqual(current))
+                    if (verdict != NetworkVerdict.Same)
                     {
-                        _logger.LogInformation("Network changed: {Addresses}, out through {Source}", string.Join(", ", current), outbound?.ToString() ?? "no default route");
-                        Control.Reconnect();
-                        _io.NetworkChanged();
+                        _logger.LogInformation(verdict == NetworkVerdict.First ? "Network: {Addresses}, out through {Source}" : "Network changed: {Addresses}, out through {Source}",
+                            string.Join(", ", scan.Candidates), outbound?.ToString() ?? "no default route");
                     }
-                    addresses = current;
-                    if (outbound is not null) routeSource = outbound;
                 }
                 if (Control.Self is not null) SyncRoutes();
                 if (_relay is not null && RelayOffer() is { } offer) Node.Engine.OfferRelay(offer);
