@@ -105,4 +105,56 @@ public sealed class StoreMigrationTests
         await using var delta = await rig.JoinAsync("delta", "mpk_47fe0179bd64_-pkKDVtZeXUE-XZ7swmx1GCHpQ5_XG-Z5dn41Adlunk");
         Assert.Equal("100.64.0.4/32", delta.Registration.Addresses[0]);
     }
+
+    /// <summary>
+    /// Fixtures/coordinator-schema2.db was written by the release before this change (schema 2, commit a4d327d, the
+    /// last one whose store lived in the coordinator's executable): alpha joined with a reusable tagged key, bravo
+    /// with a one-off key and was renamed, gamma waited without a key and was approved by its code; an ephemeral key
+    /// revoked, a second API key, and the audit log of those admin actions.
+    /// </summary>
+    [Fact]
+    public async Task TheSchema2DataDirectoryKeepsEveryNodeKeyAndAuditEntry()
+    {
+        var dataDir = Path.Combine(Path.GetTempPath(), $"mesh-migrate-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dataDir);
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "coordinator-schema2.db"), Path.Combine(dataDir, "coordinator.db"));
+        File.WriteAllText(Path.Combine(dataDir, CoordinatorOptions.AdminKeyFile), "mak_767fc727ecec_OywAgl8qyHqIVnztt-erLgVzV-aC7f0zyYWtGqgs53M\n");
+        await using var rig = await CoordinatorRig.StartAsync(dataDir: dataDir);
+
+        var challenge = await rig.NewClient().GetChallengeAsync(new GetChallengeRequest());
+        Assert.Equal("djjn7+t4jejZUYFZ6UGbC9CqhXMqY6JAoAqR4PkFmR4=", Convert.ToBase64String(challenge.CoordinatorKey.Span));
+        Assert.Equal(
+            [
+                "1 alpha 100.64.0.1,fd07:57fe:81f5::1 Approved home,lab BdyDiQXtNfMEupEuHdn7v8YQxvZjf64UPM6MfYvNZzg=",
+                "2 bravo-laptop 100.64.0.2,fd07:57fe:81f5::2 Approved  kpgLx5Ney5HQk0BwZQds6adJvKpfvtt2dERy3LWLBQ4=",
+                "3 gamma 100.64.0.3,fd07:57fe:81f5::3 Approved  KYy4Q9157lu5ZPK/pMiDAaMpYIPcBtSVdoYNcdgIrm4=",
+            ],
+            (await rig.Admin.ListNodesAsync(new ListNodesRequest())).Nodes.Select(n => $"{n.Id} {n.Name} {string.Join(',', n.Addresses)} {n.State} {string.Join(',', n.Tags)} {Convert.ToBase64String(n.NodeKey.Span)}"));
+        Assert.Equal(
+            [
+                "44c100507387 reusable=True ephemeral=False used=False revoked=False tags=home,lab",
+                "214366fb8f58 reusable=False ephemeral=False used=True revoked=False tags=",
+                "c9ec0ce0601d reusable=True ephemeral=True used=False revoked=True tags=ci",
+            ],
+            (await rig.Admin.ListPreAuthKeysAsync(new ListPreAuthKeysRequest())).Keys.Select(k => $"{k.Id} reusable={k.Reusable} ephemeral={k.Ephemeral} used={k.Used} revoked={k.Revoked} tags={string.Join(',', k.Tags)}"));
+        Assert.Equal(["767fc727ecec revoked=False", "5f0b56c84199 revoked=False"],
+            (await rig.Admin.ListApiKeysAsync(new ListApiKeysRequest())).Keys.Select(k => $"{k.Id} revoked={k.Revoked}"));
+        Assert.Equal(
+            [
+                "7 key 767fc727ecec nodes rename bravo-laptop node 2 bravo-laptop (kpgLx5Ney5HQk0BwZQds6adJvKpfvtt2dERy3LWLBQ4=)",
+                "6 key 767fc727ecec nodes approve node 3 gamma (KYy4Q9157lu5ZPK/pMiDAaMpYIPcBtSVdoYNcdgIrm4=)",
+                "5 key 767fc727ecec apikeys create 5f0b56c84199",
+                "4 key 767fc727ecec keys revoke c9ec0ce0601d",
+                "3 key 767fc727ecec keys create c9ec0ce0601d reusable ephemeral tags ci",
+                "2 key 767fc727ecec keys create 214366fb8f58",
+                "1 key 767fc727ecec keys create 44c100507387 reusable tags home,lab",
+            ],
+            (await rig.Admin.ListAuditAsync(new ListAuditRequest())).Entries.Select(e => $"{e.Id} {e.Actor} {e.Action} {e.Target}"));
+
+        // The second API key still opens the admin API, and the old reusable key still registers nodes after the old ones.
+        Assert.Equal(3, (await rig.AdminWithKey("mak_5f0b56c84199_q8PRpGFIXTxZmrdbmi-V3vRUPeb0_Fet_u1OJQz9ZYY").ListNodesAsync(new ListNodesRequest())).Nodes.Count);
+        await using var delta = await rig.JoinAsync("delta", "mpk_44c100507387_w2mAqYm8RDCelXCwlsLdrf5W9DoIV7NIRQkVznCSpWw");
+        Assert.Equal("100.64.0.4/32", delta.Registration.Addresses[0]);
+        Assert.Equal(["home", "lab"], (await rig.Admin.GetNodeAsync(new NodeRef { Node = "delta" })).Tags);
+    }
 }
