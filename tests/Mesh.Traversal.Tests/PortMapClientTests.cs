@@ -10,7 +10,7 @@ public sealed class PortMapClientTests
 {
     private static readonly IPAddress Gateway = IPAddress.Parse("192.168.1.1");
     private static readonly IPAddress Client = IPAddress.Parse("192.168.1.10");
-    private static readonly NetEndpoint External = NetEndpoint.Parse("198.51.100.7:41641");
+    internal static readonly NetEndpoint External = NetEndpoint.Parse("198.51.100.7:41641");
 
     private static PortMapClient NewClient() => new(Gateway, Client, 41641, new SeededEntropy(3), TimeSpan.Zero);
 
@@ -23,7 +23,8 @@ public sealed class PortMapClientTests
         return sent;
     }
 
-    private static byte[] PcpAnswer(byte[] request, byte result = PcpMessage.Success, uint lifetime = 7200)
+    /// <summary>The router's answer to a PCP MAP request: <see cref="External"/> for the requested lifetime, or the given failure.</summary>
+    internal static byte[] PcpAnswer(byte[] request, byte result = PcpMessage.Success, uint lifetime = 7200)
     {
         Assert.True(PcpMessage.TryReadMapRequest(request, out var map));
         var response = new byte[PcpMessage.MapLength];

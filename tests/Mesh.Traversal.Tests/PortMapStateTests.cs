@@ -10,7 +10,7 @@ public sealed class PortMapStateTests
 {
     private static readonly IPAddress Gateway = IPAddress.Parse("192.168.1.1");
     private static readonly IPAddress Source = IPAddress.Parse("192.168.1.10");
-    private static readonly NetEndpoint External = NetEndpoint.Parse("198.51.100.7:41641");
+    private static readonly NetEndpoint External = PortMapClientTests.External;
     private static readonly NetEndpoint ByUpnp = NetEndpoint.Parse("198.51.100.7:50000");
     private static readonly DateTime Utc = new(2026, 12, 4, 0, 0, 0, DateTimeKind.Utc);
 
@@ -23,21 +23,13 @@ public sealed class PortMapStateTests
         return sent;
     }
 
-    private static byte[] PcpAnswer(byte[] request)
-    {
-        Assert.True(PcpMessage.TryReadMapRequest(request, out var map));
-        var response = new byte[PcpMessage.MapLength];
-        PcpMessage.WriteMapResponse(response, map, PcpMessage.Success, 7200, 10, External);
-        return response;
-    }
-
     private static PortMapState Mapped()
     {
         var state = new PortMapState(enabled: true, new SeededEntropy(1));
         state.Restart(41641, TimeSpan.Zero);
         Assert.True(state.SetGateway(Gateway, Source, TimeSpan.Zero));
         var (request, _) = Assert.Single(Drain(state, TimeSpan.Zero));
-        Assert.True(state.OnResponse(PcpAnswer(request), TimeSpan.FromMilliseconds(5), out var changed));
+        Assert.True(state.OnResponse(PortMapClientTests.PcpAnswer(request), TimeSpan.FromMilliseconds(5), out var changed));
         Assert.True(changed);
         return state;
     }
@@ -71,7 +63,7 @@ public sealed class PortMapStateTests
         Assert.False(state.OnResponse(new byte[24], TimeSpan.FromMilliseconds(5), out _));
         Assert.Null(state.OwnExternal);
 
-        Assert.True(state.OnResponse(PcpAnswer(request), TimeSpan.FromMilliseconds(5), out var changed));
+        Assert.True(state.OnResponse(PortMapClientTests.PcpAnswer(request), TimeSpan.FromMilliseconds(5), out var changed));
         Assert.True(changed);
         Assert.Equal(External, state.OwnExternal);
         var status = state.Status(TimeSpan.FromSeconds(1), Utc)!;
@@ -89,7 +81,7 @@ public sealed class PortMapStateTests
         var upnp = state.Status(TimeSpan.Zero, Utc)!;
         Assert.Equal((PortMapProtocol.Upnp, ByUpnp, TimeSpan.FromHours(1)), (upnp.Protocol, upnp.External, upnp.ExpiresIn));
 
-        state.OnResponse(PcpAnswer(request), TimeSpan.FromMilliseconds(5), out _);
+        state.OnResponse(PortMapClientTests.PcpAnswer(request), TimeSpan.FromMilliseconds(5), out _);
         Assert.Equal(External, state.Status(TimeSpan.FromSeconds(1), Utc)!.External);
 
         // `down` releases both: the router's PCP mapping is deleted, and the host's UPnP one is no longer published.
