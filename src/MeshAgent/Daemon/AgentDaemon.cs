@@ -43,7 +43,6 @@ public sealed class AgentDaemon : IAsyncDisposable
     private readonly HashSet<string> _routes = new();
     private readonly List<Task> _loops = new();
     private WebApplication? _api;
-    private volatile bool _networkChanged = true;
 
     /// <summary>Wakes the watch loop when a netlink event comes, so a move is acted on at once rather than at its next round.</summary>
     private readonly SemaphoreSlim _networkEvent = new(0, 1);
@@ -157,7 +156,6 @@ public sealed class AgentDaemon : IAsyncDisposable
 
     private void OnNetworkChanged()
     {
-        _networkChanged = true;
         lock (_networkEvent)
         {
             if (_networkEvent.CurrentCount == 0) _networkEvent.Release();
@@ -196,13 +194,13 @@ public sealed class AgentDaemon : IAsyncDisposable
     private async Task WatchLoopAsync()
     {
         var lastPoll = DateTime.MinValue;
+        var changed = false;
         while (!_stopping.IsCancellationRequested)
         {
             try
             {
-                if (_networkChanged || DateTime.UtcNow - lastPoll >= NetworkPoll)
+                if (changed || DateTime.UtcNow - lastPoll >= NetworkPoll)
                 {
-                    _networkChanged = false;
                     lastPoll = DateTime.UtcNow;
                     var scan = InterfaceAddresses.Candidates(Options.InterfaceName);
                     ReportSkipped(scan.Skipped);
@@ -226,7 +224,7 @@ public sealed class AgentDaemon : IAsyncDisposable
             }
             try
             {
-                await _networkEvent.WaitAsync(WatchInterval, _stopping.Token).ConfigureAwait(false);
+                changed = await _networkEvent.WaitAsync(WatchInterval, _stopping.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
