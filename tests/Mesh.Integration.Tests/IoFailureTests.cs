@@ -1,5 +1,6 @@
 using System.Net;
 using System.Runtime.InteropServices;
+using Mesh.WireGuard.Conn;
 using Mesh.WireGuard.Core;
 using Mesh.WireGuard.Host;
 using Mesh.WireGuard.Keys;
@@ -26,28 +27,48 @@ public sealed class IoFailureTests(ITestOutputHelper output) : IDisposable
 
     private const int NewNetworkNamespace = 0x40000000;
 
-    /// <summary>Throws on the next <see cref="FailSends"/> sends and the next <see cref="FailDatagrams"/> datagrams that are not WireGuard.</summary>
-    private sealed class FaultyRouter : IDatagramRouter
+    /// <summary>
+    /// A plain interface's bind that throws on the next <see cref="FailSends"/> sends, and on the next
+    /// <see cref="FailDatagrams"/> receives that bring a datagram that is not WireGuard.
+    /// </summary>
+    private sealed class FaultyBind(int port) : IBind
     {
+        public readonly UdpBind Inner = new(port);
         public int FailSends;
         public int FailDatagrams;
 
-        public void OnDatagram(ReadOnlySpan<byte> datagram, NetEndpoint from)
+        public int Port => Inner.Port;
+        public bool Segmentation => Inner.Segmentation;
+        public bool ReceiveCoalescing => Inner.ReceiveCoalescing;
+        public int Receivers => 1;
+
+        public int Receive(int receiver, ReceiveBatch batch, int timeoutMs)
         {
-            if (Interlocked.Decrement(ref FailDatagrams) >= 0) throw new InvalidOperationException("injected failure on a datagram");
+            var count = Inner.Receive(receiver, batch, timeoutMs);
+            for (var i = 0; i < count; i++)
+            {
+                if (batch.Datagram(i)[0] == 0 && Interlocked.Decrement(ref FailDatagrams) >= 0) throw new InvalidOperationException("injected failure on a datagram");
+            }
+            return count;
         }
 
-        public bool TrySend(ReadOnlySpan<byte> datagram, NetEndpoint destination)
+        public void Send(ReadOnlySpan<byte> datagram, NetEndpoint destination, SendBatch? batch)
         {
             if (Interlocked.Decrement(ref FailSends) >= 0) throw new InvalidOperationException("injected failure on a send");
-            return false;
+            Inner.Send(datagram, destination, batch);
         }
+
+        public void Flush(SendBatch batch) => Inner.Flush(batch);
+        public bool Rebind(int port) => Inner.Rebind(port);
+        public void SetFirewallMark(int mark) => Inner.SetFirewallMark(mark);
+        public void Dispose() => Inner.Dispose();
     }
 
     /// <summary>An interface host made (and started) by a thread inside <paramref name="ns"/>.</summary>
-    private static InterfaceHost HostIn(string ns, string name, int port, PrivateKey key, FaultyRouter router)
+    private static (InterfaceHost Host, FaultyBind Bind) HostIn(string ns, string name, int port, PrivateKey key)
     {
         InterfaceHost? host = null;
+        FaultyBind? bind = null;
         Exception? failure = null;
         var thread = new Thread(() =>
         {
@@ -55,7 +76,8 @@ public sealed class IoFailureTests(ITestOutputHelper output) : IDisposable
             {
                 using var handle = File.OpenHandle($"/var/run/netns/{ns}");
                 if (setns((int)handle.DangerousGetHandle(), NewNetworkNamespace) != 0) throw new IOException($"setns: errno {Marshal.GetLastPInvokeError()}");
-                host = new InterfaceHost(TunDevice.Create(name), port) { Router = router };
+                bind = new FaultyBind(port);
+                host = new InterfaceHost(TunDevice.Create(name), bind);
                 host.Device.SetPrivateKey(key);
                 host.Start();
             }
@@ -66,7 +88,7 @@ public sealed class IoFailureTests(ITestOutputHelper output) : IDisposable
         });
         thread.Start();
         thread.Join();
-        return host ?? throw new InvalidOperationException($"cannot start an interface in {ns}", failure);
+        return host is not null ? (host, bind!) : throw new InvalidOperationException($"cannot start an interface in {ns}", failure);
     }
 
     [Fact]
@@ -77,10 +99,10 @@ public sealed class IoFailureTests(ITestOutputHelper output) : IDisposable
         _lab.Link(left, "10.66.0.1/24", right, "10.66.0.2/24");
         using var leftKey = PrivateKey.Generate();
         using var rightKey = PrivateKey.Generate();
-        var leftRouter = new FaultyRouter();
-        var rightRouter = new FaultyRouter();
-        using var a = HostIn(left, _lab.InterfaceName("x"), 51001, leftKey, leftRouter);
-        using var b = HostIn(right, _lab.InterfaceName("y"), 51002, rightKey, rightRouter);
+        var (a, leftRouter) = HostIn(left, _lab.InterfaceName("x"), 51001, leftKey);
+        using var leftHost = a;
+        var (b, rightRouter) = HostIn(right, _lab.InterfaceName("y"), 51002, rightKey);
+        using var rightHost = b;
         foreach (var (ns, name, address) in new[] { (left, _lab.InterfaceName("x"), "10.77.0.1/24"), (right, _lab.InterfaceName("y"), "10.77.0.2/24") })
         {
             _lab.Exec(ns, "ip", "addr", "add", address, "dev", name);
@@ -95,12 +117,14 @@ public sealed class IoFailureTests(ITestOutputHelper output) : IDisposable
 
         // Sends throw on both sides: the first initiation (timer thread, as keepalive starts a handshake), the first
         // response (a handshake worker), the first packets of a ping (the TUN thread). Datagrams that are not
-        // WireGuard throw on the receiving side's UDP thread.
+        // WireGuard throw on the receiving side's UDP thread (the second is sent once the first was caught, so each
+        // arrives in a receive of its own).
         leftRouter.FailSends = 3;
         rightRouter.FailSends = 2;
         rightRouter.FailDatagrams = 2;
-        a.SendRaw([0, 1, 2, 3], new NetEndpoint(IPAddress.Parse("10.66.0.2"), 51002));
-        a.SendRaw([0, 4, 5, 6], new NetEndpoint(IPAddress.Parse("10.66.0.2"), 51002));
+        leftRouter.Inner.SendOne([0, 1, 2, 3], new NetEndpoint(IPAddress.Parse("10.66.0.2"), 51002));
+        Wait.Until(() => b.Failures.Count(IoThread.Udp) == 1, TimeSpan.FromSeconds(10), "the first datagram's failure is caught");
+        leftRouter.Inner.SendOne([0, 4, 5, 6], new NetEndpoint(IPAddress.Parse("10.66.0.2"), 51002));
         Wait.Until(() => _lab.TryExec(left, out _, "ping", "-c", "1", "-W", "1", "10.77.0.2") == 0, TimeSpan.FromSeconds(60), "the tunnel carries a ping");
 
         var counts = string.Join(", ", Enum.GetValues<IoThread>().Select(t => $"{t} {a.Failures.Count(t)}/{b.Failures.Count(t)}"));

@@ -23,7 +23,7 @@ public sealed class MeshNodeTests : IDisposable
     {
         _device = new Device(new NoOutput());
         _device.SetPrivateKey(_key);
-        _node = new MeshNode(_device, new PathEngine(_key, SystemClock.Instance, SystemEntropy.Instance, new NoOutput()), _ => null, new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
+        _node = new MeshNode(_device, new PathEngine(_key, SystemClock.Instance, SystemEntropy.Instance, new NoOutput(), new NoOutput()), _ => null, new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
     }
 
     public void Dispose()
@@ -169,7 +169,7 @@ public sealed class MeshNodeTests : IDisposable
         device.SetPrivateKey(key);
         var asked = new List<(string Name, bool UnderLock)>();
         MeshNode? node = null;
-        node = new MeshNode(device, new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, new NoOutput()), name =>
+        node = new MeshNode(device, new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, new NoOutput(), new NoOutput()), name =>
         {
             asked.Add((name, Monitor.IsEntered(node!.View)));
             return NetEndpoint.Parse("192.0.2.1:3478");
@@ -179,7 +179,6 @@ public sealed class MeshNodeTests : IDisposable
         node.Apply(new SyncResponse { Full = map });
         Assert.Equal(["stun.example:3478", "stun.example:3479", "relay.example:3480"], asked.Select(a => a.Name));
         Assert.DoesNotContain(asked, a => a.UnderLock);
-        Assert.Equal("/relay", node.RelayTcpUrl("coordinator"));
     }
 
     private static PublicKey Key(Peer peer) => new(peer.NodeKey.Span);

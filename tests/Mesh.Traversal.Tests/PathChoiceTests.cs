@@ -60,7 +60,7 @@ public sealed class PathChoiceTests : IDisposable
         var step = TimeSpan.FromMilliseconds(0.1);
         for (var steps = 0; steps < duration / step; steps++)
         {
-            if (steps % 100 == 0) _a.Engine.TrySend(transport, _synthetic);
+            if (steps % 100 == 0) _a.Bind.Send(transport, _synthetic, null);
             if (steps % 10 == 0)
             {
                 _a.Engine.Tick();
@@ -100,7 +100,7 @@ public sealed class PathChoiceTests : IDisposable
             var item = _inFlight[i];
             if (item.At > now) continue;
             _inFlight.RemoveAt(i--);
-            item.To.Engine.OnDatagram(0, item.Bytes, item.From);
+            item.To.Receive(item.Bytes, item.From);
         }
     }
 

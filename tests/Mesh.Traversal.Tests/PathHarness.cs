@@ -1,9 +1,14 @@
 using System.Net;
 using Mesh.Protos.V1;
+using Mesh.Control;
+using Mesh.Traversal.Hosting;
 using Mesh.Traversal.Paths;
 using Mesh.Traversal.Probes;
 using Mesh.Traversal.Stun;
+using Mesh.WireGuard.Conn;
 using Mesh.WireGuard.Core;
+using Mesh.WireGuard.Host;
+using Microsoft.Extensions.Logging.Abstractions;
 using Mesh.WireGuard.Crypto;
 using Mesh.WireGuard.Keys;
 
@@ -15,19 +20,24 @@ internal sealed record Sent(int Socket, byte[] Bytes, NetEndpoint To, int Ttl)
     public bool IsProbe => ProbeCodec.LooksLikeProbe(Bytes);
 }
 
-/// <summary>The world as a path engine sees it, recorded: what it sent, published and asked for.</summary>
-internal sealed class RecordingOutput : IPathOutput
+/// <summary>
+/// The world as a path engine and its bind see it, recorded: what they sent (from any socket), published and asked
+/// for. It is the engine's sockets and the bind's UDP sockets at once; what a test delivers to socket 0 waits for
+/// the bind's next receive.
+/// </summary>
+internal sealed class RecordingOutput : IPathSockets, IControlRequests, IUdpSockets
 {
     public readonly List<Sent> Sent = new();
     public readonly List<Endpoints> Published = new();
     public readonly List<PublicKey> ConnectRequests = new();
     public readonly HashSet<int> OpenSockets = new();
     public readonly List<(string Relay, byte[] Frame)> StreamFrames = new();
+    public readonly Dictionary<int, DatagramReceived> Receivers = new();
+    private readonly Queue<(byte[] Bytes, NetEndpoint From)> _arrived = new();
     private int _nextSocket = 1;
 
     public void SendUdp(int socket, ReadOnlySpan<byte> datagram, NetEndpoint to, int ttl = 0) => Sent.Add(new Sent(socket, datagram.ToArray(), to, ttl));
-    public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame) => StreamFrames.Add((relayId, frame.ToArray()));
-    public void DeliverWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint from) { }
+    public void SendRelayStream(Protos.V1.Relay relay, ReadOnlySpan<byte> frame) => StreamFrames.Add((relay.Id, frame.ToArray()));
     public int OpenSocket()
     {
         OpenSockets.Add(_nextSocket);
@@ -38,6 +48,34 @@ internal sealed class RecordingOutput : IPathOutput
     public void PublishEndpoints(Endpoints endpoints) => Published.Add(endpoints);
     public void RequestConnect(PublicKey peer) => ConnectRequests.Add(peer);
 
+    public int Port => 41641;
+    public bool Segmentation => false;
+    public bool ReceiveCoalescing => false;
+
+    /// <summary>A datagram reaches socket 0.</summary>
+    public void Arrive(byte[] datagram, NetEndpoint from) => _arrived.Enqueue((datagram, from));
+
+    public int Receive(ReceiveBatch batch, int timeoutMs)
+    {
+        batch.Clear();
+        while (_arrived.TryDequeue(out var next)) batch.Append(next.Bytes, next.From, 0, null);
+        return batch.Count;
+    }
+
+    public void Send(int socket, ReadOnlySpan<byte> datagram, NetEndpoint to, int ttl, SendBatch? batch) => SendUdp(socket, datagram, to, ttl);
+    public void Flush(SendBatch batch) => batch.Clear();
+    public int Open(DatagramReceived received)
+    {
+        var id = OpenSocket();
+        Receivers[id] = received;
+        return id;
+    }
+
+    public void Close(int socket) => CloseSocket(socket);
+    public bool Rebind(int port) => true;
+    public void SetFirewallMark(int mark) { }
+    public void Dispose() { }
+
     /// <summary>What went since the last call, and forgets it.</summary>
     public List<Sent> Take()
     {
@@ -47,7 +85,10 @@ internal sealed class RecordingOutput : IPathOutput
     }
 }
 
-/// <summary>A path engine on a manual clock behind a recording output, with the coordinator's two STUN servers answering as a NAT would.</summary>
+/// <summary>
+/// A path engine and the mesh bind over it on a manual clock, behind a recording output, with the coordinator's two
+/// STUN servers answering as a NAT would. The bind's relay links dial nowhere.
+/// </summary>
 internal sealed class PathHarness : IDisposable
 {
     public static readonly NetEndpoint StunFirst = NetEndpoint.Parse("203.0.113.1:3478");
@@ -57,10 +98,32 @@ internal sealed class PathHarness : IDisposable
     public readonly RecordingOutput Output = new();
     public readonly PrivateKey Key = PrivateKey.Generate();
     public readonly PathEngine Engine;
+    public readonly MeshBind Bind;
+    private readonly ReceiveBatch[] _batches = [new(), new()];
 
     public PathHarness(PathOptions? options = null, int seed = 1)
     {
-        Engine = new PathEngine(Key, Clock, new SeededEntropy(seed), Output, options);
+        Engine = new PathEngine(Key, Clock, new SeededEntropy(seed), Output, Output, options);
+        var links = new MeshLinks(Output, CoordinatorTargets.ForNode([new Uri("http://127.0.0.1:1")], Key.PublicKey),
+            (_, _) => ValueTask.FromException<(System.Net.WebSockets.WebSocket, string)>(new IOException("no relay links in unit tests")), NullLogger.Instance);
+        Bind = new MeshBind(links, Engine, new IoFailures(NullLogger.Instance));
+    }
+
+    /// <summary>A datagram reaches socket 0 and the bind sorts it: returns what it keeps for the device, with the source it credits.</summary>
+    public List<(byte[] Datagram, NetEndpoint Source)> Receive(byte[] datagram, NetEndpoint from)
+    {
+        Output.Arrive(datagram, from);
+        return Drain(0);
+    }
+
+    /// <summary>What the bind's receiver keeps for the device now.</summary>
+    public List<(byte[] Datagram, NetEndpoint Source)> Drain(int receiver)
+    {
+        var kept = new List<(byte[], NetEndpoint)>();
+        var batch = _batches[receiver];
+        var count = Bind.Receive(receiver, batch, 0);
+        for (var i = 0; i < count; i++) kept.Add((batch.Datagram(i).ToArray(), batch.Source(i)));
+        return kept;
     }
 
     /// <summary>

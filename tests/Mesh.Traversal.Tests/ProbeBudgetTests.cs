@@ -13,13 +13,12 @@ namespace Mesh.Traversal.Tests;
 /// </summary>
 public sealed class ProbeBudgetTests
 {
-    private sealed class CountingOutput : IPathOutput
+    private sealed class CountingOutput : IPathSockets, IControlRequests
     {
         public readonly Dictionary<IPAddress, int> Sent = new();
 
         public void SendUdp(int socket, ReadOnlySpan<byte> datagram, NetEndpoint to, int ttl = 0) => Sent[to.Address] = Sent.GetValueOrDefault(to.Address) + 1;
-        public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame) { }
-        public void DeliverWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint from) { }
+        public void SendRelayStream(Protos.V1.Relay relay, ReadOnlySpan<byte> frame) { }
         public int OpenSocket() => -1;
         public void CloseSocket(int socket) { }
         public void PublishEndpoints(Endpoints endpoints) { }
@@ -39,7 +38,7 @@ public sealed class ProbeBudgetTests
         var output = new CountingOutput();
         using var key = PrivateKey.Generate();
         var options = new PathOptions();
-        var engine = new PathEngine(key, clock, new SeededEntropy(5), output, options);
+        var engine = new PathEngine(key, clock, new SeededEntropy(5), output, output, options);
         using var member = PrivateKey.Generate();
         var sink = IPAddress.Parse("198.51.100.9");
         var seconds = 30;

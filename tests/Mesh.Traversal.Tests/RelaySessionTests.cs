@@ -8,8 +8,9 @@ using Mesh.WireGuard.Keys;
 namespace Mesh.Traversal.Tests;
 
 /// <summary>
-/// The path engine's relay sessions on a manual clock, against the production relay server: the session comes up
-/// over UDP, a peer without a direct path is reached through it, and without UDP it runs over the relay's stream.
+/// The relay sessions of the path engine and its bind on a manual clock, against the production relay server: the
+/// session comes up over UDP, a peer without a direct path is reached through it (and what the peer sends through
+/// it reaches the device as the peer's), and without UDP the session runs over the relay's stream.
 /// </summary>
 public sealed class RelaySessionTests : IDisposable
 {
@@ -57,7 +58,7 @@ public sealed class RelaySessionTests : IDisposable
             }
             foreach (var (frame, to) in _fromRelay.ToList())
             {
-                if (to == Local) node.Engine.OnDatagram(0, frame, RelayUdp);
+                if (to == Local) node.Receive(frame, RelayUdp);
             }
             _fromRelay.Clear();
             node.Clock.Advance(TimeSpan.FromMilliseconds(10));
@@ -78,7 +79,7 @@ public sealed class RelaySessionTests : IDisposable
 
         var transport = new byte[64];
         transport[0] = 4;
-        Assert.True(node.Engine.TrySend(transport, synthetic));
+        node.Bind.Send(transport, synthetic, null);
         var sent = node.Output.Take().Single(s => s.To == RelayUdp);
         Assert.Equal(RelayFrameType.Send, RelayFrame.TypeOf(sent.Bytes));
         Assert.Equal(_peer.PublicKey.Span.ToArray(), RelayFrame.NodeKey(sent.Bytes).ToArray());

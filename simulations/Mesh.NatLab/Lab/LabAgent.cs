@@ -9,30 +9,34 @@ using Mesh.Traversal.Paths;
 using Mesh.WireGuard.Core;
 using Mesh.WireGuard.Crypto;
 using Mesh.WireGuard.Keys;
-using Mesh.WireGuard.Noise;
+using Mesh.WireGuard.Conn;
+using Mesh.WireGuard.Host;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Mesh.NatLab.Lab;
 
 /// <summary>
-/// An agent on a virtual host: the production WireGuard <see cref="Device"/>, <see cref="PathEngine"/>,
-/// <see cref="MeshNode"/>, <see cref="ControlClient"/> (gRPC calls to the coordinator's production service over
-/// <see cref="VirtualGrpc"/>) and relay links (<see cref="RelayStreamSet"/>, WebSockets over virtual TCP) on
-/// virtual time and virtual sockets. Only the edges are the lab's: sockets, calls and streams.
+/// An agent on a virtual host: the production WireGuard <see cref="Device"/>, <see cref="MeshBind"/> (every
+/// datagram sorted and every send routed as in the agent), <see cref="MeshLinks"/> (the hard-NAT search's sockets
+/// and relay links, WebSockets over virtual TCP), <see cref="PathEngine"/>, <see cref="MeshNode"/>,
+/// <see cref="ControlClient"/> (gRPC calls to the coordinator's production service over <see cref="VirtualGrpc"/>)
+/// and <see cref="NetworkReaction"/>, on virtual time. The lab's own parts are the virtual world's: its sockets
+/// (<see cref="LabUdpSockets"/>), calls and streams, and draining the bind into the device in the event a datagram
+/// arrives, where the agent's interface runs receiving threads.
 /// </summary>
-public sealed class LabAgent : IPacketSink, IPathOutput
+public sealed class LabAgent : IPacketSink
 {
-    public const int MainPort = 41641;
-    private const int FirstExtraPort = 50000;
+    public const int MainPort = LabUdpSockets.MainPort;
 
     private readonly Scheduler _scheduler;
     private readonly PrivateKey _key;
-    private readonly Dictionary<int, int> _extraPorts = new();
     private readonly CancellationTokenSource _stopping = new();
-    private int _nextSocket = 1;
     private readonly LabTimeProvider _time;
-    private readonly RelayStreamSet _relayStreams;
+    private readonly LabUdpSockets _sockets;
+    private readonly MeshLinks _links;
+    private readonly MeshBind _bind;
     private readonly NetworkReaction _network;
+    private readonly ReceiveBatch[] _received = [new(), new()];
     private bool _stopped;
 
     public LabAgent(string name, LabHost host, LabCoordinator coordinator, int seed, PathOptions options)
@@ -44,22 +48,23 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         _key = PrivateKey.Generate(entropy);
         var clock = new LabClock(_scheduler);
         _time = new LabTimeProvider(_scheduler);
+        var targets = CoordinatorTargets.ForNode([coordinator.Url], _key.PublicKey);
+        var outbox = new ControlOutbox(synchronousSends: true);
+        _sockets = new LabUdpSockets(host);
+        _links = new MeshLinks(_sockets, targets, coordinator.ConnectRelayStreamAsync, NullLogger.Instance, _time, synchronousSends: true, arrived: () => Drain(1));
+        Engine = new PathEngine(_key, clock, entropy, _links, outbox, options);
+        _bind = new MeshBind(_links, Engine, new IoFailures(NullLogger.Instance));
         Device = new Device(this, clock, entropy);
         Device.SetPrivateKey(_key);
-        Engine = new PathEngine(_key, clock, entropy, this, options);
-        Node = new MeshNode(Device, Engine, text => NetEndpoint.Parse(text), new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
-        var targets = CoordinatorTargets.ForNode([coordinator.Url], _key.PublicKey);
+        Node = new MeshNode(Device, Engine, text => NetEndpoint.Parse(text), new RouteGuard(NullLogger.Instance));
         Control = new ControlClient(new ControlClientOptions
         {
             AuthKey = coordinator.AuthKey,
             Hostname = name,
             Time = _time,
             Jitter = new Random(seed),
-            SynchronousSends = true,
-        }, targets, _key, Node, coordinator.ChannelsFor(host), NullLogger.Instance);
-        _relayStreams = new RelayStreamSet(relayId => RelayStreamSet.WebSocketUrl(Node.RelayTcpUrl(relayId), targets.Current.Url), coordinator.ConnectRelayStreamAsync,
-            (relayId, frame) => Engine.OnRelayStreamFrame(relayId, frame.Span), NullLogger.Instance, _time, synchronousSends: true);
-        _network = new NetworkReaction(Engine, Control, _relayStreams.Reconnect);
+        }, targets, _key, Node, outbox, coordinator.ChannelsFor(host), NullLogger.Instance);
+        _network = new NetworkReaction(Engine, Control, _links);
     }
 
     public string Name { get; }
@@ -82,13 +87,18 @@ public sealed class LabAgent : IPacketSink, IPathOutput
 
     public void Start()
     {
-        Host.Bind(MainPort, OnMainSocket);
+        Host.Bind(MainPort, datagram =>
+        {
+            _sockets.Arrive(datagram);
+            Drain(0);
+        });
         NetworkMoved();
         _ = Control.RunAsync(_stopping.Token);
         _scheduler.Every(TimeSpan.FromMilliseconds(10), () =>
         {
             if (_stopped) return false;
             Node.Tick();
+            Device.Tick();
             if (OnlineAt is null && Control.Connected) OnlineAt = _scheduler.Now;
             return true;
         });
@@ -99,7 +109,7 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         _stopped = true;
         _stopping.Cancel();
         Control.Dispose();
-        _relayStreams.Dispose();
+        _links.Dispose();
     }
 
     /// <summary>`mesh-agent up --relay`: this node also relays for the mesh, on its own address.</summary>
@@ -128,16 +138,17 @@ public sealed class LabAgent : IPacketSink, IPathOutput
 
     public PeerPathStatus? PathTo(LabAgent peer) => Engine.StatusOf(peer.PublicKey);
 
-    private void OnMainSocket(Datagram datagram)
+    /// <summary>What the bind's receiver holds goes to the device, as the interface's receiving thread would take it.</summary>
+    private void Drain(int receiver)
     {
-        if (MessageLayout.TypeOf(datagram.Payload) != 0) Device.ReceiveDatagram(datagram.Payload, datagram.Source);
-        else Engine.OnDatagram(0, datagram.Payload, datagram.Source);
+        var batch = _received[receiver];
+        while (_bind.Receive(receiver, batch, 0) is var count and > 0)
+        {
+            for (var i = 0; i < count; i++) Device.ReceiveDatagram(batch.Datagram(i), batch.Source(i));
+        }
     }
 
-    void IPacketSink.SendDatagram(ReadOnlySpan<byte> datagram, NetEndpoint destination)
-    {
-        if (!Engine.TrySend(datagram, destination)) Host.Send(MainPort, destination, datagram);
-    }
+    void IPacketSink.SendDatagram(ReadOnlySpan<byte> datagram, NetEndpoint destination) => _bind.Send(datagram, destination, null);
 
     void IPacketSink.WriteTunnel(ReadOnlySpan<byte> packet)
     {
@@ -145,32 +156,4 @@ public sealed class LabAgent : IPacketSink, IPathOutput
         var copy = packet.ToArray();
         if (TunnelReceived is { } receive) _scheduler.After(TimeSpan.Zero, () => receive(copy));
     }
-
-    public void SendUdp(int socket, ReadOnlySpan<byte> datagram, NetEndpoint to, int ttl = 0)
-    {
-        var port = socket == 0 ? MainPort : _extraPorts.GetValueOrDefault(socket);
-        if (port != 0) Host.Send(port, to, datagram, ttl);
-    }
-
-    public void SendRelayStream(string relayId, ReadOnlySpan<byte> frame) => _relayStreams.Send(relayId, frame);
-
-    public void DeliverWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint from) => Device.ReceiveDatagram(datagram, from);
-
-    public int OpenSocket()
-    {
-        var id = _nextSocket++;
-        var port = FirstExtraPort + id;
-        if (!Host.Bind(port, d => Engine.OnDatagram(id, d.Payload, d.Source))) return -1;
-        _extraPorts[id] = port;
-        return id;
-    }
-
-    public void CloseSocket(int socket)
-    {
-        if (_extraPorts.Remove(socket, out var port)) Host.Unbind(port);
-    }
-
-    public void PublishEndpoints(Endpoints endpoints) => Control.PublishEndpoints(endpoints);
-
-    public void RequestConnect(PublicKey peer) => Control.RequestConnect(peer);
 }

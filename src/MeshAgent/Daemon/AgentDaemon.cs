@@ -35,7 +35,9 @@ public sealed class AgentDaemon : IAsyncDisposable
 
     private readonly ILogger _logger;
     private readonly InterfaceHost _host;
-    private readonly MeshIo _io;
+    private readonly MeshLinks _links;
+    private readonly MeshBind _bind;
+    private readonly RelayWebSocketConnector _webSockets;
     private readonly RelayHost? _relay;
     private readonly UpnpPortMapper _upnp;
     private readonly AddressResolver _resolver;
@@ -49,25 +51,32 @@ public sealed class AgentDaemon : IAsyncDisposable
     private NetlinkRouteEvents? _netlink;
     private readonly NetworkReaction _network;
 
-    private AgentDaemon(AgentOptions options, PrivateKey key, InterfaceHost host, HttpConnector connector, ILoggerFactory loggers)
+    /// <summary>
+    /// Everything is made in the order it is needed, each piece by its constructor: the sockets and links, the path
+    /// engine over them, the bind over both, the interface over the bind, the node over the device and the engine,
+    /// and the control client over the node. The engine's requests to the coordinator wait in an outbox the
+    /// control client drains, so nothing points back at what it was made before.
+    /// </summary>
+    private AgentDaemon(AgentOptions options, PrivateKey key, TunDevice tun, HttpConnector connector, ILoggerFactory loggers)
     {
         Options = options;
         _logger = loggers.CreateLogger("mesh-agent");
-        _host = host;
-        host.Device.SetPrivateKey(key);
         var targets = CoordinatorTargets.ForNode(options.Coordinators, key.PublicKey);
-        _io = new MeshIo(host, relayId => RelayStreamSet.WebSocketUrl(Node!.RelayTcpUrl(relayId), targets.Current.Url), connector, loggers.CreateLogger("paths"));
-        var engine = new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, _io);
-        _io.Engine = engine;
+        var wireGuardLogger = loggers.CreateLogger("wireguard");
+        var failures = new IoFailures(wireGuardLogger);
+        var outbox = new ControlOutbox();
+        _webSockets = new RelayWebSocketConnector(connector);
+        _links = new MeshLinks(new KernelUdpSockets(options.ListenPort), targets, _webSockets.ConnectAsync, loggers.CreateLogger("paths"));
+        var engine = new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, _links, outbox);
+        _bind = new MeshBind(_links, engine, failures);
+        _host = new InterfaceHost(tun, _bind, wireGuardLogger, cryptoWorkers: CryptoPipeline.DefaultWorkers(), failures: failures);
+        _host.Device.SetPrivateKey(key);
         _resolver = new AddressResolver(targets);
-        Node = new MeshNode(host.Device, engine, _resolver.Resolve, new RouteGuard(loggers.CreateLogger("routes")));
+        Node = new MeshNode(_host.Device, engine, _resolver.Resolve, new RouteGuard(loggers.CreateLogger("routes")));
         var control = new ControlClientOptions { AuthKey = options.AuthKey, Hostname = options.Hostname };
-        Control = new ControlClient(control, targets, key, Node, new GrpcCoordinatorChannels(connector), loggers.CreateLogger("control"));
-        _io.EndpointsChanged = Control.PublishEndpoints;
-        _io.ConnectRequested = Control.RequestConnect;
-        _network = new NetworkReaction(engine, Control, _io.NetworkChanged);
-        host.Router = _io;
-        _upnp = new UpnpPortMapper(engine, host.ListenPort, loggers.CreateLogger("portmap"));
+        Control = new ControlClient(control, targets, key, Node, outbox, new GrpcCoordinatorChannels(connector), loggers.CreateLogger("control"));
+        _network = new NetworkReaction(engine, Control, _links);
+        _upnp = new UpnpPortMapper(engine, _host.ListenPort, loggers.CreateLogger("portmap"));
         if (options.Relay)
         {
             _relay = new RelayHost(new RelayServer(key, Node.IsMember), null, options.RelayPort, SystemClock.Instance, loggers.CreateLogger("relay"));
@@ -85,17 +94,16 @@ public sealed class AgentDaemon : IAsyncDisposable
         File.SetUnixFileMode(options.StateDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var key = NodeKeyStore.LoadOrCreate(options.StateDir);
         var tun = TunDevice.Create(options.InterfaceName);
-        InterfaceHost host;
+        AgentDaemon daemon;
         try
         {
-            host = new InterfaceHost(tun, options.ListenPort, loggers.CreateLogger("wireguard"), cryptoWorkers: CryptoPipeline.DefaultWorkers());
+            daemon = new AgentDaemon(options, key, tun, connector, loggers);
         }
         catch
         {
             tun.Dispose();
             throw;
         }
-        var daemon = new AgentDaemon(options, key, host, connector, loggers);
         try
         {
             await daemon.StartAsync(loggers).ConfigureAwait(false);
@@ -111,12 +119,15 @@ public sealed class AgentDaemon : IAsyncDisposable
     /// <summary>Completes when the agent stops by itself (its interface was deleted).</summary>
     public Task Stopped => _host.Stopped;
 
-    public ICollection<RelayStreamLink> RelayStreams => _io.RelayStreams;
+    public ICollection<RelayStreamLink> RelayStreams => _links.RelayStreams;
 
     public DataPathFeatures DataPath => _host.Features;
 
-    /// <summary>Failures caught on the interface's I/O threads.</summary>
+    /// <summary>Failures caught on the interface's I/O threads (the bind's sorting included).</summary>
     public long IoFailures => _host.Failures.Total;
+
+    /// <summary>Datagrams dropped before the device: strays the engine and the bind found, and what the links' queue had no room for.</summary>
+    public long DroppedDatagrams => Node.Engine.StrayDatagrams + _bind.StrayDatagrams + _links.Dropped;
 
     /// <summary>The host addresses the last scan left out of this node's candidates, and why.</summary>
     public IReadOnlyList<SkippedAddress> SkippedAddresses { get; private set; } = [];
@@ -308,9 +319,9 @@ public sealed class AgentDaemon : IAsyncDisposable
         ReleasePortMapping();
         _relay?.Dispose();
         _upnp.Dispose();
-        _io.Dispose();
         Control.Dispose();
         _host.Dispose();
+        _webSockets.Dispose();
         _networkEvent.Dispose();
     }
 }

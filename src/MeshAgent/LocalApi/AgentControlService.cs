@@ -26,7 +26,7 @@ public sealed class AgentControlService(AgentDaemon agent) : AgentControl.AgentC
             HomeRelay = engine.HomeRelay ?? "",
             DroppedProbes = (ulong)(engine.ProbesRejected(Traversal.Probes.ProbeResult.BadMac) + engine.ProbesRejected(Traversal.Probes.ProbeResult.Replayed)
                 + engine.ProbesRejected(Traversal.Probes.ProbeResult.UnknownSender) + engine.ProbesRejected(Traversal.Probes.ProbeResult.Malformed)),
-            DroppedDatagrams = (ulong)engine.StrayDatagrams,
+            DroppedDatagrams = (ulong)agent.DroppedDatagrams,
             IgnoredPeers = (ulong)agent.Node.IgnoredPeers,
             RefusedRoutes = (ulong)agent.Node.Routes.Refused,
             ProbesOverBudget = (ulong)engine.ProbesOverBudget,

@@ -30,19 +30,20 @@ public sealed class ControlClient : IDisposable
     private int _channelGeneration;
     private CancellationTokenSource? _session;
     private readonly ResiliencePipeline _reconnect;
-    private Channel<SyncRequest> _outbound;
-    private Endpoints _endpoints = new();
+    private readonly ControlOutbox _outbox;
+    private ChannelReader<SyncRequest> _outbound = Channel.CreateUnbounded<SyncRequest>().Reader;
     private string? _token;
 
     /// <param name="targets">The coordinator's replicas; the stream is held with one at a time.</param>
-    public ControlClient(ControlClientOptions options, CoordinatorTargets targets, PrivateKey key, MeshNode node, ICoordinatorChannels channels, ILogger logger)
+    /// <param name="outbox">What the node's path engine asks of the coordinator.</param>
+    public ControlClient(ControlClientOptions options, CoordinatorTargets targets, PrivateKey key, MeshNode node, ControlOutbox outbox, ICoordinatorChannels channels, ILogger logger)
     {
+        _outbox = outbox;
         _options = options;
         _key = key;
         _node = node;
         _channels = channels;
         _logger = logger;
-        _outbound = NewOutbound();
         _targets = targets;
         _reconnect = new ResiliencePipelineBuilder { TimeProvider = options.Time }.AddRetry(new RetryStrategyOptions
         {
@@ -76,15 +77,6 @@ public sealed class ControlClient : IDisposable
     /// <summary>Raised once the node is registered and approved, with its name and mesh addresses.</summary>
     public event Action<RegisterResponse>? Registered;
 
-    public void PublishEndpoints(Endpoints endpoints)
-    {
-        lock (_lock)
-        {
-            _endpoints = endpoints;
-            _outbound.Writer.TryWrite(new SyncRequest { Endpoints = endpoints });
-        }
-    }
-
     /// <summary>
     /// The host's addresses changed: the stream's TCP connection is most likely dead, and waiting for keepalives
     /// to notice would hold back the new endpoints. Drop it and connect afresh.
@@ -103,8 +95,6 @@ public sealed class ControlClient : IDisposable
     {
         lock (_lock) return (_channels.For(target), _channelGeneration);
     }
-
-    public void RequestConnect(PublicKey peer) => _outbound.Writer.TryWrite(new SyncRequest { Connect = new ConnectRequest { PeerKey = ByteString.CopyFrom(peer.Span) } });
 
     /// <summary>Runs until cancelled: each pass opens a session (with backoff) and holds it until it breaks.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -160,13 +150,8 @@ public sealed class ControlClient : IDisposable
             Registered?.Invoke(response);
         }
         var client = new Protos.V1.Coordinator.CoordinatorClient(invoker);
-        Endpoints endpoints;
-        lock (_lock)
-        {
-            // Whatever was queued while disconnected is stale: the hello carries the current endpoints.
-            _outbound = NewOutbound();
-            endpoints = _endpoints;
-        }
+        var (endpoints, outbound) = _outbox.StartSession();
+        _outbound = outbound;
         var hello = await Mesh.Control.Registration.HelloAsync(client, _key, _token!, _node.View.Serial, endpoints, cancellationToken).ConfigureAwait(false);
         var call = client.Sync(new Metadata { { "authorization", "Bearer " + _token } }, cancellationToken: cancellationToken);
         try
@@ -194,7 +179,7 @@ public sealed class ControlClient : IDisposable
         }
         Connected = true;
         _logger.LogInformation("Connected to the coordinator at {Target}", _targets.Current);
-        var writing = WriteAsync(call.RequestStream, _outbound.Reader, session.Token);
+        var writing = WriteAsync(call.RequestStream, _outbound, session.Token);
         try
         {
             while (await call.ResponseStream.MoveNext(session.Token).ConfigureAwait(false)) _node.Apply(call.ResponseStream.Current);
@@ -219,13 +204,6 @@ public sealed class ControlClient : IDisposable
         {
         }
     }
-
-    private Channel<SyncRequest> NewOutbound() => Channel.CreateBounded<SyncRequest>(new BoundedChannelOptions(256)
-    {
-        FullMode = BoundedChannelFullMode.DropOldest,
-        SingleReader = true,
-        AllowSynchronousContinuations = _options.SynchronousSends,
-    });
 
     public void Dispose()
     {

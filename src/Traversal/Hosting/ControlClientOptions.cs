@@ -10,7 +10,4 @@ public sealed record ControlClientOptions
 
     /// <summary>Jitter of the reconnect backoff (the NAT lab seeds it).</summary>
     public Random Jitter { get; init; } = Random.Shared;
-
-    /// <summary>Requests go out on the thread that queues them, not a queue reader's: the NAT lab's one thread.</summary>
-    public bool SynchronousSends { get; init; }
 }

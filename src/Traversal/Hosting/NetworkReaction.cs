@@ -22,7 +22,7 @@ public enum NetworkVerdict
 /// to find their connections gone. A lease gives an address and then a route: that is two changes, and the second,
 /// when traffic can leave, is what brings the peers back at once. Not thread-safe: one watcher calls it.
 /// </summary>
-public sealed class NetworkReaction(PathEngine engine, ControlClient control, Action reconnectRelayStreams)
+public sealed class NetworkReaction(PathEngine engine, ControlClient control, MeshLinks links)
 {
     private List<IPAddress>? _addresses;
     private IPAddress? _outbound;
@@ -38,7 +38,7 @@ public sealed class NetworkReaction(PathEngine engine, ControlClient control, Ac
         if (verdict == NetworkVerdict.Changed)
         {
             control.Reconnect();
-            reconnectRelayStreams();
+            links.Reconnect();
         }
         _addresses = [.. scan.Addresses];
         if (scan.Outbound is not null) _outbound = scan.Outbound;

@@ -7,13 +7,14 @@ namespace Mesh.Traversal.Hosting;
 
 /// <summary>
 /// An agent's TCP links to relays (<see cref="RelayStreamLink"/>), one per relay it needed one for: opened on the
-/// first frame for that relay, at the URL the netmap gives it, and dialled again after a network change. How a
-/// socket is opened is the caller's (the agent's HTTP connector, or the NAT lab's virtual TCP).
+/// first frame for that relay, at the URL the netmap gives it (relative to the coordinator the agent talks to), and
+/// dialled again after a network change. How a socket is opened is the caller's (the agent's HTTP connector, or the
+/// NAT lab's virtual TCP).
 /// </summary>
-/// <param name="urlOf">The relay's stream URL, or null when the netmap names none (its frames are dropped).</param>
+/// <param name="coordinators">Where a relative URL ("/relay": a single coordinator's own relay) lives.</param>
 /// <param name="received">A frame from a relay, with the relay's id.</param>
 public sealed class RelayStreamSet(
-    Func<string, Uri?> urlOf,
+    CoordinatorTargets coordinators,
     Func<Uri, CancellationToken, ValueTask<(WebSocket Socket, string Transport)>> connect,
     Action<string, ReadOnlyMemory<byte>> received,
     ILogger logger,
@@ -27,20 +28,21 @@ public sealed class RelayStreamSet(
     /// <summary>The links opened so far, for `mesh-agent status`.</summary>
     public ICollection<RelayStreamLink> Links => _links.Values;
 
-    public void Send(string relayId, ReadOnlySpan<byte> frame)
+    /// <summary>Sends a frame over the relay's link, opening it first; dropped for a relay without a stream URL.</summary>
+    public void Send(Protos.V1.Relay relay, ReadOnlySpan<byte> frame)
     {
-        if (!_links.TryGetValue(relayId, out var link) && (link = Open(relayId)) is null) return;
+        if (!_links.TryGetValue(relay.Id, out var link) && (link = Open(relay.Id, relay.TcpUrl)) is null) return;
         link.Send(frame);
     }
 
     /// <summary>Opens a relay's link once (a link starts dialling as it is made), never after <see cref="Dispose"/>.</summary>
-    private RelayStreamLink? Open(string relayId)
+    private RelayStreamLink? Open(string relayId, string tcpUrl)
     {
         lock (_opening)
         {
             if (_disposed) return null;
             if (_links.TryGetValue(relayId, out var link)) return link;
-            if (urlOf(relayId) is not { } url) return null;
+            if (WebSocketUrl(tcpUrl, coordinators.Current.Url) is not { } url) return null;
             link = new RelayStreamLink(relayId, url, cancellationToken => connect(url, cancellationToken), frame => received(relayId, frame), logger, time, synchronousSends);
             _links[relayId] = link;
             return link;

@@ -15,9 +15,10 @@ namespace Mesh.Traversal.Node;
 /// so the engine alone decides where packets go. A netmap message touches only the peers it changed. The
 /// node's own state has one lock (the view's), which the control thread (<see cref="Apply"/>) and the timer
 /// thread (<see cref="Tick"/>) both take. Production and the NAT lab both run this class.
-/// Lock order: the view's lock, then the path engine's gate (the view calls the engine, never the other way:
-/// nothing the engine calls under its gate takes the view's lock; the relay links read <see cref="RelayTcpUrl"/>,
-/// a snapshot). Names are resolved outside both: a DNS lookup can take seconds.
+/// Lock order, for the whole agent: the view's lock, then the path engine's gate, then the leaves the engine calls
+/// under it (the control outbox's lock, the relay stream set's, a WireGuard peer's never). The view calls the
+/// engine, never the other way; the bind and the device call the engine's lock-free data path (its route snapshots)
+/// or take the gate alone, never the view's lock. Names are resolved outside every lock: a DNS lookup can take seconds.
 /// </summary>
 public sealed class MeshNode
 {
@@ -41,7 +42,6 @@ public sealed class MeshNode
 
     private volatile ConcurrentDictionary<NodeKeyId, byte> _members = new();
     private List<Protos.V1.Relay> _relays = new();
-    private volatile Dictionary<string, string> _relayTcpUrls = new(StringComparer.Ordinal);
     private Dictionary<string, NetEndpoint?> _resolved = new(StringComparer.Ordinal);
 
     public Device Device { get; }
@@ -113,9 +113,6 @@ public sealed class MeshNode
         }
     }
 
-    /// <summary>The TCP (WebSocket) URL of a relay in the map, relative to the coordinator, or null: read without a lock.</summary>
-    public string? RelayTcpUrl(string relayId) => _relayTcpUrls.GetValueOrDefault(relayId);
-
     /// <summary>The names the map gives for the coordinator's STUN servers and relays. The caller holds the view's lock.</summary>
     private List<string> NamesToResolve()
     {
@@ -155,11 +152,13 @@ public sealed class MeshNode
     /// <summary>Whether the key is this node or one of its peers: a relay run by this node serves only those. Thread-safe.</summary>
     public bool IsMember(PublicKey key) => key.Equals(Engine.PublicKey) || _members.ContainsKey(NodeKeyId.From(key));
 
-    /// <summary>Runs the engine's and the device's timers, and keeps the NAT keepalive in step with what NAT discovery found.</summary>
+    /// <summary>
+    /// Runs the engine's timers and keeps the NAT keepalive and stalled handshakes in step with its routes. The
+    /// device's own timers are its host's (the interface's timer thread, the lab's clock), ticked once.
+    /// </summary>
     public void Tick()
     {
         Engine.Tick();
-        Device.Tick();
         lock (View) TickPeers();
     }
 
@@ -230,12 +229,6 @@ public sealed class MeshNode
             var relays = Relays();
             if (!SameRelays(relays, _relays)) Engine.SetRelays(relays);
             _relays = relays;
-            var urls = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var relay in View.Relays)
-            {
-                if (relay.TcpUrl.Length > 0) urls[relay.Id] = relay.TcpUrl;
-            }
-            _relayTcpUrls = urls;
         }
         if (Routes.SetMap(View.MeshPrefixes, MapAddresses())) AdmitAll();
     }

@@ -41,7 +41,7 @@ public sealed partial class PathEngine
         if (!hardSide) return;
         for (var i = 0; i < Options.BirthdaySockets; i++)
         {
-            var socket = _output.OpenSocket();
+            var socket = _sockets.OpenSocket();
             if (socket < 0) break;
             peer.Birthday.Sockets.Add(socket);
         }
@@ -87,7 +87,7 @@ public sealed partial class PathEngine
         foreach (var socket in search.Sockets)
         {
             if (socket == keepSocket) continue;
-            _output.CloseSocket(socket);
+            _sockets.CloseSocket(socket);
             List<PathKey>? closed = null;
             foreach (var key in peer.Paths.Keys)
             {

@@ -89,7 +89,7 @@ public sealed partial class PathEngine
                     StartPhase(peer, now, requestConnect: true);
                     UpdateRoute(peer, now);
                 }
-                foreach (var relay in _relays) relay.Client.Reset();
+                _relays.Reset();
                 _restartPhasesAfterNetcheck = true;
             }
             _netcheck = null;
@@ -127,7 +127,7 @@ public sealed partial class PathEngine
             _netcheck = new NetcheckProbe(first, second, _locals, now, _entropy);
         }
         int length;
-        while ((length = _netcheck.Poll(now, _scratch, out var destination)) > 0) _output.SendUdp(0, _scratch.AsSpan(0, length), destination);
+        while ((length = _netcheck.Poll(now, _scratch, out var destination)) > 0) _sockets.SendUdp(0, _scratch.AsSpan(0, length), destination);
         if (_netcheck.IsDone) FinishNetcheck(now);
     }
 
@@ -146,12 +146,8 @@ public sealed partial class PathEngine
         // coordinator is), not that UDP is blocked: keep what the last run found.
         if (report.Verdict.UdpBlocked && LastNetcheck is not null && UdpEvidentlyWorks(now)) return;
         LastNetcheck = (report, _clock.UtcNow);
-        var wasBlocked = _udpBlocked;
         _udpBlocked = report.Verdict.UdpBlocked;
-        if (wasBlocked != _udpBlocked)
-        {
-            foreach (var relay in _relays) relay.Client.Reset();
-        }
+        _relays.SetUdpBlocked(_udpBlocked);
         PublishEndpointsIfChanged();
         if (!_restartPhasesAfterNetcheck) return;
         _restartPhasesAfterNetcheck = false;
@@ -163,10 +159,7 @@ public sealed partial class PathEngine
 
     private bool UdpEvidentlyWorks(TimeSpan now)
     {
-        foreach (var relay in _relays)
-        {
-            if (relay.Udp is not null && !_udpBlocked && relay.Client.IsAlive(now)) return true;
-        }
+        if (_relays.AnswersOverUdp(now)) return true;
         foreach (var peer in _peers.Values)
         {
             if (peer.Best?.LastPong is { } pong && now - pong < Options.NetcheckInterval) return true;
@@ -180,7 +173,7 @@ public sealed partial class PathEngine
         {
             NatMapping = MyMapping,
             UdpBlocked = _udpBlocked,
-            PreferredRelay = Home(_clock.Now)?.Id ?? "",
+            PreferredRelay = _relays.Home(_clock.Now)?.Id ?? "",
             RelayAddress = _relayOffer,
         };
         foreach (var local in _locals) endpoints.Candidates.Add(new Candidate { Address = local.ToString(), Kind = CandidateKind.Local });
@@ -196,7 +189,7 @@ public sealed partial class PathEngine
         }
         if (endpoints.Equals(_published)) return;
         _published = endpoints;
-        _output.PublishEndpoints(endpoints);
+        _control.PublishEndpoints(endpoints);
     }
 
     /// <summary>What this node last told the coordinator about itself.</summary>

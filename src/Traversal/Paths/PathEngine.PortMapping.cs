@@ -67,7 +67,7 @@ public sealed partial class PathEngine
     {
         var before = _portMap.OwnExternal;
         int length;
-        while ((length = _portMap.Poll(now, _scratch, out var router)) > 0) _output.SendUdp(0, _scratch.AsSpan(0, length), router);
+        while ((length = _portMap.Poll(now, _scratch, out var router)) > 0) _sockets.SendUdp(0, _scratch.AsSpan(0, length), router);
         if (_portMap.OwnExternal != before) PublishEndpointsIfChanged();
     }
 

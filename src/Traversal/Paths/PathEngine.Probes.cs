@@ -40,7 +40,7 @@ public sealed partial class PathEngine
             }
             return;
         }
-        _output.SendUdp(socket, _scratch.AsSpan(0, length), from);
+        _sockets.SendUdp(socket, _scratch.AsSpan(0, length), from);
         var key = new PathKey(socket, from);
         if (peer.Paths.ContainsKey(key)) return;
         var technique = TechniqueOf(peer, key);
@@ -95,7 +95,7 @@ public sealed partial class PathEngine
     private void SendOpeningPacket(PeerPaths peer, PathKey key)
     {
         var length = _probes.WritePing(_scratch, peer.Key, NewTransaction());
-        _output.SendUdp(key.Socket, _scratch.AsSpan(0, length), key.Remote, Options.OpeningTtl);
+        _sockets.SendUdp(key.Socket, _scratch.AsSpan(0, length), key.Remote, Options.OpeningTtl);
     }
 
     /// <summary>Whether one more probe may go toward the peer: the birthday search's are bounded by its own rate instead.</summary>
@@ -114,7 +114,7 @@ public sealed partial class PathEngine
         var length = _probes.WritePing(_scratch, peer.Key, transaction);
         _pending[transaction] = new PendingPing(peer, key, technique, null, now, user);
         if (peer.Paths.TryGetValue(key, out var path)) path.Pinged(now);
-        _output.SendUdp(key.Socket, _scratch.AsSpan(0, length), key.Remote);
+        _sockets.SendUdp(key.Socket, _scratch.AsSpan(0, length), key.Remote);
         return transaction;
     }
 

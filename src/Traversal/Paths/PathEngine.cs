@@ -13,14 +13,16 @@ namespace Mesh.Traversal.Paths;
 
 /// <summary>
 /// Chooses, for every peer, where its WireGuard packets go: a direct path found by probing candidates
-/// (and by the hard-NAT search), or a bounce node. No I/O and no timers of its own: the host feeds it
-/// datagrams and ticks, and it acts through <see cref="IPathOutput"/>. The WireGuard device sends every
-/// peer's packets to that peer's synthetic endpoint; <see cref="TrySend"/> turns it into the route of the
-/// moment, so a path change never touches the WireGuard session and loses nothing.
+/// (and by the hard-NAT search), or a bounce node. No I/O and no timers of its own: the bind feeds it
+/// what arrives that is not WireGuard and the host ticks it; it sends its own traffic through
+/// <see cref="IPathSockets"/> and asks the coordinator through <see cref="IControlRequests"/>. The WireGuard
+/// device sends every peer's packets to that peer's synthetic endpoint; the bind asks <see cref="TryRoute"/>
+/// for the route of the moment and sends there, so a path change never touches the WireGuard session.
 /// State changes happen under one lock (the gate), except what the data path records as packets pass, each a
 /// single volatile write: a peer's last send time and the relay it was last heard through. The data path reads
 /// immutable snapshots without the gate (a peer's route, the relay tables, the peer indexes). Under the gate the
-/// engine calls only its output, which takes no lock of the mesh node's (see MeshNode for the lock order).
+/// engine calls only its sockets and control requests, which take no lock of the mesh node's (the lock order is
+/// in MeshNode's summary).
 /// </summary>
 public sealed partial class PathEngine
 {
@@ -30,13 +32,13 @@ public sealed partial class PathEngine
     private static readonly TimeSpan PendingLifetime = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan RelayPingInterval = TimeSpan.FromSeconds(5);
 
-    [ThreadStatic] private static byte[]? t_relayBuffer;
-
     private readonly object _gate = new();
     private readonly PrivateKey _key;
     private readonly IClock _clock;
     private readonly IEntropy _entropy;
-    private readonly IPathOutput _output;
+    private readonly IPathSockets _sockets;
+    private readonly IControlRequests _control;
+    private readonly RelaySessions _relays;
     private readonly ProbeCodec _probes;
     private readonly byte[] _scratch = new byte[2048];
     private readonly Dictionary<NodeKeyId, PeerPaths> _peers = new();
@@ -53,12 +55,14 @@ public sealed partial class PathEngine
     private long _strayDatagrams;
     private readonly long[] _probeRejections = new long[Enum.GetValues<ProbeResult>().Length];
 
-    public PathEngine(PrivateKey key, IClock clock, IEntropy entropy, IPathOutput output, PathOptions? options = null)
+    public PathEngine(PrivateKey key, IClock clock, IEntropy entropy, IPathSockets sockets, IControlRequests control, PathOptions? options = null)
     {
         _key = key;
         _clock = clock;
         _entropy = entropy;
-        _output = output;
+        _sockets = sockets;
+        _control = control;
+        _relays = new RelaySessions(key, sockets);
         Options = options ?? new PathOptions();
         _probes = new ProbeCodec(key, clock);
         _portMap = new PortMapState(Options.PortMapping, entropy);
@@ -80,40 +84,31 @@ public sealed partial class PathEngine
     private long _probesOverBudget;
 
     /// <summary>
-    /// The data path: sends a WireGuard datagram addressed to a peer's synthetic endpoint on that peer's
-    /// route. False when the destination is not a mesh peer (the caller sends it to the address itself).
+    /// The data path, for a WireGuard datagram addressed to <paramref name="destination"/>: false when that is not a
+    /// mesh peer's synthetic endpoint (the bind sends it to the address itself), else the peer's route of the moment.
+    /// While a direct path is unconfirmed the relay carries a copy (WireGuard's replay window drops the duplicate).
+    /// No gate: it reads the peer's route snapshot and records the send time.
     /// </summary>
-    public bool TrySend(ReadOnlySpan<byte> datagram, NetEndpoint destination)
+    internal bool TryRoute(NetEndpoint destination, out RouteChoice choice)
     {
-        if (!_bySynthetic.TryGetValue(destination, out var peer)) return false;
+        if (!_bySynthetic.TryGetValue(destination, out var peer))
+        {
+            choice = default;
+            return false;
+        }
         var now = _clock.Now;
         Volatile.Write(ref peer.LastSendTicks, now.Ticks);
         var route = peer.Route;
-        if (route.Direct is { } direct)
-        {
-            _output.SendUdp(direct.Socket, datagram, direct.Remote);
-            // While the direct path is unconfirmed the relay carries a copy: WireGuard's replay window drops the duplicate.
-            if (now.Ticks < Volatile.Read(ref peer.ConfirmedUntilTicks)) return true;
-        }
-        if (route.Relay is { } relay && relay.Client.IsAlive(now)) SendViaRelay(relay, route.RelayOverStream, peer.Key.Span, datagram);
-        else if (route.Direct is null) Interlocked.Increment(ref _noRoute);
+        var relay = route.Relay is { } link && link.Client.IsAlive(now) ? link : null;
+        if (route.Direct is not null && now.Ticks < Volatile.Read(ref peer.ConfirmedUntilTicks)) relay = null;
+        else if (route.Direct is null && relay is null) Interlocked.Increment(ref _noRoute);
+        choice = new RouteChoice(route.Direct, relay, route.RelayOverStream, peer.Key);
         return true;
     }
 
-    /// <summary>A datagram that is not for the WireGuard fast path: STUN, probes, relay frames, or anything on a hard-NAT socket.</summary>
+    /// <summary>What arrived that is neither WireGuard nor a relay's frame: STUN, probes, the router's port-mapping answers.</summary>
     public void OnDatagram(int socket, ReadOnlySpan<byte> datagram, NetEndpoint from)
     {
-        if (MessageLayout.TypeOf(datagram) != 0)
-        {
-            _output.DeliverWireGuard(datagram, from);
-            return;
-        }
-        if (RelayFrame.LooksLikeRelay(datagram))
-        {
-            if (_relaysByUdp.TryGetValue(from, out var link)) OnRelayFrame(link, datagram);
-            else Interlocked.Increment(ref _strayDatagrams);
-            return;
-        }
         lock (_gate)
         {
             var now = _clock.Now;
@@ -124,12 +119,8 @@ public sealed partial class PathEngine
         }
     }
 
-    /// <summary>A frame that came over a relay's stream transport.</summary>
-    public void OnRelayStreamFrame(string relayId, ReadOnlySpan<byte> frame)
-    {
-        if (RelayFrame.LooksLikeRelay(frame) && _relaysById.TryGetValue(relayId, out var link)) OnRelayFrame(link, frame);
-        else Interlocked.Increment(ref _strayDatagrams);
-    }
+    /// <summary>The relays this node has sessions with: the bind looks up where a relay's frame came from.</summary>
+    internal RelaySessions Relays => _relays;
 
     /// <summary>Runs every timer that is due: probes, heartbeats, the hard-NAT search, relay sessions, NAT discovery.</summary>
     public void Tick()
@@ -138,7 +129,7 @@ public sealed partial class PathEngine
         {
             var now = _clock.Now;
             TickDiscovery(now);
-            TickRelays(now);
+            _relays.Tick(now);
             foreach (var peer in _peers.Values) TickPeer(peer, now);
             if (now - _lastPendingSweep >= TimeSpan.FromSeconds(1)) SweepPending(now);
         }
@@ -322,7 +313,7 @@ public sealed partial class PathEngine
         var interval = force ? TimeSpan.FromSeconds(1) : Options.ConnectRequestInterval;
         if (peer.LastConnectRequest is { } last && now - last < interval) return;
         peer.LastConnectRequest = now;
-        _output.RequestConnect(peer.Key);
+        _control.RequestConnect(peer.Key);
     }
 
     /// <summary>Takes the peer's candidates and NAT facts from the coordinator; true when any of them changed.</summary>
@@ -386,6 +377,9 @@ public sealed partial class PathEngine
     }
 
     private void Reject(ProbeResult reason) => Interlocked.Increment(ref _probeRejections[(int)reason]);
+
+    /// <summary>Where the bind sends one datagram for a peer: the direct path, the relay (a copy while the direct path is unconfirmed), or both.</summary>
+    internal readonly record struct RouteChoice(PathKey? Direct, RelayLink? Relay, bool RelayOverStream, PublicKey Peer);
 
     private sealed record PendingPing(PeerPaths Peer, PathKey Path, Technique Technique, RelayLink? Relay, TimeSpan SentAt, bool User);
 }

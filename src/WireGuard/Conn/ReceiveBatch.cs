@@ -8,7 +8,9 @@ namespace Mesh.WireGuard.Conn;
 /// <summary>
 /// What one recvmmsg(2) brought in: up to <see cref="Messages"/> messages, each of which UDP GRO may have
 /// coalesced from several datagrams of one sender (the segment size comes in a UDP_GRO control message),
-/// split back into the datagrams. Buffers are pinned and made once per receiving thread.
+/// split back into the datagrams. Buffers are pinned and made once per receiving thread. A batch can also be
+/// filled datagram by datagram (<see cref="Append"/>) from elsewhere than a socket, each with where it came from,
+/// and a bind may narrow its datagrams in place (a relay's frame to the datagram it carries) and drop the rest.
 /// </summary>
 public sealed class ReceiveBatch
 {
@@ -26,6 +28,9 @@ public sealed class ReceiveBatch
     private readonly int[] _offsets = new int[MaxDatagrams];
     private readonly int[] _lengths = new int[MaxDatagrams];
     private readonly NetEndpoint[] _sources = new NetEndpoint[MaxDatagrams];
+    private readonly int[] _sockets = new int[MaxDatagrams];
+    private readonly string?[] _links = new string?[MaxDatagrams];
+    private int _appended;
 
     public ReceiveBatch()
     {
@@ -41,6 +46,58 @@ public sealed class ReceiveBatch
     public Span<byte> Datagram(int index) => _data.AsSpan(_offsets[index], _lengths[index]);
 
     public NetEndpoint Source(int index) => _sources[index];
+
+    /// <summary>The socket the datagram came on: 0 for the interface's own, else a bind's other socket (-1 for a link).</summary>
+    public int Socket(int index) => _sockets[index];
+
+    /// <summary>The stream link the datagram came over (a relay's id), or null when it came on a socket.</summary>
+    public string? Link(int index) => _links[index];
+
+    /// <summary>Empties the batch for <see cref="Append"/>.</summary>
+    public void Clear()
+    {
+        Count = 0;
+        LargestCoalesced = 0;
+        _appended = 0;
+    }
+
+    /// <summary>Copies a datagram in; false when the batch is full (by count or by bytes).</summary>
+    public bool Append(ReadOnlySpan<byte> datagram, NetEndpoint source, int socket, string? link)
+    {
+        if (Count == MaxDatagrams || _appended + datagram.Length > _data.Length) return false;
+        datagram.CopyTo(_data.AsSpan(_appended));
+        Set(Count, _appended, datagram.Length, source);
+        _sockets[Count] = socket;
+        _links[Count] = link;
+        _appended += datagram.Length;
+        Count++;
+        LargestCoalesced = Math.Max(LargestCoalesced, 1);
+        return true;
+    }
+
+    /// <summary>
+    /// Moves datagram <paramref name="from"/> to position <paramref name="to"/> (at most <paramref name="from"/>),
+    /// narrowed to the <paramref name="length"/> bytes at <paramref name="start"/> and credited to <paramref name="source"/>.
+    /// </summary>
+    public void Keep(int from, int to, int start, int length, NetEndpoint source)
+    {
+        if (to > from || start < 0 || start + length > _lengths[from]) throw new ArgumentOutOfRangeException(nameof(start));
+        var socket = _sockets[from];
+        var link = _links[from];
+        Set(to, _offsets[from] + start, length, source);
+        _sockets[to] = socket;
+        _links[to] = link;
+    }
+
+    /// <summary>Drops every datagram from <paramref name="count"/> on (after <see cref="Keep"/> compacted the batch).</summary>
+    public void Truncate(int count) => Count = Math.Min(Count, count);
+
+    private void Set(int index, int offset, int length, NetEndpoint source)
+    {
+        _offsets[index] = offset;
+        _lengths[index] = length;
+        _sources[index] = source;
+    }
 
     /// <summary>The largest number of datagrams one message held (1 without GRO): how much coalescing happened.</summary>
     public int LargestCoalesced { get; private set; }
@@ -63,8 +120,7 @@ public sealed class ReceiveBatch
                 },
             };
         }
-        Count = 0;
-        LargestCoalesced = 0;
+        Clear();
         return ref _messages[0];
     }
 
@@ -89,6 +145,8 @@ public sealed class ReceiveBatch
                 _offsets[Count] = i * SlotSize + offset;
                 _lengths[Count] = Math.Min(segment, length - offset);
                 _sources[Count] = source;
+                _sockets[Count] = 0;
+                _links[Count] = null;
                 Count++;
                 pieces++;
             }

@@ -99,6 +99,27 @@ public sealed class UdpBinding : IDisposable
     }
 
     /// <summary>
+    /// Waits for one datagram without a thread of its own; returns its length (0 for an ICMP error of an earlier
+    /// send) and source, or -1 once the socket is closed. <paramref name="from"/> is reused from call to call.
+    /// </summary>
+    public async ValueTask<(int Length, NetEndpoint Source)> ReceiveAsync(Memory<byte> buffer, SocketAddress from, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var length = await _socket.ReceiveFromAsync(buffer, SocketFlags.None, from, cancellationToken).ConfigureAwait(false);
+            return (length, ToEndpoint(from));
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.MessageSize or SocketError.NetworkUnreachable or SocketError.HostUnreachable)
+        {
+            return (0, default);
+        }
+        catch (Exception ex) when (ex is ObjectDisposedException or SocketException or OperationCanceledException)
+        {
+            return (-1, default);
+        }
+    }
+
+    /// <summary>
     /// Waits up to <paramref name="timeoutMs"/> for datagrams and takes all that are there (recvmmsg). Returns
     /// how many the batch holds: 0 on a timeout or an ICMP error for an earlier send, -1 once the socket is closed.
     /// </summary>

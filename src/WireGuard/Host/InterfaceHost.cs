@@ -8,18 +8,10 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Mesh.WireGuard.Host;
 
-/// <summary>What a mesh plugs into an interface: the datagrams that are not WireGuard, and where peers' datagrams go.</summary>
-public interface IDatagramRouter
-{
-    void OnDatagram(ReadOnlySpan<byte> datagram, NetEndpoint from);
-
-    /// <summary>Sends a datagram the device addressed to <paramref name="destination"/>; false to send it there as is.</summary>
-    bool TrySend(ReadOnlySpan<byte> datagram, NetEndpoint destination);
-}
-
 /// <summary>
-/// Runs a <see cref="Device"/> over real I/O: a thread reads the TUN device and sends, a thread receives
-/// from the UDP socket, and a timer thread ticks the protocol's timers. The data path moves batches: what one
+/// Runs a <see cref="Device"/> over real I/O: a thread reads the TUN device and sends, a thread per receiver of
+/// the <see cref="IBind"/> receives (a plain interface's one UDP socket; a mesh's socket, and its other sockets
+/// and relay links), and a timer thread ticks the protocol's timers. The data path moves batches: what one
 /// TUN read gave (a TSO super-packet, or what was queued) leaves sealed as one sendmmsg with GSO, and what one
 /// recvmmsg gave is written to the TUN device coalesced (GRO). With crypto workers the batch travels whole
 /// through the <see cref="CryptoPipeline"/>, and the worker that finishes it sends or writes it the same way.
@@ -33,9 +25,8 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     private readonly TunDevice _tun;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
-    private readonly object _bindLock = new();
-    private UdpBinding _udp;
-    private Thread? _udpThread;
+    private readonly IBind _bind;
+    private readonly Thread?[] _receiveThreads;
     private Thread? _tunThread;
     private Thread? _timerThread;
 
@@ -43,14 +34,22 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     [ThreadStatic] private static SendBatch? t_sends;
     [ThreadStatic] private static Coalescing? t_writes;
 
-    /// <param name="cryptoWorkers">Threads that encrypt and decrypt (0: the reading threads do it themselves).</param>
     public InterfaceHost(TunDevice tun, int listenPort, ILogger? logger = null, DeviceOptions? options = null, int cryptoWorkers = 0)
+        : this(tun, new UdpBind(listenPort), logger, options, cryptoWorkers)
+    {
+    }
+
+    /// <param name="bind">Where datagrams come from and go (the host disposes of it).</param>
+    /// <param name="cryptoWorkers">Threads that encrypt and decrypt (0: the reading threads do it themselves).</param>
+    /// <param name="failures">Where the I/O threads' failures are counted (shared with the bind's), else a count of the host's own.</param>
+    public InterfaceHost(TunDevice tun, IBind bind, ILogger? logger = null, DeviceOptions? options = null, int cryptoWorkers = 0, IoFailures? failures = null)
     {
         _tun = tun;
+        _bind = bind;
         _logger = logger ?? NullLogger.Instance;
-        Failures = new IoFailures(_logger);
-        _udp = UdpBinding.Bind(listenPort, coalesceReceives: true);
-        Device = new Device(this, options: options) { ListenPort = _udp.Port };
+        Failures = failures ?? new IoFailures(_logger);
+        _receiveThreads = new Thread?[bind.Receivers];
+        Device = new Device(this, options: options) { ListenPort = bind.Port };
         _pipeline = cryptoWorkers > 0 ? new CryptoPipeline(Device, this, cryptoWorkers, Failures) : null;
         _handshakes = new HandshakeWorkers(Device, HandshakeWorkers.DefaultWorkers(), Failures);
     }
@@ -63,77 +62,48 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
 
     public Device Device { get; }
     public string Name => _tun.Name;
-    public int ListenPort => _udp.Port;
-
-    /// <summary>
-    /// Set by a mesh: it takes every datagram that is not WireGuard (STUN, probes, relay frames) and routes
-    /// the device's datagrams for its peers. Null for a plain WireGuard interface.
-    /// </summary>
-    public IDatagramRouter? Router { get; set; }
+    public int ListenPort => _bind.Port;
 
     /// <summary>Completes when the host stops, by <see cref="Dispose"/> or because the TUN interface went away.</summary>
     public Task Stopped => _stoppedSource.Task;
     private readonly TaskCompletionSource _stoppedSource = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>The batching features the kernel granted, for the log and `mesh-agent status`.</summary>
-    public DataPathFeatures Features => new(_tun.Offloads, _udp.Segmentation, _udp.ReceiveCoalescing);
+    public DataPathFeatures Features => new(_tun.Offloads, _bind.Segmentation, _bind.ReceiveCoalescing);
 
     public void Start()
     {
         _logger.LogInformation("Interface {Name} data path: {Features}.", Name, Features);
         _tunThread = StartThread(TunLoop, "tun");
-        _udpThread = StartThread(() => UdpLoop(_udp), "udp");
+        for (var receiver = 0; receiver < _receiveThreads.Length; receiver++)
+        {
+            var index = receiver;
+            _receiveThreads[receiver] = StartThread(() => ReceiveLoop(index), receiver == 0 ? "udp" : $"receive-{receiver}");
+        }
         _timerThread = StartThread(TimerLoop, "timers");
     }
 
     /// <summary>Moves to another UDP port (0 for any); false when it is taken.</summary>
     public bool Rebind(int port)
     {
-        lock (_bindLock)
+        if (!_bind.Rebind(port))
         {
-            if (port != 0 && port == _udp.Port) return true;
-            UdpBinding fresh;
-            try
-            {
-                fresh = UdpBinding.Bind(port, coalesceReceives: true);
-            }
-            catch (System.Net.Sockets.SocketException ex)
-            {
-                _logger.LogWarning("Cannot listen on UDP port {Port}: {Message}", port, ex.Message);
-                return false;
-            }
-            if (Device.FirewallMark != 0) fresh.SetFirewallMark(Device.FirewallMark);
-            var old = _udp;
-            _udp = fresh;
-            Device.ListenPort = fresh.Port;
-            old.Dispose();
-            _udpThread = StartThread(() => UdpLoop(fresh), "udp");
-            return true;
+            _logger.LogWarning("Cannot listen on UDP port {Port}: it is taken", port);
+            return false;
         }
+        Device.ListenPort = _bind.Port;
+        return true;
     }
 
     public bool SetListenPort(int port) => Rebind(port);
 
     public void SetFirewallMark(int mark)
     {
-        lock (_bindLock)
-        {
-            _udp.SetFirewallMark(mark);
-            Device.FirewallMark = mark;
-        }
+        _bind.SetFirewallMark(mark);
+        Device.FirewallMark = mark;
     }
 
-    public void SendDatagram(ReadOnlySpan<byte> datagram, NetEndpoint destination)
-    {
-        if (Router?.TrySend(datagram, destination) != true) Transmit(datagram, destination);
-    }
-
-    /// <summary>Sends from the interface's socket as is, for the mesh's own traffic (STUN, probes, relay frames).</summary>
-    public void SendRaw(ReadOnlySpan<byte> datagram, NetEndpoint destination, int ttl = 0)
-    {
-        if (ttl > 0) _udp.Send(datagram, destination, ttl);
-        else Transmit(datagram, destination);
-    }
+    public void SendDatagram(ReadOnlySpan<byte> datagram, NetEndpoint destination) => _bind.Send(datagram, destination, t_sends);
 
     public void WriteTunnel(ReadOnlySpan<byte> packet)
     {
@@ -144,18 +114,6 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
             if (writes.Add(packet)) return;
         }
         _tun.Write(packet);
-    }
-
-    private void Transmit(ReadOnlySpan<byte> datagram, NetEndpoint destination)
-    {
-        var udp = _udp;
-        if (t_sends is { } sends)
-        {
-            if (sends.Add(datagram, destination, udp.Segmentation)) return;
-            udp.Send(sends);
-            if (sends.Add(datagram, destination, udp.Segmentation)) return;
-        }
-        udp.Send(datagram, destination);
     }
 
     /// <summary>A crypto worker ends a run of finished packets: they leave as one sendmmsg and one coalesced write.</summary>
@@ -176,9 +134,9 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     {
         if (_stopping.IsCancellationRequested) return;
         _stopping.Cancel();
-        lock (_bindLock) _udp.Dispose();
+        _bind.Dispose();
         _tun.Dispose();
-        foreach (var thread in new[] { _tunThread, _udpThread, _timerThread })
+        foreach (var thread in new[] { _tunThread, _timerThread }.Concat(_receiveThreads))
         {
             if (thread is not null && thread != Thread.CurrentThread) thread.Join(TimeSpan.FromSeconds(2));
         }
@@ -235,7 +193,7 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
     {
         try
         {
-            _udp.Send(sends);
+            _bind.Flush(sends);
         }
         catch (Exception ex)
         {
@@ -256,20 +214,29 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
         _pipeline.Send(element, packet.Length);
     }
 
-    private void UdpLoop(UdpBinding udp)
+    private void ReceiveLoop(int receiver)
     {
         var batch = new ReceiveBatch();
         var writes = t_writes = _tun.TakesFrames ? new Coalescing() : null;
         while (!_stopping.IsCancellationRequested)
         {
-            var count = udp.Receive(batch, 500);
+            int count;
+            try
+            {
+                count = _bind.Receive(receiver, batch, 500);
+            }
+            catch (Exception ex)
+            {
+                Failures.Record(IoThread.Udp, ex);
+                continue;
+            }
             if (count < 0) return;
             ReceiveRead(batch, count);
             if (writes is { Count: > 0 }) FlushWrites(writes);
         }
     }
 
-    /// <summary>What one recvmmsg gave: one batch.</summary>
+    /// <summary>What one receive gave (one recvmmsg, or what a mesh's links had queued): one batch.</summary>
     private void ReceiveRead(ReceiveBatch batch, int count)
     {
         using var scope = _pipeline?.OpenBatch();
@@ -298,22 +265,11 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
         }
     }
 
-    private void Receive(Span<byte> datagram, NetEndpoint source)
-    {
-        if (Router is { } router && MessageLayout.TypeOf(datagram) == 0)
-        {
-            router.OnDatagram(datagram, source);
-            return;
-        }
-        ReceiveWireGuard(datagram, source);
-    }
-
     /// <summary>
-    /// The one receive path for WireGuard datagrams, whichever way they came (socket 0, a hard-NAT socket, a relay):
-    /// handshakes to the workers, transport data decrypted here or by the pipeline, and written to the TUN device
-    /// coalesced when this is the UDP thread.
+    /// The one receive path for WireGuard datagrams, whichever way they came (the bind tells): handshakes to the
+    /// workers, transport data decrypted here or by the pipeline, and written to the TUN device coalesced.
     /// </summary>
-    public void ReceiveWireGuard(ReadOnlySpan<byte> datagram, NetEndpoint source)
+    private void Receive(ReadOnlySpan<byte> datagram, NetEndpoint source)
     {
         if (_handshakes.TryTake(datagram, source)) return;
         if (_pipeline is null)
