@@ -99,14 +99,15 @@ internal sealed class PathHarness : IDisposable
     public readonly PrivateKey Key = PrivateKey.Generate();
     public readonly PathEngine Engine;
     public readonly MeshBind Bind;
+    public readonly MeshLinks Links;
     private readonly ReceiveBatch[] _batches = [new(), new()];
 
     public PathHarness(PathOptions? options = null, int seed = 1)
     {
         Engine = new PathEngine(Key, Clock, new SeededEntropy(seed), Output, Output, options);
-        var links = new MeshLinks(Output, CoordinatorTargets.ForNode([new Uri("http://127.0.0.1:1")], Key.PublicKey),
+        Links = new MeshLinks(Output, CoordinatorTargets.ForNode([new Uri("http://127.0.0.1:1")], Key.PublicKey),
             (_, _) => ValueTask.FromException<(System.Net.WebSockets.WebSocket, string)>(new IOException("no relay links in unit tests")), NullLogger.Instance);
-        Bind = new MeshBind(links, Engine, new IoFailures(NullLogger.Instance));
+        Bind = new MeshBind(Links, Engine, new IoFailures(NullLogger.Instance));
     }
 
     /// <summary>A datagram reaches socket 0 and the bind sorts it: returns what it keeps for the device, with the source it credits.</summary>
@@ -154,5 +155,49 @@ internal sealed class PathHarness : IDisposable
         Output.Take();
     }
 
-    public void Dispose() => Key.Dispose();
+    public void Dispose()
+    {
+        Bind.Dispose();
+        Key.Dispose();
+    }
+}
+
+/// <summary>The production relay server at a UDP address, as the relay tests' nodes reach it.</summary>
+internal sealed class TestRelay : IDisposable
+{
+    public static readonly NetEndpoint Udp = NetEndpoint.Parse("203.0.113.1:3480");
+
+    private readonly PrivateKey _key = PrivateKey.Generate();
+    private readonly Mesh.Traversal.Relay.RelayServer _server;
+
+    public TestRelay() => _server = new Mesh.Traversal.Relay.RelayServer(_key, _ => true);
+
+    /// <summary>Sessions the server holds.</summary>
+    public int Clients => _server.Clients;
+
+    /// <summary>The relay as the netmap announces it (with its stream URL when <paramref name="tcp"/>).</summary>
+    public Protos.V1.Relay Announced(bool tcp = false) => new()
+    {
+        Id = "coordinator",
+        UdpAddress = Udp.ToString(),
+        TcpUrl = tcp ? "/relay" : "",
+        NodeKey = Google.Protobuf.ByteString.CopyFrom(_key.PublicKey.Span),
+    };
+
+    /// <summary>A frame from <paramref name="from"/> reaches the server; returns what it sends, and to whom.</summary>
+    public List<(byte[] Frame, NetEndpoint To)> Receive(byte[] frame, NetEndpoint from, TimeSpan now)
+    {
+        var frames = new Frames();
+        _server.Receive(frame, from, now, frames);
+        return frames.Sent;
+    }
+
+    public void Dispose() => _key.Dispose();
+
+    private sealed class Frames : Mesh.Traversal.Relay.IRelayOutput
+    {
+        public readonly List<(byte[] Frame, NetEndpoint To)> Sent = new();
+
+        public void Send(ReadOnlySpan<byte> frame, NetEndpoint to) => Sent.Add((frame.ToArray(), to));
+    }
 }

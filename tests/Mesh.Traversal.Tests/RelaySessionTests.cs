@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using Mesh.Protos.V1;
 using Mesh.Traversal.Paths;
 using Mesh.Traversal.Relay;
@@ -15,33 +14,18 @@ namespace Mesh.Traversal.Tests;
 public sealed class RelaySessionTests : IDisposable
 {
     private static readonly NetEndpoint Local = NetEndpoint.Parse("198.51.100.7:41641");
-    private static readonly NetEndpoint RelayUdp = NetEndpoint.Parse("203.0.113.1:3480");
+    private static readonly NetEndpoint RelayUdp = TestRelay.Udp;
 
-    private readonly PrivateKey _relayKey = PrivateKey.Generate();
+    private readonly TestRelay _relay = new();
     private readonly PrivateKey _peer = PrivateKey.Generate();
-    private readonly RelayServer _server;
-    private readonly List<(byte[] Frame, NetEndpoint To)> _fromRelay = new();
-
-    private sealed class Frames(List<(byte[] Frame, NetEndpoint To)> into) : IRelayOutput
-    {
-        public void Send(ReadOnlySpan<byte> frame, NetEndpoint to) => into.Add((frame.ToArray(), to));
-    }
-
-    public RelaySessionTests() => _server = new RelayServer(_relayKey, _ => true);
 
     public void Dispose()
     {
-        _relayKey.Dispose();
+        _relay.Dispose();
         _peer.Dispose();
     }
 
-    private Protos.V1.Relay Relay(bool tcp) => new()
-    {
-        Id = "coordinator",
-        UdpAddress = RelayUdp.ToString(),
-        TcpUrl = tcp ? "/relay" : "",
-        NodeKey = ByteString.CopyFrom(_relayKey.PublicKey.Span),
-    };
+    private Protos.V1.Relay Relay(bool tcp) => _relay.Announced(tcp);
 
     /// <summary>Ticks the engine for a while, carrying its UDP frames to the relay server and the server's answers back.</summary>
     private List<Sent> Run(PathHarness node, TimeSpan duration)
@@ -50,17 +34,17 @@ public sealed class RelaySessionTests : IDisposable
         for (var elapsed = TimeSpan.Zero; elapsed < duration; elapsed += TimeSpan.FromMilliseconds(10))
         {
             node.Engine.Tick();
+            var fromRelay = new List<(byte[] Frame, NetEndpoint To)>();
             foreach (var sent in node.Output.Take())
             {
                 if (sent.To != RelayUdp) continue;
                 toRelay.Add(sent);
-                _server.Receive(sent.Bytes, Local, node.Clock.Now, new Frames(_fromRelay));
+                fromRelay.AddRange(_relay.Receive(sent.Bytes, Local, node.Clock.Now));
             }
-            foreach (var (frame, to) in _fromRelay.ToList())
+            foreach (var (frame, to) in fromRelay)
             {
                 if (to == Local) node.Receive(frame, RelayUdp);
             }
-            _fromRelay.Clear();
             node.Clock.Advance(TimeSpan.FromMilliseconds(10));
         }
         return toRelay;
@@ -75,7 +59,7 @@ public sealed class RelaySessionTests : IDisposable
         var synthetic = node.Engine.UpsertPeer(_peer.PublicKey, new Endpoints { NatMapping = NatMapping.EndpointDependent }, online: true);
         Run(node, TimeSpan.FromSeconds(1));
         Assert.Equal("coordinator", node.Engine.HomeRelay);
-        Assert.Equal(1, _server.Clients);
+        Assert.Equal(1, _relay.Clients);
 
         var transport = new byte[64];
         transport[0] = 4;
@@ -85,6 +69,12 @@ public sealed class RelaySessionTests : IDisposable
         Assert.Equal(_peer.PublicKey.Span.ToArray(), RelayFrame.NodeKey(sent.Bytes).ToArray());
         Assert.Equal(transport, RelayFrame.Payload(sent.Bytes).ToArray());
         Assert.Equal(PathKind.Relay, node.Engine.StatusOf(_peer.PublicKey)!.Path);
+
+        var back = new byte[RelayFrame.ForwardOverhead + transport.Length];
+        RelayFrame.WriteForward(back, RelayFrameType.Receive, _peer.PublicKey.Span, transport);
+        var delivered = Assert.Single(node.Receive(back, RelayUdp));
+        Assert.Equal(transport, delivered.Datagram);
+        Assert.Equal(synthetic, delivered.Source);
     }
 
     [Fact]

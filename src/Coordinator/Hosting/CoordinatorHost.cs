@@ -227,8 +227,8 @@ public sealed class CoordinatorHost : IAsyncDisposable
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
             var bound = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
-            if (relay is not null) hub.Relay = AnnouncedRelay(options, identity, relay.Port, bound.Port, agentsTls is not null, app.Services.GetRequiredService<ILocalSiloDetails>().SiloAddress.Endpoint.Address);
-            await hub.AttachAsync().ConfigureAwait(false);
+            var announced = relay is null ? null : AnnouncedRelay(options, identity, relay.Port, bound.Port, agentsTls is not null, app.Services.GetRequiredService<ILocalSiloDetails>().SiloAddress.Endpoint.Address);
+            await hub.StartAsync(announced).ConfigureAwait(false);
             var adminKey = (await grains.GetGrain<IKeyRingGrain>(0).BootstrapApiKey()).OrThrow();
             if (adminKey is not null) WritePrivateFile(Path.Combine(options.DataDir, CoordinatorOptions.AdminKeyFile), adminKey + "\n");
         }

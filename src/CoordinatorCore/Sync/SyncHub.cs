@@ -43,13 +43,14 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     private byte[]? _fullMapSource;
     private ulong _serial;
     private ulong _epoch;
+    private bool _started;
     private TaskCompletionSource? _attaching;
     private TaskCompletionSource? _nextAttach;
 
     public string HubId { get; } = hubId;
 
-    /// <summary>This replica's relay as agents are told of it, or null; set before the first attach (its address may be known only once the host listens).</summary>
-    public Relay? Relay { get; set; }
+    /// <summary>This replica's relay as agents are told of it, or null: given by <see cref="StartAsync"/>.</summary>
+    public Relay? Relay { get; private set; }
 
     public int Count
     {
@@ -57,6 +58,21 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         {
             lock (_lock) return _sessions.Count;
         }
+    }
+
+    /// <summary>
+    /// The first attach, with this replica's relay as agents are told of it (or null): its address is known only
+    /// once the host listens, after the hub was made. Once only.
+    /// </summary>
+    public Task StartAsync(Relay? relay)
+    {
+        lock (_lock)
+        {
+            if (_started) throw new InvalidOperationException("The hub has started already.");
+            _started = true;
+            Relay = relay;
+        }
+        return AttachAsync();
     }
 
     /// <summary>
