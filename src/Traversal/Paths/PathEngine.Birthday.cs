@@ -35,7 +35,7 @@ public sealed partial class PathEngine
         if (!hardSide && !easySide) return;
         if (now - peer.PhaseStarted < Options.BirthdayDelay || BirthdaySearches() >= Options.MaxBirthdaySearches) return;
         if (peer.LastBirthdayEnded is { } ended && ended >= peer.PhaseStarted && now - ended < Options.UpgradeInterval) return;
-        var target = easySide ? PublicAddressOf(peer) : null;
+        var target = easySide ? peer.PublicAddress() : null;
         if (easySide && target is null) return;
         peer.Birthday = new BirthdaySearch(hardSide, now, target);
         if (!hardSide) return;
@@ -53,7 +53,7 @@ public sealed partial class PathEngine
         search.LastSocketRound = now;
         // The easy side's public address: its STUN candidate, or its own address when nothing translates it.
         // One address only (the first of its kind): a peer that lists many would multiply the socket rounds.
-        var kind = HasCandidate(peer, CandidateKind.Stun) ? CandidateKind.Stun : CandidateKind.Local;
+        var kind = peer.HasCandidate(CandidateKind.Stun) ? CandidateKind.Stun : CandidateKind.Local;
         foreach (var (address, candidateKind) in peer.Candidates)
         {
             if (candidateKind != kind) continue;
@@ -107,27 +107,5 @@ public sealed partial class PathEngine
             if (peer.Birthday is not null) running++;
         }
         return running;
-    }
-
-    private static bool HasCandidate(PeerPaths peer, CandidateKind kind)
-    {
-        foreach (var candidateKind in peer.Candidates.Values)
-        {
-            if (candidateKind == kind) return true;
-        }
-        return false;
-    }
-
-    /// <summary>The peer's public IP (from its STUN candidate) as 16 mapped bytes.</summary>
-    private static byte[]? PublicAddressOf(PeerPaths peer)
-    {
-        foreach (var (address, kind) in peer.Candidates)
-        {
-            if (kind != CandidateKind.Stun) continue;
-            var bytes = new byte[16];
-            address.WriteMappedAddress(bytes);
-            return bytes;
-        }
-        return null;
     }
 }

@@ -43,8 +43,8 @@ public sealed partial class PathEngine
         _sockets.SendUdp(socket, _scratch.AsSpan(0, length), from);
         var key = new PathKey(socket, from);
         if (peer.Paths.ContainsKey(key)) return;
-        var technique = TechniqueOf(peer, key);
-        if (technique == Technique.PeerReflexive && socket == 0 && CountPeerReflexive(peer) < MaxPeerReflexive)
+        var technique = peer.TechniqueOf(key);
+        if (technique == Technique.PeerReflexive && socket == 0 && peer.CountPeerReflexive() < MaxPeerReflexive)
         {
             peer.Candidates[from] = CandidateKind.PeerReflexive;
         }
@@ -77,7 +77,7 @@ public sealed partial class PathEngine
         var key = new PathKey(socket, from);
         if (!peer.Paths.TryGetValue(key, out var path))
         {
-            path = new PathState(key, pending.Technique == Technique.None ? TechniqueOf(peer, key) : pending.Technique);
+            path = new PathState(key, pending.Technique == Technique.None ? peer.TechniqueOf(key) : pending.Technique);
             peer.Paths[key] = path;
         }
         path.Answered(now, latency);
@@ -140,7 +140,7 @@ public sealed partial class PathEngine
                 SendOpening(peer, key, now);
                 if (now < peer.PublicPingsFrom) continue;
             }
-            SendPing(peer, key, TechniqueOf(peer, key), now, user: false);
+            SendPing(peer, key, peer.TechniqueOf(key), now, user: false);
         }
     }
 
@@ -189,7 +189,7 @@ public sealed partial class PathEngine
         {
             SendRelayPing(peer, relay, route.RelayOverStream, now, user: false);
         }
-        PrunePaths(peer, now);
+        peer.Prune(now, Options.UpgradeInterval);
         UpdateRoute(peer, now);
     }
 
@@ -213,48 +213,18 @@ public sealed partial class PathEngine
     /// <summary>A chosen path whose pings have gone unanswered for <see cref="PathOptions.DeadAfter"/> is dropped; probing starts again.</summary>
     private void DropDeadPath(PeerPaths peer, TimeSpan now)
     {
-        if (peer.Best is not { FirstUnanswered: { } since } best || now - since < Options.DeadAfter || best.Unanswered < DeadPings) return;
-        peer.Paths.Remove(best.Key);
-        peer.Best = null;
-        peer.DirectSince = null;
-        peer.LastFailure = $"the direct path to {best.Key.Remote} stopped answering";
+        if (peer.TakeDeadBest(now, Options.DeadAfter, DeadPings) is not { } dead) return;
+        peer.LastFailure = $"the direct path to {dead.Key.Remote} stopped answering";
         _portMap.Refresh(now);
         Reselect(peer, now);
         if (peer.Best is null) StartPhase(peer, now, requestConnect: true);
     }
 
-    /// <summary>Forgets paths that never answered or have been silent long, except the chosen one.</summary>
-    private void PrunePaths(PeerPaths peer, TimeSpan now)
-    {
-        List<PathKey>? stale = null;
-        foreach (var (key, path) in peer.Paths)
-        {
-            if (path == peer.Best) continue;
-            var heard = path.LastPong ?? path.FirstUnanswered ?? now;
-            if (now - heard > Options.UpgradeInterval) (stale ??= new()).Add(key);
-        }
-        if (stale is null) return;
-        foreach (var key in stale) peer.Paths.Remove(key);
-    }
-
-    /// <summary>
-    /// The cheapest path with a recent pong (<see cref="PathState.Cost"/>: latency, and loss counted as delay); a new
-    /// one must cost a quarter less to replace the current choice, so two near-equal paths do not take turns.
-    /// </summary>
+    /// <summary>The peer's best path now (<see cref="PeerPaths.Choose"/>) carries its traffic; none answering keeps the current one.</summary>
     private void Reselect(PeerPaths peer, TimeSpan now)
     {
-        PathState? choice = null;
-        foreach (var path in peer.Paths.Values)
-        {
-            if (path.LastPong is not { } pong || now - pong >= Options.TrustWindow) continue;
-            if (choice is null || path.Cost < choice.Cost || (path.Cost == choice.Cost && path.Key.Socket < choice.Key.Socket)) choice = path;
-        }
+        var choice = peer.Choose(now, Options.TrustWindow);
         var current = peer.Best;
-        if (current is not null && current.LastPong is { } currentPong && now - currentPong < Options.TrustWindow
-            && choice is not null && choice != current && choice.Cost * 4 > current.Cost * 3)
-        {
-            choice = current;
-        }
         if (choice is null)
         {
             if (current is not null) return;
@@ -285,33 +255,10 @@ public sealed partial class PathEngine
         Interlocked.Increment(ref peer.RouteGeneration);
     }
 
-    private static Technique TechniqueOf(PeerPaths peer, PathKey key)
-    {
-        if (key.Socket != 0) return Technique.Birthday;
-        if (!peer.Candidates.TryGetValue(key.Remote, out var kind)) return Technique.PeerReflexive;
-        return kind switch
-        {
-            CandidateKind.Local => Technique.Local,
-            CandidateKind.Stun => Technique.Stun,
-            CandidateKind.Portmap => Technique.PortMap,
-            _ => Technique.PeerReflexive,
-        };
-    }
-
-    private static int CountPeerReflexive(PeerPaths peer)
-    {
-        var count = 0;
-        foreach (var kind in peer.Candidates.Values)
-        {
-            if (kind == CandidateKind.PeerReflexive) count++;
-        }
-        return count;
-    }
-
     private bool BothHard(PeerPaths peer) => MyMapping == NatMapping.EndpointDependent && peer.Mapping == NatMapping.EndpointDependent && !PortMapped(peer);
 
     /// <summary>A router mapped a port on one side: the other side's probes reach it however its own NAT maps.</summary>
-    private bool PortMapped(PeerPaths peer) => MappedExternal is not null || HasCandidate(peer, CandidateKind.Portmap);
+    private bool PortMapped(PeerPaths peer) => MappedExternal is not null || peer.HasCandidate(CandidateKind.Portmap);
 
     /// <summary>Why the peer is not on a direct path, in words for `mesh-agent status`.</summary>
     private string WhyNotDirect(PeerPaths peer, TimeSpan now, RelayLink? relay)

@@ -166,7 +166,7 @@ public sealed partial class PathEngine
                 _byId[id] = peer;
                 if (_earlyNotices.Remove(id, out var noticed)) peer.LastNotice = noticed;
             }
-            var changed = ApplyEndpoints(peer, endpoints);
+            var changed = peer.ApplyEndpoints(endpoints, Options.MaxCandidates);
             var cameOnline = online && !peer.Online;
             peer.Online = online;
             if (online && (cameOnline || changed))
@@ -204,7 +204,7 @@ public sealed partial class PathEngine
                 return;
             }
             peer.LastNotice = now;
-            ApplyEndpoints(peer, endpoints);
+            peer.ApplyEndpoints(endpoints, Options.MaxCandidates);
             StartPhase(peer, now, requestConnect: false);
             peer.PublicPingsFrom = now;
             SendProbeRound(peer, now);
@@ -314,38 +314,6 @@ public sealed partial class PathEngine
         if (peer.LastConnectRequest is { } last && now - last < interval) return;
         peer.LastConnectRequest = now;
         _control.RequestConnect(peer.Key);
-    }
-
-    /// <summary>Takes the peer's candidates and NAT facts from the coordinator; true when any of them changed.</summary>
-    private bool ApplyEndpoints(PeerPaths peer, Protos.V1.Endpoints? endpoints)
-    {
-        if (endpoints is null) return false;
-        var changed = peer.Mapping != endpoints.NatMapping || peer.UdpBlocked != endpoints.UdpBlocked || peer.PreferredRelay != endpoints.PreferredRelay;
-        peer.Mapping = endpoints.NatMapping;
-        peer.UdpBlocked = endpoints.UdpBlocked;
-        peer.PreferredRelay = endpoints.PreferredRelay;
-        var fresh = new Dictionary<NetEndpoint, Protos.V1.CandidateKind>();
-        foreach (var candidate in endpoints.Candidates)
-        {
-            if (fresh.Count == Options.MaxCandidates) break;
-            if (IPEndPoint.TryParse(candidate.Address, out var parsed) && parsed.Port != 0) fresh[new NetEndpoint(parsed)] = candidate.Kind;
-        }
-        foreach (var (address, kind) in fresh)
-        {
-            if (!peer.Candidates.TryGetValue(address, out var known) || known != kind) changed = true;
-        }
-        List<NetEndpoint>? gone = null;
-        foreach (var (address, kind) in peer.Candidates)
-        {
-            if (kind != Protos.V1.CandidateKind.PeerReflexive && !fresh.ContainsKey(address)) (gone ??= new()).Add(address);
-        }
-        if (gone is not null)
-        {
-            changed = true;
-            foreach (var address in gone) peer.Candidates.Remove(address);
-        }
-        foreach (var (address, kind) in fresh) peer.Candidates[address] = kind;
-        return changed;
     }
 
     /// <summary>An address in 100::/64 (RFC 6666, discard-only) that names a peer and can never be a real destination.</summary>
