@@ -142,10 +142,13 @@ public sealed class LabAgent : IPacketSink
     private void Drain(int receiver)
     {
         var batch = _received[receiver];
-        while (_bind.Receive(receiver, batch, 0) is var count and > 0)
+        do
         {
+            var count = _bind.Receive(receiver, batch, 0);
+            if (count < 0) return;
             for (var i = 0; i < count; i++) Device.ReceiveDatagram(batch.Datagram(i), batch.Source(i));
         }
+        while ((receiver == 0 ? _sockets.Pending : _links.Queued) > 0);
     }
 
     void IPacketSink.SendDatagram(ReadOnlySpan<byte> datagram, NetEndpoint destination) => _bind.Send(datagram, destination, null);

@@ -23,6 +23,9 @@ public sealed class LabUdpSockets(LabHost host) : IUdpSockets
     public bool Segmentation => false;
     public bool ReceiveCoalescing => false;
 
+    /// <summary>Datagrams waiting for <see cref="Receive"/>.</summary>
+    public int Pending => _arrived.Count;
+
     /// <summary>A datagram reached the main port.</summary>
     public void Arrive(Datagram datagram) => _arrived.Enqueue(datagram);
 

@@ -66,20 +66,33 @@ public sealed class AgentDaemon : IAsyncDisposable
         var failures = new IoFailures(wireGuardLogger);
         var outbox = new ControlOutbox();
         _webSockets = new RelayWebSocketConnector(connector);
-        _links = new MeshLinks(new KernelUdpSockets(options.ListenPort), targets, _webSockets.ConnectAsync, loggers.CreateLogger("paths"));
-        var engine = new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, _links, outbox);
-        _bind = new MeshBind(_links, engine, failures);
-        _host = new InterfaceHost(tun, _bind, wireGuardLogger, cryptoWorkers: CryptoPipeline.DefaultWorkers(), failures: failures);
-        _host.Device.SetPrivateKey(key);
-        _resolver = new AddressResolver(targets);
-        Node = new MeshNode(_host.Device, engine, _resolver.Resolve, new RouteGuard(loggers.CreateLogger("routes")));
-        var control = new ControlClientOptions { AuthKey = options.AuthKey, Hostname = options.Hostname };
-        Control = new ControlClient(control, targets, key, Node, outbox, new GrpcCoordinatorChannels(connector), loggers.CreateLogger("control"));
-        _network = new NetworkReaction(engine, Control, _links);
-        _upnp = new UpnpPortMapper(engine, _host.ListenPort, loggers.CreateLogger("portmap"));
-        if (options.Relay)
+        try
         {
-            _relay = new RelayHost(new RelayServer(key, Node.IsMember), null, options.RelayPort, SystemClock.Instance, loggers.CreateLogger("relay"));
+            _links = new MeshLinks(new KernelUdpSockets(options.ListenPort), targets, _webSockets.ConnectAsync, loggers.CreateLogger("paths"));
+            var engine = new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, _links, outbox);
+            _bind = new MeshBind(_links, engine, failures);
+            _host = new InterfaceHost(tun, _bind, wireGuardLogger, cryptoWorkers: CryptoPipeline.DefaultWorkers(), failures: failures);
+            _host.Device.SetPrivateKey(key);
+            _resolver = new AddressResolver(targets);
+            Node = new MeshNode(_host.Device, engine, _resolver.Resolve, new RouteGuard(loggers.CreateLogger("routes")));
+            var control = new ControlClientOptions { AuthKey = options.AuthKey, Hostname = options.Hostname };
+            Control = new ControlClient(control, targets, key, Node, outbox, new GrpcCoordinatorChannels(connector), loggers.CreateLogger("control"));
+            _network = new NetworkReaction(engine, Control, _links);
+            _upnp = new UpnpPortMapper(engine, _host.ListenPort, loggers.CreateLogger("portmap"));
+            if (options.Relay)
+            {
+                _relay = new RelayHost(new RelayServer(key, Node.IsMember), null, options.RelayPort, SystemClock.Instance, loggers.CreateLogger("relay"));
+            }
+        }
+        catch
+        {
+            // The interface owns the bind, the bind the sockets and links, and the TUN device goes with the interface.
+            _upnp?.Dispose();
+            Control?.Dispose();
+            if (_host is not null) _host.Dispose();
+            else _links?.Dispose();
+            _webSockets.Dispose();
+            throw;
         }
     }
 

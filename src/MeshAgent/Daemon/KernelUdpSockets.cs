@@ -18,6 +18,7 @@ public sealed class KernelUdpSockets : IUdpSockets
     private readonly CancellationTokenSource _stopping = new();
     private int _nextSocket;
     private int _mark;
+    private volatile bool _disposed;
 
     /// <exception cref="SocketException">The port is taken.</exception>
     public KernelUdpSockets(int port)
@@ -48,18 +49,32 @@ public sealed class KernelUdpSockets : IUdpSockets
 
     public int Open(DatagramReceived received)
     {
+        if (_disposed) return -1;
         UdpBinding socket;
         try
         {
             socket = UdpBinding.Bind(0);
-            if (Volatile.Read(ref _mark) is var mark and not 0) socket.SetFirewallMark(mark);
         }
         catch (SocketException)
         {
             return -1;
         }
+        try
+        {
+            if (Volatile.Read(ref _mark) is var mark and not 0) socket.SetFirewallMark(mark);
+        }
+        catch (SocketException)
+        {
+            socket.Dispose();
+            return -1;
+        }
         var id = Interlocked.Increment(ref _nextSocket);
         _others[id] = socket;
+        if (_disposed)
+        {
+            Close(id);
+            return -1;
+        }
         _ = ReadAsync(id, socket, received);
         return id;
     }
@@ -79,6 +94,7 @@ public sealed class KernelUdpSockets : IUdpSockets
 
     public void Dispose()
     {
+        _disposed = true;
         _stopping.Cancel();
         foreach (var socket in _others.Values) socket.Dispose();
         _others.Clear();

@@ -31,7 +31,6 @@ public sealed class ControlClient : IDisposable
     private CancellationTokenSource? _session;
     private readonly ResiliencePipeline _reconnect;
     private readonly ControlOutbox _outbox;
-    private ChannelReader<SyncRequest> _outbound = Channel.CreateUnbounded<SyncRequest>().Reader;
     private string? _token;
 
     /// <param name="targets">The coordinator's replicas; the stream is held with one at a time.</param>
@@ -103,8 +102,8 @@ public sealed class ControlClient : IDisposable
         {
             try
             {
-                var (call, generation) = await _reconnect.ExecuteAsync(OpenAsync, cancellationToken).ConfigureAwait(false);
-                await HoldAsync(call, generation, cancellationToken).ConfigureAwait(false);
+                var (call, generation, outbound) = await _reconnect.ExecuteAsync(OpenAsync, cancellationToken).ConfigureAwait(false);
+                await HoldAsync(call, generation, outbound, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception) when (cancellationToken.IsCancellationRequested)
             {
@@ -133,7 +132,7 @@ public sealed class ControlClient : IDisposable
         }
     }
 
-    private async ValueTask<(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> Call, int Generation)> OpenAsync(CancellationToken cancellationToken)
+    private async ValueTask<(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> Call, int Generation, ChannelReader<SyncRequest> Outbound)> OpenAsync(CancellationToken cancellationToken)
     {
         var target = await _targets.NextAsync(cancellationToken).ConfigureAwait(false);
         var (invoker, generation) = InvokerFor(target);
@@ -151,7 +150,6 @@ public sealed class ControlClient : IDisposable
         }
         var client = new Protos.V1.Coordinator.CoordinatorClient(invoker);
         var (endpoints, outbound) = _outbox.StartSession();
-        _outbound = outbound;
         var hello = await Mesh.Control.Registration.HelloAsync(client, _key, _token!, _node.View.Serial, endpoints, cancellationToken).ConfigureAwait(false);
         var call = client.Sync(new Metadata { { "authorization", "Bearer " + _token } }, cancellationToken: cancellationToken);
         try
@@ -165,10 +163,10 @@ public sealed class ControlClient : IDisposable
             throw;
         }
         _node.Apply(call.ResponseStream.Current);
-        return (call, generation);
+        return (call, generation, outbound);
     }
 
-    private async Task HoldAsync(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> call, int generation, CancellationToken cancellationToken)
+    private async Task HoldAsync(AsyncDuplexStreamingCall<SyncRequest, SyncResponse> call, int generation, ChannelReader<SyncRequest> outbound, CancellationToken cancellationToken)
     {
         using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         lock (_lock)
@@ -179,7 +177,7 @@ public sealed class ControlClient : IDisposable
         }
         Connected = true;
         _logger.LogInformation("Connected to the coordinator at {Target}", _targets.Current);
-        var writing = WriteAsync(call.RequestStream, _outbound, session.Token);
+        var writing = WriteAsync(call.RequestStream, outbound, session.Token);
         try
         {
             while (await call.ResponseStream.MoveNext(session.Token).ConfigureAwait(false)) _node.Apply(call.ResponseStream.Current);

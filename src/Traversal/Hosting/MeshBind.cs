@@ -16,7 +16,8 @@ namespace Mesh.Traversal.Hosting;
 /// port-mapping answers go to the <see cref="PathEngine"/>. A datagram the device sends to a peer's synthetic
 /// endpoint goes where the engine's route says (the direct path, a relay over UDP or its link, or both while a
 /// direct path is unconfirmed), in the sending thread's batch when it is on socket 0. The engine never sees the
-/// data's bytes or the relay framing; nothing here takes a lock but the engine's gate for non-WireGuard datagrams.
+/// data's bytes or the relay framing. Locks: the engine's gate for what is not WireGuard, and the relay link set's
+/// when a relay's first frame opens its link; neither is held while the other is taken.
 /// </summary>
 public sealed class MeshBind(MeshLinks links, PathEngine engine, IoFailures failures) : IBind
 {

@@ -23,9 +23,10 @@ public sealed class MeshLinks : IPathSockets, IDisposable
 
     private readonly IUdpSockets _udp;
     private readonly RelayStreamSet _streams;
-    private readonly ConcurrentQueue<Queued> _queue = new();
+    private readonly ConcurrentQueue<Waiting> _queue = new();
     private readonly ManualResetEventSlim _ready = new(false);
     private readonly Action? _arrived;
+    private Waiting? _carried;
     private int _queued;
     private long _dropped;
     private volatile bool _disposed;
@@ -50,6 +51,9 @@ public sealed class MeshLinks : IPathSockets, IDisposable
     /// <summary>The relay links opened so far, for `mesh-agent status`.</summary>
     public ICollection<RelayStreamLink> RelayStreams => _streams.Links;
 
+    /// <summary>Datagrams waiting for <see cref="ReceiveQueued"/>.</summary>
+    public int Queued => Volatile.Read(ref _queued);
+
     /// <summary>Datagrams dropped because the queue was full.</summary>
     public long Dropped => Interlocked.Read(ref _dropped);
 
@@ -73,34 +77,29 @@ public sealed class MeshLinks : IPathSockets, IDisposable
         batch.Clear();
         if (_disposed) return -1;
         _ready.Reset();
-        if (_queue.IsEmpty && timeoutMs != 0)
+        if (_carried is null && _queue.IsEmpty && timeoutMs != 0) _ready.Wait(timeoutMs);
+        while (_carried is { } next || _queue.TryDequeue(out next))
         {
-            try
+            _carried = null;
+            if (!batch.Append(next.Buffer.AsSpan(0, next.Length), next.From, next.Socket, next.Link))
             {
-                _ready.Wait(timeoutMs);
+                // The batch is full: this one leads the next.
+                _carried = next;
+                break;
             }
-            catch (ObjectDisposedException)
-            {
-                return -1;
-            }
-        }
-        while (_queue.TryPeek(out var next))
-        {
-            if (!batch.Append(next.Buffer.AsSpan(0, next.Length), next.From, next.Socket, next.Link)) break;
-            _queue.TryDequeue(out _);
             Interlocked.Decrement(ref _queued);
             ArrayPool<byte>.Shared.Return(next.Buffer);
         }
         return _disposed ? -1 : batch.Count;
     }
 
+    /// <summary>Closes the sockets and links; what is still queued is left to the collector (only the receiver takes from the queue).</summary>
     public void Dispose()
     {
         _disposed = true;
         _streams.Dispose();
         _udp.Dispose();
         _ready.Set();
-        while (_queue.TryDequeue(out var left)) ArrayPool<byte>.Shared.Return(left.Buffer);
     }
 
     private void OnSocketDatagram(int socket, ReadOnlySpan<byte> datagram, NetEndpoint from) => Enqueue(socket, null, datagram, from);
@@ -116,10 +115,10 @@ public sealed class MeshLinks : IPathSockets, IDisposable
         }
         var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(datagram.Length, 1));
         datagram.CopyTo(buffer);
-        _queue.Enqueue(new Queued(buffer, datagram.Length, from, socket, link));
+        _queue.Enqueue(new Waiting(buffer, datagram.Length, from, socket, link));
         _ready.Set();
         _arrived?.Invoke();
     }
 
-    private readonly record struct Queued(byte[] Buffer, int Length, NetEndpoint From, int Socket, string? Link);
+    private readonly record struct Waiting(byte[] Buffer, int Length, NetEndpoint From, int Socket, string? Link);
 }

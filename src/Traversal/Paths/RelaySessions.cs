@@ -29,11 +29,6 @@ internal sealed class RelaySessions(PrivateKey key, IPathSockets sockets)
     private volatile Dictionary<string, RelayLink> _byId = new();
     private volatile bool _udpBlocked;
 
-    public IReadOnlyList<RelayLink> All => _relays;
-
-    /// <summary>This node's UDP is blocked (NAT discovery says so): every relay is reached over its stream link.</summary>
-    public bool UdpBlocked => _udpBlocked;
-
     /// <summary>The relay listening at this UDP address: a frame from anywhere else is not a relay's. Lock-free.</summary>
     public bool TryByUdp(NetEndpoint from, out RelayLink link) => _byUdp.TryGetValue(from, out link!);
 

@@ -10,7 +10,7 @@ public interface IPacketSink
 
     void WriteTunnel(ReadOnlySpan<byte> packet);
 
-    /// <summary>The start of a batch (the crypto pipeline's run of finished packets, on a worker's thread).</summary>
+    /// <summary>The start of a batch (the crypto pipeline's run of finished packets, on whichever thread drains it).</summary>
     void BeginBatch()
     {
     }

@@ -14,13 +14,15 @@ namespace Mesh.WireGuard.Host;
 /// and relay links), and a timer thread ticks the protocol's timers. The data path moves batches: what one
 /// TUN read gave (a TSO super-packet, or what was queued) leaves sealed as one sendmmsg with GSO, and what one
 /// recvmmsg gave is written to the TUN device coalesced (GRO). With crypto workers the batch travels whole
-/// through the <see cref="CryptoPipeline"/>, and the worker that finishes it sends or writes it the same way.
-/// A thread batches while it holds a batch of its own (the reading threads always, a worker while it drains).
+/// through the <see cref="CryptoPipeline"/>, and the thread that finishes it (a worker, or a reading thread when
+/// every worker was busy) sends or writes it the same way. A thread batches while it holds a batch of its own (the
+/// reading threads always, a worker while it drains); a receiving thread flushes what its drains sent after each receive.
 /// </summary>
 public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
 {
     private const int MaxReadsPerBatch = 64;
     private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan ReceiveRetry = TimeSpan.FromMilliseconds(10);
 
     private readonly TunDevice _tun;
     private readonly ILogger _logger;
@@ -227,12 +229,15 @@ public sealed class InterfaceHost : IPacketSink, Ipc.IUapiHost, IDisposable
             }
             catch (Exception ex)
             {
+                // Counted, and a pause before the next try: a receive that fails at once must not spin a core.
                 Failures.Record(IoThread.Udp, ex);
+                _stopping.Token.WaitHandle.WaitOne(ReceiveRetry);
                 continue;
             }
             if (count < 0) return;
             ReceiveRead(batch, count);
             if (writes is { Count: > 0 }) FlushWrites(writes);
+            if (t_sends is { Count: > 0 } sends) SendBatch(sends);
         }
     }
 
