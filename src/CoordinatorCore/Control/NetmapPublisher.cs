@@ -59,10 +59,15 @@ public sealed class NetmapPublisher
     private readonly HashSet<ulong> _pendingRemoved = new();
     private readonly Dictionary<string, Relay> _pendingRelays = new(StringComparer.Ordinal);
     private readonly HashSet<string> _pendingRelaysRemoved = new(StringComparer.Ordinal);
+    private readonly Dictionary<long, DateTimeOffset> _deleted = new();
+    private readonly TimeProvider _time;
     private IDisposable? _flush;
     private ulong _serial;
     private byte[]? _fullMap;
     private ulong _fullMapSerial;
+
+    private static readonly TimeSpan DeletedLifetime = TimeSpan.FromMinutes(10);
+    private const int MaxDeletedRemembered = 1024;
 
     public NetmapPublisher(MeshOptions options, IEnumerable<NodeRecord> nodes, IPresenceSink presence, IWorkScheduler scheduler, TimeProvider time)
     {
@@ -70,6 +75,7 @@ public sealed class NetmapPublisher
         _options = options;
         _presence = presence;
         _scheduler = scheduler;
+        _time = time;
         foreach (var node in nodes)
         {
             if (node.State == NodeState.Approved) Track(new PeerState(node));
@@ -193,12 +199,14 @@ public sealed class NetmapPublisher
             return;
         }
         if (_peers.TryGetValue(record.Id, out var peer)) peer.Record = record;
+        else if (RecentlyDeleted(record.Id)) return;
         else Track(peer = new PeerState(record));
         Changed(peer);
     }
 
     public void NodeDeleted(long nodeId)
     {
+        RememberDeleted(nodeId);
         if (!_peers.Remove(nodeId, out var peer)) return;
         _peerIdsByKey.Remove(new PublicKey(peer.Record.NodeKey));
         _pendingChanged.Remove(nodeId);
@@ -242,9 +250,34 @@ public sealed class NetmapPublisher
     {
         if (node.State != NodeState.Approved) return null;
         if (_peers.TryGetValue(node.Id, out var peer)) return peer;
+        if (RecentlyDeleted(node.Id)) return null;
         Track(peer = new PeerState(node));
         return peer;
     }
+
+    /// <summary>
+    /// A deleted node is not taken back from a hub's report of its open streams, from a stream that opened as it was
+    /// deleted, or from an update that overtook the delete: each record of it is older than the delete (a hub that attached while the node's stream was still
+    /// open brought it back, online, and the attach's map then kept its stream open: the ClusterTests failure of
+    /// 2026-12-04). Node ids are never reused; the memory is bounded by forgetting deletes after
+    /// <see cref="DeletedLifetime"/>, by when every hub has attached many times without the node.
+    /// </summary>
+    private void RememberDeleted(long nodeId)
+    {
+        var now = _time.GetUtcNow();
+        if (_deleted.Count >= MaxDeletedRemembered)
+        {
+            List<long>? old = null;
+            foreach (var (id, at) in _deleted)
+            {
+                if (now - at >= DeletedLifetime) (old ??= new()).Add(id);
+            }
+            if (old is not null) foreach (var id in old) _deleted.Remove(id);
+        }
+        _deleted[nodeId] = now;
+    }
+
+    private bool RecentlyDeleted(long nodeId) => _deleted.TryGetValue(nodeId, out var at) && _time.GetUtcNow() - at < DeletedLifetime;
 
     /// <summary>A node's key never changes (a new key registers a new node), so the key index is kept only here and on delete.</summary>
     private void Track(PeerState peer)

@@ -1,0 +1,94 @@
+using Mesh.Coordinator.Control;
+using Mesh.Coordinator.Store;
+using Mesh.Protos.V1;
+using Google.Protobuf;
+using Mesh.WireGuard.Keys;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Mesh.Coordinator.Tests;
+
+/// <summary>
+/// The netmap publisher alone: a deleted node stays deleted whatever older record of it comes back (a hub's report of
+/// the node's stream still open, a stream that opened as it was deleted, an update that overtook the delete).
+/// </summary>
+public sealed class NetmapPublisherTests
+{
+    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-12-04T12:00:00Z"));
+
+    private sealed class NoPresence : IPresenceSink
+    {
+        public void NodeOnline(long nodeId) { }
+        public void NodeOffline(long nodeId, DateTime at) { }
+    }
+
+    private sealed class NoHub : IHubLink
+    {
+        public void Publish(byte[] message) { }
+        public void Connect(long nodeId, byte[] message) { }
+        public void EndSession(long nodeId, Problem reason) { }
+    }
+
+    /// <summary>The publisher's batch window, run when the test says.</summary>
+    private sealed class Batches : IWorkScheduler
+    {
+        private readonly List<Func<Task>> _due = new();
+
+        public IDisposable Schedule(TimeSpan due, Func<Task> work)
+        {
+            _due.Add(work);
+            return new CancellationTokenSource();
+        }
+
+        public void RunAll()
+        {
+            var due = _due.ToList();
+            _due.Clear();
+            foreach (var work in due) work().GetAwaiter().GetResult();
+        }
+    }
+
+    private static NodeRecord Node(long id, string name)
+    {
+        using var key = PrivateKey.Generate();
+        return new NodeRecord
+        {
+            Id = id,
+            NodeKey = key.PublicKey.Span.ToArray(),
+            Name = name,
+            Ipv4 = $"100.64.0.{id}",
+            Ipv6 = $"fd7a:115c:a1e0::{id}",
+            State = NodeState.Approved,
+        };
+    }
+
+    [Fact]
+    public void ADeletedNodeIsNotTakenBackFromAHubsReportOrALateUpdate()
+    {
+        var x = Node(1, "x");
+        var y = Node(2, "y");
+        var batches = new Batches();
+        var publisher = new NetmapPublisher(new MeshOptions(), [x, y], new NoPresence(), batches, _time);
+        var endpoints = new Endpoints().ToByteArray();
+        publisher.AttachHub("h1", new NoHub(), null, []);
+        Assert.True(publisher.OpenSession("h1", x, endpoints, 0).Ok);
+
+        publisher.NodeDeleted(x.Id);
+        publisher.AttachHub("h1", new NoHub(), null, [new OpenStream(x, endpoints)]);
+        publisher.NodeUpdated(x with { Name = "x-renamed" });
+        Assert.False(publisher.OpenSession("h1", x, endpoints, 0).Ok);
+        batches.RunAll();
+
+        Assert.Equal([y.Id], publisher.Presence().Select(p => p.NodeId));
+        // What a hub attaching now gives its streams: the map and the deltas since, as an agent applies them.
+        var start = publisher.CurrentMap();
+        var view = new Mesh.Control.NetMapView(ByteString.CopyFrom(y.NodeKey));
+        view.Apply(SyncResponse.Parser.ParseFrom(start.FullMap));
+        foreach (var delta in start.Deltas) view.Apply(SyncResponse.Parser.ParseFrom(delta));
+        Assert.Null(view.FindPeer(ByteString.CopyFrom(x.NodeKey)));
+
+        // Long after, the id is forgotten (ids are never reused; nothing older is still in flight).
+        _time.Advance(TimeSpan.FromMinutes(11));
+        publisher.NodeUpdated(Node(3, "z"));
+        Assert.Equal([y.Id, 3L], publisher.Presence().Select(p => p.NodeId).Order());
+    }
+}
