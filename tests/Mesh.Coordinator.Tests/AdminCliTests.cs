@@ -28,6 +28,36 @@ public sealed class AdminCliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task UsersOwnKeysAndTheNodesThatJoinWithThem()
+    {
+        Assert.Equal(0, Cli("users", "create", "alice").Code);
+        var (keyCode, secret, _) = Cli("keys", "create", "--user", "alice");
+        Assert.Equal(0, keyCode);
+        var agent = new TestAgent(_rig, "alice-laptop");
+        await agent.RegisterAsync(secret.Trim());
+        Assert.Equal("alice", (await _rig.Admin.GetNodeAsync(new NodeRef { Node = "alice-laptop" })).User);
+        Assert.Equal(["alice"], (await _rig.Admin.ListPreAuthKeysAsync(new ListPreAuthKeysRequest())).Keys.Select(k => k.User));
+
+        var (listCode, table, _) = Cli("users", "list");
+        Assert.Equal(0, listCode);
+        Assert.Equal(["default", "alice"], table.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]));
+
+        // A user who still owns a node or a key is not deleted, and says why; a bad or taken name changes nothing.
+        var (deleteCode, _, refusal) = Cli("users", "delete", "alice");
+        Assert.NotEqual(0, deleteCode);
+        Assert.Contains("still owns 1 nodes and 1 pre-auth keys", refusal);
+        Assert.NotEqual(0, Cli("users", "create", "bad name").Code);
+        Assert.NotEqual(0, Cli("users", "rename", "alice", "default").Code);
+        Assert.NotEqual(0, Cli("keys", "create", "--user", "nobody").Code);
+
+        Assert.Equal(0, Cli("users", "rename", "alice", "alice@example.com").Code);
+        Assert.Equal("alice@example.com", (await _rig.Admin.GetNodeAsync(new NodeRef { Node = "alice-laptop" })).User);
+        Assert.Equal(0, Cli("users", "create", "bob").Code);
+        Assert.Equal(0, Cli("users", "delete", "bob").Code);
+        Assert.Equal(["default", "alice@example.com"], (await _rig.Admin.ListUsersAsync(new ListUsersRequest())).Users.Select(u => u.Name));
+    }
+
+    [Fact]
     public async Task KeysNodesAndStatusThroughTheDataDirectory()
     {
         var (code, secret, _) = Cli("keys", "create", "--reusable", "--expiration", "1h", "--tags", "lab,home");

@@ -82,7 +82,7 @@ public sealed class LabCoordinator : IRelayOutput, IDisposable
         Relay = new RelayServer(mesh.Identity.Key, key => mesh.Hub.IsMember(key), new SeededEntropy(_network.Random.Next()));
         var relay = Relay;
         _relayStreams = new RelayStreams((frame, from) => relay.Receive(frame, from, Now, _relayStreams!), relay.Disconnected, relay.IsAuthenticated, this, _time, synchronousSends: true);
-        if (AuthKey.Length == 0) AuthKey = LabMesh.Completed(Mesh.Keys.CreatePreAuthKeyAsync(reusable: true, ephemeral: false, null, [], LabClock.Epoch + Now)).Value.Secret;
+        if (AuthKey.Length == 0) AuthKey = LabMesh.Completed(Mesh.Keys.CreatePreAuthKeyAsync(reusable: true, ephemeral: false, null, [], null, LabClock.Epoch + Now)).Value.Secret;
         Host.Bind(StunPort, AnswerStun);
         Host.Bind(StunPort + 1, AnswerStun);
         Host.Bind(RelayPort, d => relay.Receive(d.Payload, d.Source, Now, _relayStreams));

@@ -32,7 +32,8 @@ public sealed class AdminService(IGrainFactory grains, ICoordinatorStore store, 
     {
         await AuthorizeAsync(context);
         var presence = await PresenceAsync();
-        return new ListNodesResponse { Nodes = { (await Registry.List()).Select(n => View(n, presence)) } };
+        var users = await UserNamesAsync();
+        return new ListNodesResponse { Nodes = { (await Registry.List()).Select(n => View(n, presence, users)) } };
     }
 
     public override async Task<Node> GetNode(NodeRef request, ServerCallContext context) => await NodeAsync(context, () => Registry.Find(request.Node));
@@ -71,21 +72,54 @@ public sealed class AdminService(IGrainFactory grains, ICoordinatorStore store, 
         return new DeleteNodeResponse();
     }
 
+    public override async Task<User> CreateUser(CreateUserRequest request, ServerCallContext context)
+    {
+        var actor = await AuthorizeAsync(context);
+        var user = (await Keys.CreateUser(request.Name)).OrThrow();
+        await AuditAsync(context, actor, "users create", user.Name);
+        return View(user);
+    }
+
+    public override async Task<ListUsersResponse> ListUsers(ListUsersRequest request, ServerCallContext context)
+    {
+        await AuthorizeAsync(context);
+        return new ListUsersResponse { Users = { (await Keys.ListUsers()).Select(View) } };
+    }
+
+    public override async Task<User> RenameUser(RenameUserRequest request, ServerCallContext context)
+    {
+        var actor = await AuthorizeAsync(context);
+        var user = (await Keys.RenameUser(request.Name, request.NewName)).OrThrow();
+        await AuditAsync(context, actor, "users rename", $"{request.Name} to {user.Name}");
+        return View(user);
+    }
+
+    public override async Task<DeleteUserResponse> DeleteUser(UserRef request, ServerCallContext context)
+    {
+        var actor = await AuthorizeAsync(context);
+        var owned = await Keys.FindUser(request.Name) is { } known ? await Registry.CountOwnedBy(known.Id) : 0;
+        var user = (await Keys.DeleteUser(request.Name, owned)).OrThrow();
+        await AuditAsync(context, actor, "users delete", user.Name);
+        return new DeleteUserResponse();
+    }
+
     public override async Task<CreatePreAuthKeyResponse> CreatePreAuthKey(CreatePreAuthKeyRequest request, ServerCallContext context)
     {
         var actor = await AuthorizeAsync(context);
         if (request.ExpirationSeconds < 0) throw new RpcException(new Status(StatusCode.InvalidArgument, "expiration_seconds must not be negative."));
         var (key, secret) = (await Keys.CreatePreAuthKey(request.Reusable, request.Ephemeral,
-            request.ExpirationSeconds > 0 ? TimeSpan.FromSeconds(request.ExpirationSeconds) : null, request.Tags.ToList())).OrThrow();
-        await AuditAsync(context, actor, "keys create", $"{key.Id}{(key.Reusable ? " reusable" : "")}{(key.Ephemeral ? " ephemeral" : "")}{(key.Tags.Count > 0 ? " tags " + string.Join(',', key.Tags) : "")}");
+            request.ExpirationSeconds > 0 ? TimeSpan.FromSeconds(request.ExpirationSeconds) : null, request.Tags.ToList(), request.User.Length > 0 ? request.User : null)).OrThrow();
+        var users = await UserNamesAsync();
+        await AuditAsync(context, actor, "keys create", $"{key.Id} user {users.GetValueOrDefault(key.UserId ?? 0)}{(key.Reusable ? " reusable" : "")}{(key.Ephemeral ? " ephemeral" : "")}{(key.Tags.Count > 0 ? " tags " + string.Join(',', key.Tags) : "")}");
         var announcement = announced();
-        return new CreatePreAuthKeyResponse { Key = View(key), Secret = secret, AgentUrl = announcement.AgentsUrl, TlsPin = announcement.Pin ?? "" };
+        return new CreatePreAuthKeyResponse { Key = View(key, users), Secret = secret, AgentUrl = announcement.AgentsUrl, TlsPin = announcement.Pin ?? "" };
     }
 
     public override async Task<ListPreAuthKeysResponse> ListPreAuthKeys(ListPreAuthKeysRequest request, ServerCallContext context)
     {
         await AuthorizeAsync(context);
-        return new ListPreAuthKeysResponse { Keys = { (await Keys.ListPreAuthKeys()).Select(View) } };
+        var users = await UserNamesAsync();
+        return new ListPreAuthKeysResponse { Keys = { (await Keys.ListPreAuthKeys()).Select(k => View(k, users)) } };
     }
 
     public override async Task<PreAuthKey> RevokePreAuthKey(RevokePreAuthKeyRequest request, ServerCallContext context)
@@ -94,7 +128,7 @@ public sealed class AdminService(IGrainFactory grains, ICoordinatorStore store, 
         var key = (await Keys.RevokePreAuthKey(request.Id)).OrThrow();
         var expired = request.ExpireNodes ? (await Registry.ExpireJoinedWith(request.Id)).OrThrow() : 0;
         await AuditAsync(context, actor, "keys revoke", request.ExpireNodes ? $"{key.Id} and its {expired} nodes" : key.Id);
-        return View(key);
+        return View(key, await UserNamesAsync());
     }
 
     public override async Task<CreateApiKeyResponse> CreateApiKey(CreateApiKeyRequest request, ServerCallContext context)
@@ -173,7 +207,7 @@ public sealed class AdminService(IGrainFactory grains, ICoordinatorStore store, 
         var actor = await AuthorizeAsync(context);
         var node = (await call()).OrThrow();
         if (audited is not null) await AuditAsync(context, actor, audited, NodeTarget(node));
-        return View(node, await PresenceAsync());
+        return View(node, await PresenceAsync(), await UserNamesAsync());
     }
 
     private static string NodeTarget(NodeRecord node) => $"node {node.Id} {node.Name} ({Convert.ToBase64String(node.NodeKey)})";
@@ -209,7 +243,9 @@ public sealed class AdminService(IGrainFactory grains, ICoordinatorStore store, 
         throw new RpcException(new Status(StatusCode.Unauthenticated, key is null ? "Admin calls need `authorization: Bearer <API key>`." : "The API key is not valid or was revoked."));
     }
 
-    private static Node View(NodeRecord node, Dictionary<long, Control.NodePresence> presence)
+    private async Task<Dictionary<long, string>> UserNamesAsync() => (await Keys.ListUsers()).ToDictionary(u => u.Id, u => u.Name);
+
+    private static Node View(NodeRecord node, Dictionary<long, Control.NodePresence> presence, Dictionary<long, string> users)
     {
         var seen = presence.GetValueOrDefault(node.Id);
         return new Node
@@ -224,12 +260,16 @@ public sealed class AdminService(IGrainFactory grains, ICoordinatorStore store, 
             Tags = { node.Tags },
             Endpoints = seen is null ? new Endpoints() : Endpoints.Parser.ParseFrom(seen.Endpoints),
             Created = Timestamp.FromDateTime(node.Created),
+            User = users.GetValueOrDefault(node.UserId ?? 0, ""),
             LastSeen = node.LastSeen is { } at ? Timestamp.FromDateTime(at) : null,
         };
     }
 
-    private static PreAuthKey View(PreAuthKeyRecord key) => new()
+    private static User View(UserRecord user) => new() { Id = (ulong)user.Id, Name = user.Name, Created = Timestamp.FromDateTime(user.Created) };
+
+    private static PreAuthKey View(PreAuthKeyRecord key, Dictionary<long, string> users) => new()
     {
+        User = users.GetValueOrDefault(key.UserId ?? 0, ""),
         Id = key.Id,
         Reusable = key.Reusable,
         Ephemeral = key.Ephemeral,

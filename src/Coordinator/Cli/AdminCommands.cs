@@ -61,11 +61,13 @@ internal static class AdminCommands
             },
         };
         var tags = new Option<string?>("--tags") { Description = "Comma-separated tags for nodes that join with it." };
+        var keyUser = new Option<string?>("--user") { Description = "The user the key and its nodes belong to (default: the user \"default\")." };
         var keyId = new Argument<string>("id");
         var expireNodes = new Option<bool>("--expire-nodes") { Description = "Also expire every node that joined with this key." };
         var keys = new Command("keys", "Pre-auth keys for agents to join with.") { Server, ApiKey, DataDir, CaCert, Pin, InsecurePlaintext, Json };
-        keys.Subcommands.Add(Call("create", "Create a pre-auth key; its secret is shown once.", [reusable, ephemeral, expiration, tags], (admin, p) => admin.CreatePreAuthKeyAsync(new CreatePreAuthKeyRequest
+        keys.Subcommands.Add(Call("create", "Create a pre-auth key; its secret is shown once.", [reusable, ephemeral, expiration, tags, keyUser], (admin, p) => admin.CreatePreAuthKeyAsync(new CreatePreAuthKeyRequest
         {
+            User = p.GetValue(keyUser) ?? "",
             Reusable = p.GetValue(reusable),
             Ephemeral = p.GetValue(ephemeral),
             ExpirationSeconds = (long)(p.GetValue(expiration)?.TotalSeconds ?? 0),
@@ -77,6 +79,16 @@ internal static class AdminCommands
             Id = p.GetValue(keyId),
             ExpireNodes = p.GetValue(expireNodes),
         }), k => PrintKeys([k])));
+
+        var userName = new Argument<string>("name");
+        var newUserName = new Argument<string>("new-name");
+        var users = new Command("users", "Users: who pre-auth keys, and the nodes that join with them, belong to.") { Server, ApiKey, DataDir, CaCert, Pin, InsecurePlaintext, Json };
+        users.Subcommands.Add(Call("create", "Create a user.", [userName], (admin, p) => admin.CreateUserAsync(new CreateUserRequest { Name = p.GetValue(userName) }), u => PrintUsers([u])));
+        users.Subcommands.Add(Call("list", "List users.", [], (admin, _) => admin.ListUsersAsync(new ListUsersRequest()), r => PrintUsers(r.Users)));
+        users.Subcommands.Add(Call("rename", "Rename a user.", [userName, newUserName],
+            (admin, p) => admin.RenameUserAsync(new RenameUserRequest { Name = p.GetValue(userName), NewName = p.GetValue(newUserName) }), u => PrintUsers([u])));
+        users.Subcommands.Add(Call("delete", "Delete a user that owns no node and no pre-auth key.", [userName],
+            (admin, p) => admin.DeleteUserAsync(new UserRef { Name = p.GetValue(userName) }), _ => Console.WriteLine("deleted")));
 
         var apiKeys = new Command("apikeys", "Admin API keys.") { Server, ApiKey, DataDir, CaCert, Pin, InsecurePlaintext, Json };
         apiKeys.Subcommands.Add(Call("create", "Create an admin API key; its secret is shown once.", [], (admin, _) => admin.CreateApiKeyAsync(new CreateApiKeyRequest()), created => Console.WriteLine(created.Secret)));
@@ -110,7 +122,7 @@ internal static class AdminCommands
         audit.Subcommands.Add(Call("list", "List admin actions, newest first: when, which key, what, on what, from where.", [limit],
             (admin, p) => admin.ListAuditAsync(new ListAuditRequest { Limit = p.GetValue(limit) }),
             r => Table(["WHEN", "WHO", "ACTION", "TARGET", "FROM"], r.Entries.Select(e => new[] { Time(e.At), e.Actor, e.Action, e.Target, e.Source }))));
-        return [nodes, keys, apiKeys, relays, audit, status];
+        return [nodes, users, keys, apiKeys, relays, audit, status];
     }
 
     private static Command Call<T>(string name, string description, Symbol[] symbols, Func<Admin.AdminClient, ParseResult, AsyncUnaryCall<T>> call, Action<T> print)
@@ -217,16 +229,18 @@ internal static class AdminCommands
         caCert is null ? null : X509CertificateLoader.LoadCertificateFromFile(caCert.FullName);
 
     private static void PrintNodes(ListNodesResponse response) => Table(
-        ["ID", "NAME", "ADDRESSES", "STATE", "ONLINE", "LAST SEEN", "TAGS"],
+        ["ID", "NAME", "USER", "ADDRESSES", "STATE", "ONLINE", "LAST SEEN", "TAGS"],
         response.Nodes.Select(n => new[]
         {
-            n.Id.ToString(), n.Name, string.Join(",", n.Addresses), n.State.ToString().Replace("NodeState", "").ToLowerInvariant(),
+            n.Id.ToString(), n.Name, n.User, string.Join(",", n.Addresses), n.State.ToString().Replace("NodeState", "").ToLowerInvariant(),
             n.Online ? "yes" : "no", Time(n.LastSeen), string.Join(",", n.Tags),
         }));
 
     private static void PrintKeys(IEnumerable<PreAuthKey> keys) => Table(
-        ["ID", "REUSABLE", "EPHEMERAL", "USED", "REVOKED", "EXPIRES", "TAGS"],
-        keys.Select(k => new[] { k.Id, YesNo(k.Reusable), YesNo(k.Ephemeral), YesNo(k.Used), YesNo(k.Revoked), Time(k.Expiration), string.Join(",", k.Tags) }));
+        ["ID", "USER", "REUSABLE", "EPHEMERAL", "USED", "REVOKED", "EXPIRES", "TAGS"],
+        keys.Select(k => new[] { k.Id, k.User, YesNo(k.Reusable), YesNo(k.Ephemeral), YesNo(k.Used), YesNo(k.Revoked), Time(k.Expiration), string.Join(",", k.Tags) }));
+
+    private static void PrintUsers(IEnumerable<User> users) => Table(["ID", "NAME", "CREATED"], users.Select(u => new[] { u.Id.ToString(), u.Name, Time(u.Created) }));
 
     private static string YesNo(bool value) => value ? "yes" : "no";
 

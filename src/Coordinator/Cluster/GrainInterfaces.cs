@@ -7,6 +7,8 @@ namespace Mesh.Coordinator.Cluster;
 /// <summary>The node registry of the whole cluster (one activation, key 0): the only writer of nodes.</summary>
 public interface IRegistryGrain : IGrainWithIntegerKey
 {
+    Task<int> CountOwnedBy(long userId);
+
     Task<List<Control.PendingNode>> Pending();
 
     Task<long> AddressCounter();
@@ -41,7 +43,17 @@ public interface IRegistryGrain : IGrainWithIntegerKey
 /// <summary>Pre-auth keys and admin API keys of the whole cluster (one activation, key 0): the only writer of keys.</summary>
 public interface IKeyRingGrain : IGrainWithIntegerKey
 {
-    Task<Result<(PreAuthKeyRecord Key, string Secret)>> CreatePreAuthKey(bool reusable, bool ephemeral, TimeSpan? expiration, IReadOnlyList<string> tags);
+    Task<Result<UserRecord>> CreateUser(string name);
+
+    Task<List<UserRecord>> ListUsers();
+
+    Task<Result<UserRecord>> RenameUser(string name, string newName);
+
+    Task<Result<UserRecord>> DeleteUser(string name, int nodesOwned);
+
+    Task<UserRecord?> FindUser(string name);
+
+    Task<Result<(PreAuthKeyRecord Key, string Secret)>> CreatePreAuthKey(bool reusable, bool ephemeral, TimeSpan? expiration, IReadOnlyList<string> tags, string? user);
 
     Task<List<PreAuthKeyRecord>> ListPreAuthKeys();
 

@@ -59,6 +59,8 @@ internal sealed class RegistryGrain(ICoordinatorStore store, MeshOptions options
 
     public Task<int> Count() => Task.FromResult(_registry.Count);
 
+    public Task<int> CountOwnedBy(long userId) => Task.FromResult(_registry.CountOwnedBy(userId));
+
     Task<Result<KeyGrant>> IKeyService.UseAsync(string secret, DateTime now) => Keys.Use(secret);
 
     Task IKeyService.ReleaseAsync(string keyId) => Keys.Release(keyId);
@@ -80,8 +82,18 @@ internal sealed class KeyRingGrain(ICoordinatorStore store) : Grain, IKeyRingGra
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken) => _keys = await KeyRing.LoadAsync(store);
 
-    public Task<Result<(PreAuthKeyRecord Key, string Secret)>> CreatePreAuthKey(bool reusable, bool ephemeral, TimeSpan? expiration, IReadOnlyList<string> tags) =>
-        _keys.CreatePreAuthKeyAsync(reusable, ephemeral, expiration, tags, Now);
+    public Task<Result<UserRecord>> CreateUser(string name) => _keys.CreateUserAsync(name, Now);
+
+    public Task<List<UserRecord>> ListUsers() => Task.FromResult(_keys.ListUsers());
+
+    public Task<Result<UserRecord>> RenameUser(string name, string newName) => _keys.RenameUserAsync(name, newName);
+
+    public Task<Result<UserRecord>> DeleteUser(string name, int nodesOwned) => _keys.DeleteUserAsync(name, nodesOwned);
+
+    public Task<UserRecord?> FindUser(string name) => Task.FromResult(_keys.FindUser(name));
+
+    public Task<Result<(PreAuthKeyRecord Key, string Secret)>> CreatePreAuthKey(bool reusable, bool ephemeral, TimeSpan? expiration, IReadOnlyList<string> tags, string? user) =>
+        _keys.CreatePreAuthKeyAsync(reusable, ephemeral, expiration, tags, user, Now);
 
     public Task<List<PreAuthKeyRecord>> ListPreAuthKeys() => Task.FromResult(_keys.ListPreAuthKeys());
 

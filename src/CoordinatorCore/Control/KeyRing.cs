@@ -5,10 +5,10 @@ namespace Mesh.Coordinator.Control;
 
 /// <summary>What a pre-auth key grants the node that registers with it.</summary>
 [GenerateSerializer, Immutable]
-public sealed record KeyGrant([property: Id(0)] string KeyId, [property: Id(1)] bool OneOff, [property: Id(2)] bool Ephemeral, [property: Id(3)] IReadOnlyList<string> Tags);
+public sealed record KeyGrant([property: Id(0)] string KeyId, [property: Id(1)] bool OneOff, [property: Id(2)] bool Ephemeral, [property: Id(3)] IReadOnlyList<string> Tags, [property: Id(4)] long? UserId);
 
 /// <summary>
-/// Pre-auth keys (for nodes to join with) and admin API keys, in memory and written through to the store.
+/// Users, the pre-auth keys they own (for nodes to join with) and admin API keys, in memory and written through to the store.
 /// The secrets themselves are never kept, only their hashes. Not thread-safe: one owner (the key ring grain,
 /// or the NAT lab's one thread) calls it, and its awaits keep the caller's context (a grain's turn).
 /// </summary>
@@ -17,20 +17,75 @@ public sealed class KeyRing
     private readonly ICoordinatorStore _store;
     private readonly Dictionary<string, PreAuthKeyRecord> _preAuthKeys;
     private readonly Dictionary<string, ApiKeyRecord> _apiKeys;
+    private readonly Dictionary<long, UserRecord> _users;
 
-    private KeyRing(ICoordinatorStore store, List<PreAuthKeyRecord> preAuthKeys, List<ApiKeyRecord> apiKeys)
+    /// <summary>Who a key made without a user belongs to (every key and node of before users existed went to it).</summary>
+    public const string DefaultUser = "default";
+
+    private KeyRing(ICoordinatorStore store, List<UserRecord> users, List<PreAuthKeyRecord> preAuthKeys, List<ApiKeyRecord> apiKeys)
     {
         _store = store;
+        _users = users.ToDictionary(u => u.Id);
         _preAuthKeys = preAuthKeys.ToDictionary(k => k.Id);
         _apiKeys = apiKeys.ToDictionary(k => k.Id);
     }
 
     public static async Task<KeyRing> LoadAsync(ICoordinatorStore store) =>
-        new(store, await store.LoadPreAuthKeysAsync(), await store.LoadApiKeysAsync());
+        new(store, await store.LoadUsersAsync(), await store.LoadPreAuthKeysAsync(), await store.LoadApiKeysAsync());
 
-    public async Task<Result<(PreAuthKeyRecord Key, string Secret)>> CreatePreAuthKeyAsync(bool reusable, bool ephemeral, TimeSpan? expiration, IReadOnlyList<string> tags, DateTime now)
+    public List<UserRecord> ListUsers() => _users.Values.OrderBy(u => u.Id).ToList();
+
+    public UserRecord? FindUser(string name) => _users.Values.FirstOrDefault(u => u.Name == name);
+
+    public UserRecord? User(long? id) => id is { } known && _users.TryGetValue(known, out var user) ? user : null;
+
+    public async Task<Result<UserRecord>> CreateUserAsync(string name, DateTime now)
+    {
+        if (UserNameProblem(name) is { } invalid) return invalid;
+        if (FindUser(name) is not null) return new Problem(Failure.AlreadyExists, $"A user {name} exists already.");
+        var user = new UserRecord { Name = name, Created = now };
+        long id = 0;
+        if (await WriteAsync(async () => id = await _store.InsertUserAsync(user)) is { } down) return down;
+        return _users[id] = user with { Id = id };
+    }
+
+    public async Task<Result<UserRecord>> RenameUserAsync(string name, string newName)
+    {
+        if (FindUser(name) is not { } user) return Problem.NotFound($"No user {name}.");
+        if (UserNameProblem(newName) is { } invalid) return invalid;
+        if (FindUser(newName) is not null) return new Problem(Failure.AlreadyExists, $"A user {newName} exists already.");
+        if (await WriteAsync(() => _store.RenameUserAsync(user.Id, newName)) is { } down) return down;
+        return _users[user.Id] = user with { Name = newName };
+    }
+
+    /// <summary>Deletes a user that owns no pre-auth key and, as <paramref name="nodesOwned"/> counts them, no node.</summary>
+    public async Task<Result<UserRecord>> DeleteUserAsync(string name, int nodesOwned)
+    {
+        if (FindUser(name) is not { } user) return Problem.NotFound($"No user {name}.");
+        var keys = _preAuthKeys.Values.Count(k => k.UserId == user.Id);
+        if (keys > 0 || nodesOwned > 0)
+        {
+            return new Problem(Failure.FailedPrecondition, $"User {name} still owns {nodesOwned} nodes and {keys} pre-auth keys; delete those first.");
+        }
+        if (await WriteAsync(() => _store.DeleteUserAsync(user.Id)) is { } down) return down;
+        _users.Remove(user.Id);
+        return user;
+    }
+
+    /// <summary>A user's name: 1-64 letters, digits or .-_@ (an email address fits, as in Tailscale's policies).</summary>
+    private static Problem? UserNameProblem(string name) =>
+        name.Length is 0 or > 64 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '@')
+            ? Problem.InvalidArgument($"user name \"{name}\" must be 1-64 letters, digits or .-_@.")
+            : null;
+
+    /// <param name="user">Who the key belongs to; null for the default user.</param>
+    public async Task<Result<(PreAuthKeyRecord Key, string Secret)>> CreatePreAuthKeyAsync(bool reusable, bool ephemeral, TimeSpan? expiration, IReadOnlyList<string> tags, string? user, DateTime now)
     {
         if (expiration is { } e && e <= TimeSpan.Zero) return Problem.InvalidArgument("expiration must be positive.");
+        if (FindUser(user ?? DefaultUser) is not { } owner)
+        {
+            return user is null ? Problem.InvalidArgument($"There is no user {DefaultUser}: name the key's user.") : Problem.NotFound($"No user {user}.");
+        }
         foreach (var tag in tags)
         {
             if (tag.Length is 0 or > 64 || !tag.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or ':' or '.'))
@@ -48,6 +103,7 @@ public sealed class KeyRing
             Tags = tags,
             Created = now,
             Expiration = expiration is { } lifetime ? now + lifetime : null,
+            UserId = owner.Id,
         };
         if (await WriteAsync(() => _store.InsertPreAuthKeyAsync(record)) is { } down) return down;
         _preAuthKeys[id] = record;
@@ -70,7 +126,7 @@ public sealed class KeyRing
             if (await WriteAsync(() => _store.UpdatePreAuthKeyAsync(used)) is { } down) return down;
             _preAuthKeys[id] = used;
         }
-        return new KeyGrant(key.Id, !key.Reusable, key.Ephemeral, key.Tags);
+        return new KeyGrant(key.Id, !key.Reusable, key.Ephemeral, key.Tags, key.UserId);
     }
 
     /// <summary>A one-off key whose node was never stored is usable again.</summary>

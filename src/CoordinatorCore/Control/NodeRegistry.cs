@@ -319,6 +319,9 @@ public sealed class NodeRegistry
 
     public bool IsOnline(long nodeId) => _online.Contains(nodeId);
 
+    /// <summary>How many nodes belong to the user (a user with nodes cannot be deleted).</summary>
+    public int CountOwnedBy(long userId) => _nodes.Values.Count(n => n.UserId == userId);
+
     public int OnlineCount => _online.Count;
 
     private async Task<Result<Registration>> LogInAsync(NodeRecord node, KeyGrant? grant)
@@ -326,7 +329,7 @@ public sealed class NodeRegistry
         var updated = node;
         if (node.State != NodeState.Approved && grant is not null)
         {
-            updated = node with { State = NodeState.Approved, PreAuthKeyId = grant.KeyId };
+            updated = node with { State = NodeState.Approved, PreAuthKeyId = grant.KeyId, UserId = grant.UserId };
         }
         else if (node.State == NodeState.Expired)
         {
@@ -358,6 +361,7 @@ public sealed class NodeRegistry
             Ephemeral = grant?.Ephemeral ?? false,
             Tags = grant?.Tags ?? [],
             PreAuthKeyId = grant?.KeyId,
+            UserId = grant?.UserId,
             Created = now.UtcDateTime,
         };
         var (withSession, token) = grant is null ? (record, "") : NewSession(record);

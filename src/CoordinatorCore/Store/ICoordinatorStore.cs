@@ -1,7 +1,7 @@
 namespace Mesh.Coordinator.Store;
 
 /// <summary>
-/// The coordinator's durable state: nodes, pre-auth keys, admin API keys and a few coordinator-wide values.
+/// The coordinator's durable state: users, nodes, pre-auth keys, admin API keys and a few coordinator-wide values.
 /// SQLite in a data directory for one coordinator, PostgreSQL for replicas. Each grain writes only its own
 /// rows (the node registry its nodes, the key ring its keys); a failure leaves nothing half written and
 /// surfaces as <see cref="StoreUnavailableException"/> when the database cannot be reached.
@@ -12,6 +12,15 @@ public interface ICoordinatorStore : IAsyncDisposable
 
     /// <summary>Sets the value only if the key has none yet; returns the value that is stored (replicas starting at once agree).</summary>
     Task<byte[]> GetOrAddMetaAsync(string key, byte[] value);
+
+    Task<List<UserRecord>> LoadUsersAsync();
+
+    /// <summary>Inserts a user; returns its id.</summary>
+    Task<long> InsertUserAsync(UserRecord user);
+
+    Task RenameUserAsync(long id, string name);
+
+    Task DeleteUserAsync(long id);
 
     Task<List<NodeRecord>> LoadNodesAsync();
 

@@ -18,6 +18,18 @@ public sealed record NodeRecord
     [Id(9)] public byte[]? SessionHash { get; init; }
     [Id(10)] public DateTime Created { get; init; }
     [Id(11)] public DateTime? LastSeen { get; init; }
+
+    /// <summary>The user the node belongs to (its pre-auth key's); a tagged node is owned by its tags instead.</summary>
+    [Id(12)] public long? UserId { get; init; }
+}
+
+/// <summary>A user: who pre-auth keys and the nodes joined with them belong to.</summary>
+[GenerateSerializer, Immutable]
+public sealed record UserRecord
+{
+    [Id(0)] public long Id { get; init; }
+    [Id(1)] public required string Name { get; init; }
+    [Id(2)] public DateTime Created { get; init; }
 }
 
 /// <summary>A pre-auth key as the store keeps it (the secret only as a hash); the key ring is the only writer.</summary>
@@ -33,6 +45,9 @@ public sealed record PreAuthKeyRecord
     [Id(6)] public DateTime? Expiration { get; init; }
     [Id(7)] public bool Used { get; init; }
     [Id(8)] public bool Revoked { get; init; }
+
+    /// <summary>The user the key belongs to: nodes joined with it are that user's.</summary>
+    [Id(9)] public long? UserId { get; init; }
 
     public bool IsUsable(DateTime now) => !Revoked && (Reusable || !Used) && (Expiration is null || Expiration > now);
 }

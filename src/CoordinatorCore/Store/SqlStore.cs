@@ -25,10 +25,30 @@ public abstract class SqlStore : ICoordinatorStore
         return (await MetaAsync(connection, key, null))!;
     });
 
+    public Task<List<UserRecord>> LoadUsersAsync() => RunAsync(async connection =>
+    {
+        await using var command = Command(connection, null, "SELECT id, name, created FROM users ORDER BY id");
+        await using var reader = await command.ExecuteReaderAsync();
+        var users = new List<UserRecord>();
+        while (await reader.ReadAsync()) users.Add(new UserRecord { Id = reader.GetInt64(0), Name = reader.GetString(1), Created = StoreFormats.FromUnix(reader.GetInt64(2)) });
+        return users;
+    });
+
+    public Task<long> InsertUserAsync(UserRecord user) => RunAsync(async connection =>
+    {
+        await using var insert = Command(connection, null, "INSERT INTO users (name, created) VALUES (@name, @created) RETURNING id",
+            ("@name", user.Name), ("@created", StoreFormats.ToUnix(user.Created)));
+        return Convert.ToInt64(await insert.ExecuteScalarAsync());
+    });
+
+    public Task RenameUserAsync(long id, string name) => RunAsync(connection => ExecuteAsync(connection, null, "UPDATE users SET name = @name WHERE id = @id", ("@id", id), ("@name", name)));
+
+    public Task DeleteUserAsync(long id) => RunAsync(connection => ExecuteAsync(connection, null, "DELETE FROM users WHERE id = @id", ("@id", id)));
+
     public Task<List<NodeRecord>> LoadNodesAsync() => RunAsync(async connection =>
     {
         await using var command = Command(connection, null,
-            "SELECT id, node_key, name, ipv4, ipv6, state, ephemeral, tags, preauth_key_id, session_hash, created, last_seen FROM nodes ORDER BY id");
+            "SELECT id, node_key, name, ipv4, ipv6, state, ephemeral, tags, preauth_key_id, session_hash, created, last_seen, user_id FROM nodes ORDER BY id");
         await using var reader = await command.ExecuteReaderAsync();
         var nodes = new List<NodeRecord>();
         while (await reader.ReadAsync())
@@ -47,6 +67,7 @@ public abstract class SqlStore : ICoordinatorStore
                 SessionHash = reader.IsDBNull(9) ? null : (byte[])reader[9],
                 Created = StoreFormats.FromUnix(reader.GetInt64(10)),
                 LastSeen = reader.IsDBNull(11) ? null : StoreFormats.FromUnix(reader.GetInt64(11)),
+                UserId = reader.IsDBNull(12) ? null : reader.GetInt64(12),
             });
         }
         return nodes;
@@ -56,13 +77,13 @@ public abstract class SqlStore : ICoordinatorStore
     {
         await using var transaction = await connection.BeginTransactionAsync();
         await using var insert = Command(connection, transaction, """
-            INSERT INTO nodes (node_key, name, ipv4, ipv6, state, ephemeral, tags, preauth_key_id, session_hash, created, last_seen)
-            VALUES (@key, @name, @ipv4, @ipv6, @state, @ephemeral, @tags, @preauth, @session, @created, @lastSeen)
+            INSERT INTO nodes (node_key, name, ipv4, ipv6, state, ephemeral, tags, preauth_key_id, session_hash, created, last_seen, user_id)
+            VALUES (@key, @name, @ipv4, @ipv6, @state, @ephemeral, @tags, @preauth, @session, @created, @lastSeen, @user)
             RETURNING id
             """,
             ("@key", node.NodeKey), ("@name", node.Name), ("@ipv4", node.Ipv4), ("@ipv6", node.Ipv6), ("@state", (long)node.State),
             ("@ephemeral", Flag(node.Ephemeral)), ("@tags", StoreFormats.JoinTags(node.Tags)), ("@preauth", node.PreAuthKeyId),
-            ("@session", node.SessionHash), ("@created", StoreFormats.ToUnix(node.Created)), ("@lastSeen", Unix(node.LastSeen)));
+            ("@session", node.SessionHash), ("@created", StoreFormats.ToUnix(node.Created)), ("@lastSeen", Unix(node.LastSeen)), ("@user", node.UserId));
         var id = Convert.ToInt64(await insert.ExecuteScalarAsync());
         await SetMetaAsync(connection, transaction, StoreFormats.AddressCounterKey, BitConverter.GetBytes(nextAddressCounter));
         await transaction.CommitAsync();
@@ -70,26 +91,26 @@ public abstract class SqlStore : ICoordinatorStore
     });
 
     public Task UpdateNodeAsync(NodeRecord node) => RunAsync(connection => ExecuteAsync(connection, null,
-        "UPDATE nodes SET name = @name, state = @state, tags = @tags, preauth_key_id = @preauth, session_hash = @session, last_seen = @lastSeen WHERE id = @id",
+        "UPDATE nodes SET name = @name, state = @state, tags = @tags, preauth_key_id = @preauth, session_hash = @session, last_seen = @lastSeen, user_id = @user WHERE id = @id",
         ("@id", node.Id), ("@name", node.Name), ("@state", (long)node.State), ("@tags", StoreFormats.JoinTags(node.Tags)), ("@preauth", node.PreAuthKeyId),
-        ("@session", node.SessionHash), ("@lastSeen", Unix(node.LastSeen))));
+        ("@session", node.SessionHash), ("@lastSeen", Unix(node.LastSeen)), ("@user", node.UserId)));
 
     public Task DeleteNodeAsync(long id) => RunAsync(connection => ExecuteAsync(connection, null, "DELETE FROM nodes WHERE id = @id", ("@id", id)));
 
     public Task InsertPreAuthKeyAsync(PreAuthKeyRecord key) => RunAsync(connection => ExecuteAsync(connection, null, """
-        INSERT INTO preauth_keys (id, hash, reusable, ephemeral, tags, created, expiration, used, revoked)
-        VALUES (@id, @hash, @reusable, @ephemeral, @tags, @created, @expiration, @used, @revoked)
+        INSERT INTO preauth_keys (id, hash, reusable, ephemeral, tags, created, expiration, used, revoked, user_id)
+        VALUES (@id, @hash, @reusable, @ephemeral, @tags, @created, @expiration, @used, @revoked, @user)
         """,
         ("@id", key.Id), ("@hash", key.Hash), ("@reusable", Flag(key.Reusable)), ("@ephemeral", Flag(key.Ephemeral)),
         ("@tags", StoreFormats.JoinTags(key.Tags)), ("@created", StoreFormats.ToUnix(key.Created)),
-        ("@expiration", Unix(key.Expiration)), ("@used", Flag(key.Used)), ("@revoked", Flag(key.Revoked))));
+        ("@expiration", Unix(key.Expiration)), ("@used", Flag(key.Used)), ("@revoked", Flag(key.Revoked)), ("@user", key.UserId)));
 
     public Task UpdatePreAuthKeyAsync(PreAuthKeyRecord key) => RunAsync(connection => ExecuteAsync(connection, null,
         "UPDATE preauth_keys SET used = @used, revoked = @revoked WHERE id = @id", ("@id", key.Id), ("@used", Flag(key.Used)), ("@revoked", Flag(key.Revoked))));
 
     public Task<List<PreAuthKeyRecord>> LoadPreAuthKeysAsync() => RunAsync(async connection =>
     {
-        await using var command = Command(connection, null, "SELECT id, hash, reusable, ephemeral, tags, created, expiration, used, revoked FROM preauth_keys ORDER BY created, id");
+        await using var command = Command(connection, null, "SELECT id, hash, reusable, ephemeral, tags, created, expiration, used, revoked, user_id FROM preauth_keys ORDER BY created, id");
         await using var reader = await command.ExecuteReaderAsync();
         var keys = new List<PreAuthKeyRecord>();
         while (await reader.ReadAsync())
@@ -105,6 +126,7 @@ public abstract class SqlStore : ICoordinatorStore
                 Expiration = reader.IsDBNull(6) ? null : StoreFormats.FromUnix(reader.GetInt64(6)),
                 Used = reader.GetInt64(7) != 0,
                 Revoked = reader.GetInt64(8) != 0,
+                UserId = reader.IsDBNull(9) ? null : reader.GetInt64(9),
             });
         }
         return keys;
@@ -146,6 +168,18 @@ public abstract class SqlStore : ICoordinatorStore
     /// <summary>The schema version a database records (0 for the first release's, which recorded none).</summary>
     protected static async Task<int> SchemaVersionAsync(DbConnection connection, DbTransaction? transaction) =>
         await MetaAsync(connection, SchemaVersionKey, transaction) is { } bytes ? BitConverter.ToInt32(bytes) : 0;
+
+    /// <summary>
+    /// Schema 3 adds users: every pre-auth key and node written before belongs to the user "default", made here.
+    /// The same SQL in both stores (the caller made the users table and the two columns in its own dialect).
+    /// </summary>
+    protected static async Task MoveToDefaultUserAsync(DbConnection connection, DbTransaction transaction, DateTime now)
+    {
+        await using var insert = Command(connection, transaction, "INSERT INTO users (name, created) VALUES ('default', @created) RETURNING id", ("@created", StoreFormats.ToUnix(now)));
+        var user = Convert.ToInt64(await insert.ExecuteScalarAsync());
+        await ExecuteAsync(connection, transaction, "UPDATE preauth_keys SET user_id = @user", ("@user", user));
+        await ExecuteAsync(connection, transaction, "UPDATE nodes SET user_id = @user", ("@user", user));
+    }
 
     protected static void RefuseNewer(int version, int known)
     {

@@ -10,7 +10,7 @@ namespace Mesh.Coordinator.Store;
 public sealed class SqliteStore : SqlStore
 {
     /// <summary>The schema's version; each migration step brings a database one version forward, in one transaction.</summary>
-    public const int SchemaVersion = 2;
+    public const int SchemaVersion = 3;
 
     private readonly SqliteConnection _connection;
     private readonly SemaphoreSlim _turn = new(1, 1);
@@ -39,7 +39,8 @@ public sealed class SqliteStore : SqlStore
     {
         await ExecuteAsync(connection, null, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
         // Version 1 is the first release's schema, which did not record a version: CREATE IF NOT EXISTS takes
-        // such a database as it is, and makes a new one. Version 2 adds the audit log of admin actions.
+        // such a database as it is, and makes a new one. Version 2 adds the audit log of admin actions; version 3 users,
+        // the owners of pre-auth keys and nodes (those of before go to the user "default").
         await ExecuteAsync(connection, null, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);");
         var version = await SchemaVersionAsync(connection, null);
         RefuseNewer(version, SchemaVersion);
@@ -57,6 +58,15 @@ public sealed class SqliteStore : SqlStore
             CREATE TABLE IF NOT EXISTS audit (
                 id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, source TEXT NOT NULL);
             """);
+        if (version < 3)
+        {
+            await ExecuteAsync(connection, transaction, """
+                CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);
+                ALTER TABLE preauth_keys ADD COLUMN user_id INTEGER REFERENCES users(id);
+                ALTER TABLE nodes ADD COLUMN user_id INTEGER REFERENCES users(id);
+                """);
+            await MoveToDefaultUserAsync(connection, transaction, DateTime.UtcNow);
+        }
         await SetMetaAsync(connection, transaction, SchemaVersionKey, BitConverter.GetBytes(SchemaVersion));
         await transaction.CommitAsync();
     }
