@@ -1,0 +1,86 @@
+namespace Mesh.Coordinator.Policy;
+
+/// <summary>
+/// One rule of a node's packet filter: a peer whose sources hold <see cref="Source"/> may open these ports over these
+/// protocols on the node (no protocols: TCP, UDP, ICMP and ICMPv6; ports matter only for TCP, UDP and SCTP).
+/// </summary>
+public sealed record GrantRule(ulong Source, IReadOnlyList<byte> Protocols, IReadOnlyList<PortRange> Ports);
+
+/// <summary>
+/// What the policy makes of one node, from the node alone (its user, tags and addresses), so a change to one node
+/// never recomputes another: the tokens of the rules it is a source of, its filter (which tokens may open what on
+/// it), and the tokens of that filter. Node A reaches B when a token of A's sources is in B's targets; each sees the
+/// other when either reaches the other. A rule's token is its index + 1; a rule with an autogroup:self dst also has
+/// one token per user (the top bit, the rule, the user's id), which only that user's nodes hold on both sides.
+/// </summary>
+public sealed record NodeGrants(ulong[] Sources, ulong[] Targets, IReadOnlyList<GrantRule> Filter)
+{
+    public static NodeGrants Of(AclPolicy policy, PolicyNode node)
+    {
+        var sources = new List<ulong>();
+        var filter = new List<GrantRule>();
+        foreach (var rule in policy.Rules ?? [])
+        {
+            var self = node.OwnedByUser && node.UserId is { } id ? SelfToken(rule.Index, id) : 0;
+            if (rule.SourceMatches(node))
+            {
+                sources.Add(RuleToken(rule.Index));
+                if (self != 0 && rule.HasSelf) sources.Add(self);
+            }
+            List<PortRange>? plain = null, own = null;
+            foreach (var d in rule.Destinations)
+            {
+                if (d.Target.Kind == SelectorKind.Self)
+                {
+                    if (self != 0) (own ??= new()).AddRange(d.Ports);
+                }
+                else if (d.Target.Matches(node)) (plain ??= new()).AddRange(d.Ports);
+            }
+            if (plain is not null) filter.Add(new GrantRule(RuleToken(rule.Index), rule.Protocols, plain));
+            if (own is not null) filter.Add(new GrantRule(self, rule.Protocols, own));
+        }
+        var targets = new List<ulong>(filter.Count);
+        foreach (var rule in filter)
+        {
+            if (!targets.Contains(rule.Source)) targets.Add(rule.Source);
+        }
+        sources.Sort();
+        targets.Sort();
+        return new NodeGrants(sources.ToArray(), targets.ToArray(), filter);
+    }
+
+    public static ulong RuleToken(int rule) => (ulong)rule + 1;
+
+    public static ulong SelfToken(int rule, long userId) => 1UL << 63 | (ulong)rule << 40 | ((ulong)userId & 0xFF_FFFF_FFFF);
+
+    /// <summary>Whether a node with <paramref name="sources"/> may open the port on the node this filter is for: what the agent's filter decides.</summary>
+    public static bool Admits(IReadOnlyList<GrantRule> filter, ulong[] sources, int protocol, int port)
+    {
+        foreach (var rule in filter)
+        {
+            if (System.Array.BinarySearch(sources, rule.Source) < 0) continue;
+            if (rule.Protocols.Count == 0 ? !IpProtocols.IsDefault(protocol) : !rule.Protocols.Contains((byte)protocol)) continue;
+            if (!IpProtocols.HasPorts(protocol)) return true;
+            foreach (var range in rule.Ports)
+            {
+                if (range.Contains(port)) return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>Whether either of two nodes reaches the other: then each is in the other's netmap.</summary>
+    public static bool Sees(ulong[] sourcesA, ulong[] targetsA, ulong[] sourcesB, ulong[] targetsB) => Intersect(sourcesA, targetsB) || Intersect(sourcesB, targetsA);
+
+    private static bool Intersect(ulong[] a, ulong[] b)
+    {
+        int i = 0, j = 0;
+        while (i < a.Length && j < b.Length)
+        {
+            if (a[i] == b[j]) return true;
+            if (a[i] < b[j]) i++;
+            else j++;
+        }
+        return false;
+    }
+}
