@@ -21,7 +21,7 @@ foreach (var n in sizes)
     using var key = PrivateKey.Generate();
     var device = new Device(new NoOutput());
     device.SetPrivateKey(key);
-    var node = new MeshNode(device, new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, new NoOutput(), new NoOutput()), _ => null, new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
+    var node = new MeshNode(device, new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, new NoOutput(), new NoOutput()), _ => null, new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance), new PolicyFilter());
     var peers = Enumerable.Range(0, n).Select(PeerNumber).ToList();
     ulong serial = 1;
 

@@ -5,7 +5,9 @@ namespace Mesh.Control;
 
 /// <summary>
 /// An agent's copy of its netmap: a full map replaces everything, a delta with a newer serial changes or
-/// removes peers. The entry with the agent's own key is itself. Each apply says what it changed
+/// removes peers. Without a policy the entry with the agent's own key is itself; with one (<see cref="PerNode"/>) the
+/// coordinator sends the agent's own record, with its packet filter, on its own, and entries with its key in a map
+/// or delta are ignored (they lack the filter). Each apply says what it changed
 /// (<see cref="LastChange"/>), so a consumer touches only that. No I/O; not thread-safe.
 /// </summary>
 public sealed class NetMapView(ByteString selfKey)
@@ -23,6 +25,9 @@ public sealed class NetMapView(ByteString selfKey)
     public int FullMapsReceived { get; private set; }
     public int DeltasApplied { get; private set; }
 
+    /// <summary>A policy gives this node its own slice of the mesh: <see cref="Self"/> carries its filter.</summary>
+    public bool PerNode { get; private set; }
+
     /// <summary>What the last successful <see cref="Apply"/> changed; reused, so valid until the next one.</summary>
     public NetMapChange LastChange { get; } = new();
 
@@ -36,6 +41,11 @@ public sealed class NetMapView(ByteString selfKey)
                 return true;
             case SyncResponse.KindOneofCase.Delta:
                 return ApplyDelta(message.Delta);
+            case SyncResponse.KindOneofCase.Self:
+                if (!message.Self.NodeKey.Equals(selfKey)) return false;
+                LastChange.Reset(full: false).SelfChanged = true;
+                Self = message.Self;
+                return true;
             default:
                 return false;
         }
@@ -48,10 +58,15 @@ public sealed class NetMapView(ByteString selfKey)
         var change = LastChange.Reset(full: true);
         var before = new Dictionary<ulong, Peer>(_peers);
         _peers.Clear();
-        Self = null;
+        // With a policy the record with the filter comes next, on its own: until then there is no filter to go by.
+        if (PerNode != map.PerNode || !map.PerNode) Self = null;
+        PerNode = map.PerNode;
         foreach (var peer in map.Peers)
         {
-            if (peer.NodeKey.Equals(selfKey)) Self = peer;
+            if (peer.NodeKey.Equals(selfKey))
+            {
+                if (!PerNode) Self = peer;
+            }
             else
             {
                 _peers[peer.NodeId] = peer;
@@ -74,7 +89,10 @@ public sealed class NetMapView(ByteString selfKey)
         Serial = delta.Serial;
         foreach (var peer in delta.PeersChanged)
         {
-            if (peer.NodeKey.Equals(selfKey)) Self = peer;
+            if (peer.NodeKey.Equals(selfKey))
+            {
+                if (!PerNode) Self = peer;
+            }
             else
             {
                 _peers[peer.NodeId] = peer;
@@ -102,6 +120,9 @@ public sealed class NetMapChange
 {
     public bool Full { get; private set; }
     public bool RelaysChanged { get; set; }
+
+    /// <summary>The node's own record changed (with a policy: its filter).</summary>
+    public bool SelfChanged { get; set; }
     public List<Peer> Upserted { get; } = new();
     public List<Peer> Removed { get; } = new();
 
@@ -109,6 +130,7 @@ public sealed class NetMapChange
     {
         Full = full;
         RelaysChanged = full;
+        SelfChanged = full;
         Upserted.Clear();
         Removed.Clear();
         return this;

@@ -67,7 +67,7 @@ public sealed class NetmapPublisherTests
         var x = Node(1, "x");
         var y = Node(2, "y");
         var batches = new Batches();
-        var publisher = new NetmapPublisher(new MeshOptions(), [x, y], new NoPresence(), batches, _time);
+        var publisher = new NetmapPublisher(new MeshOptions(), [x, y], [], null, new NoPresence(), batches, _time);
         var endpoints = new Endpoints().ToByteArray();
         publisher.AttachHub("h1", new NoHub(), null, []);
         Assert.True(publisher.OpenSession("h1", x, endpoints, 0).Ok);

@@ -23,7 +23,7 @@ public sealed class MeshNodeTests : IDisposable
     {
         _device = new Device(new NoOutput());
         _device.SetPrivateKey(_key);
-        _node = new MeshNode(_device, new PathEngine(_key, SystemClock.Instance, SystemEntropy.Instance, new NoOutput(), new NoOutput()), _ => null, new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
+        _node = new MeshNode(_device, new PathEngine(_key, SystemClock.Instance, SystemEntropy.Instance, new NoOutput(), new NoOutput()), _ => null, new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance), new PolicyFilter());
     }
 
     public void Dispose()
@@ -173,7 +173,7 @@ public sealed class MeshNodeTests : IDisposable
         {
             asked.Add((name, Monitor.IsEntered(node!.View)));
             return NetEndpoint.Parse("192.0.2.1:3478");
-        }, new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
+        }, new RouteGuard(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance), new PolicyFilter());
         var map = new NetMap { Serial = 1, StunServers = { "stun.example:3478", "stun.example:3479" } };
         map.Relays.Add(new Protos.V1.Relay { Id = "coordinator", UdpAddress = "relay.example:3480", TcpUrl = "/relay" });
         node.Apply(new SyncResponse { Full = map });

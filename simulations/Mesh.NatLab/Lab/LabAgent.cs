@@ -54,9 +54,10 @@ public sealed class LabAgent : IPacketSink
         _links = new MeshLinks(_sockets, targets, coordinator.ConnectRelayStreamAsync, NullLogger.Instance, _time, synchronousSends: true, arrived: () => Drain(1));
         Engine = new PathEngine(_key, clock, entropy, _links, outbox, options);
         _bind = new MeshBind(_links, Engine, new IoFailures(NullLogger.Instance));
-        Device = new Device(this, clock, entropy);
+        var filter = new PolicyFilter();
+        Device = new Device(this, clock, entropy, new DeviceOptions { Filter = filter });
         Device.SetPrivateKey(_key);
-        Node = new MeshNode(Device, Engine, text => NetEndpoint.Parse(text), new RouteGuard(NullLogger.Instance));
+        Node = new MeshNode(Device, Engine, text => NetEndpoint.Parse(text), new RouteGuard(NullLogger.Instance), filter);
         Control = new ControlClient(new ControlClientOptions
         {
             AuthKey = coordinator.AuthKey,

@@ -37,7 +37,7 @@ public sealed class LabMesh : IKeyService, INetmapSink, IPresenceSink, IMeshPort
         mesh.Identity = Completed(CoordinatorIdentity.LoadAsync(store, options));
         mesh.Keys = Completed(KeyRing.LoadAsync(store));
         mesh._registry = Completed(NodeRegistry.LoadAsync(store, options, mesh.Identity, mesh, mesh, work, time, NullLogger.Instance));
-        mesh._publisher = new NetmapPublisher(options with { Ipv6Prefix = mesh.Identity.Ipv6Prefix }, mesh._registry.List(), mesh, work, time);
+        mesh._publisher = new NetmapPublisher(options with { Ipv6Prefix = mesh.Identity.Ipv6Prefix }, mesh._registry.List(), [], null, mesh, work, time);
         mesh.Hub = new SyncHub("lab", mesh, time, NullLogger.Instance, synchronousSends: true);
         Completed(mesh.Hub.StartAsync(relayOf(mesh.Identity)));
         return mesh;

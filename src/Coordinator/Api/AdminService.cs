@@ -153,6 +153,34 @@ public sealed class AdminService(IGrainFactory grains, ICoordinatorStore store, 
         return View(key);
     }
 
+    public override async Task<PolicyInfo> SetPolicy(SetPolicyRequest request, ServerCallContext context)
+    {
+        var actor = await AuthorizeAsync(context);
+        var policy = (await Publisher.SetPolicy(request.Text, actor)).OrThrow();
+        await AuditAsync(context, actor, "policy set", $"version {policy.Version}");
+        return View(policy);
+    }
+
+    public override async Task<PolicyInfo> GetPolicy(GetPolicyRequest request, ServerCallContext context)
+    {
+        await AuthorizeAsync(context);
+        return await Publisher.Policy() is { } policy ? View(policy) : new PolicyInfo();
+    }
+
+    private static PolicyInfo View(PolicyRecord policy)
+    {
+        var read = Policy.AclPolicy.Parse(policy.Text);
+        return new PolicyInfo
+        {
+            Text = policy.Text,
+            Version = (ulong)policy.Version,
+            SetAt = Timestamp.FromDateTime(policy.SetAt),
+            Actor = policy.Actor,
+            Rules = (uint)(read.Rules?.Count ?? 0),
+            Tests = (uint)read.Tests.Count,
+        };
+    }
+
     public override async Task<ListAuditResponse> ListAudit(ListAuditRequest request, ServerCallContext context)
     {
         await AuthorizeAsync(context);

@@ -3,6 +3,7 @@ using System.Security.Cryptography.X509Certificates;
 using Google.Protobuf;
 using Grpc.Core;
 using Mesh.Coordinator.Hosting;
+using Mesh.Coordinator.Policy;
 using Mesh.Protos.V1;
 using Mesh.Transport;
 
@@ -122,7 +123,45 @@ internal static class AdminCommands
         audit.Subcommands.Add(Call("list", "List admin actions, newest first: when, which key, what, on what, from where.", [limit],
             (admin, p) => admin.ListAuditAsync(new ListAuditRequest { Limit = p.GetValue(limit) }),
             r => Table(["WHEN", "WHO", "ACTION", "TARGET", "FROM"], r.Entries.Select(e => new[] { Time(e.At), e.Actor, e.Action, e.Target, e.Source }))));
-        return [nodes, users, keys, apiKeys, relays, audit, status];
+        var policyFile = new Argument<FileInfo>("file") { Description = "A policy in Tailscale's format: HuJSON, comments and trailing commas allowed." };
+        var policy = new Command("policy", "Who may reach whom: groups, tags, hosts, acls and tests in Tailscale's policy format.") { Server, ApiKey, DataDir, CaCert, Pin, InsecurePlaintext, Json };
+        policy.Subcommands.Add(Call("set", "Check a policy file, run its tests, and put it in force on every node.", [policyFile],
+            (admin, p) => admin.SetPolicyAsync(new SetPolicyRequest { Text = File.ReadAllText(p.GetValue(policyFile)!.FullName) }),
+            info => Console.WriteLine($"policy version {info.Version} in force: {info.Rules} rules, {info.Tests} tests passed")));
+        policy.Subcommands.Add(Call("get", "Print the policy in force as it was set (its version and author go to stderr).", [], (admin, _) => admin.GetPolicyAsync(new GetPolicyRequest()), info =>
+        {
+            if (info.Version == 0)
+            {
+                Console.Error.WriteLine("No policy is set: every node may reach every other.");
+                return;
+            }
+            Console.Error.WriteLine($"policy version {info.Version}, set {Time(info.SetAt)} by {info.Actor}");
+            Console.Write(info.Text);
+        }));
+        var check = new Command("check", "Check a policy file and run its tests here, without a coordinator and without changing anything.") { policyFile };
+        check.SetAction(parse =>
+        {
+            string text;
+            try
+            {
+                text = File.ReadAllText(parse.GetValue(policyFile)!.FullName);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"mesh-coordinator: {ex.Message}");
+                return 2;
+            }
+            var read = AclPolicy.Check(text);
+            if (!read.Ok)
+            {
+                Console.Error.WriteLine($"mesh-coordinator: {read.Problem!.Message}");
+                return 1;
+            }
+            Console.WriteLine($"policy ok: {read.Value!.Rules?.Count.ToString() ?? "no acls (everything allowed),"} rules, {read.Value.Tests.Count} tests passed");
+            return 0;
+        });
+        policy.Subcommands.Add(check);
+        return [nodes, users, keys, apiKeys, relays, audit, status, policy];
     }
 
     private static Command Call<T>(string name, string description, Symbol[] symbols, Func<Admin.AdminClient, ParseResult, AsyncUnaryCall<T>> call, Action<T> print)
@@ -174,6 +213,11 @@ internal static class AdminCommands
             {
                 Console.Error.WriteLine($"mesh-coordinator: {server} did not answer within 30 s");
                 return 1;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"mesh-coordinator: {ex.Message}");
+                return 2;
             }
         });
         return command;

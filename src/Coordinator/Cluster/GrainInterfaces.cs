@@ -105,6 +105,16 @@ public interface IPublisherGrain : IGrainWithIntegerKey
 
     /// <summary>Every attached replica's relay, each a serialized Relay.</summary>
     Task<List<byte[]>> Relays();
+
+    /// <summary>Checks the policy (and runs its tests), stores it as the next version and applies it to every map.</summary>
+    Task<Result<PolicyRecord>> SetPolicy(string text, string actor);
+
+    /// <summary>The policy in force, or null when none was ever set.</summary>
+    Task<PolicyRecord?> Policy();
+
+    /// <summary>A user was made or renamed: policies name users.</summary>
+    [OneWay]
+    Task UserNamed(long userId, string name);
 }
 
 /// <summary>A replica's hub as the publisher calls it; every call is one-way.</summary>

@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Mesh.Coordinator.Control;
+using Mesh.Coordinator.Policy;
 using Mesh.Coordinator.Store;
 using Mesh.Protos.V1;
 using Mesh.WireGuard.Keys;
@@ -82,11 +83,18 @@ internal sealed class KeyRingGrain(ICoordinatorStore store) : Grain, IKeyRingGra
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken) => _keys = await KeyRing.LoadAsync(store);
 
-    public Task<Result<UserRecord>> CreateUser(string name) => _keys.CreateUserAsync(name, Now);
+    public async Task<Result<UserRecord>> CreateUser(string name) => Named(await _keys.CreateUserAsync(name, Now));
 
     public Task<List<UserRecord>> ListUsers() => Task.FromResult(_keys.ListUsers());
 
-    public Task<Result<UserRecord>> RenameUser(string name, string newName) => _keys.RenameUserAsync(name, newName);
+    public async Task<Result<UserRecord>> RenameUser(string name, string newName) => Named(await _keys.RenameUserAsync(name, newName));
+
+    /// <summary>The publisher learns a user's (new) name: the policy names users, the store's nodes only their ids.</summary>
+    private Result<UserRecord> Named(Result<UserRecord> user)
+    {
+        if (user.Ok) GrainFactory.GetGrain<IPublisherGrain>(0).UserNamed(user.Value!.Id, user.Value.Name);
+        return user;
+    }
 
     public Task<Result<UserRecord>> DeleteUser(string name, int nodesOwned) => _keys.DeleteUserAsync(name, nodesOwned);
 
@@ -128,13 +136,25 @@ internal sealed class PublisherGrain(ICoordinatorStore store, MeshOptions option
     private static readonly TimeSpan HubTimeout = TimeSpan.FromSeconds(12);
     private readonly Dictionary<string, DateTime> _attached = new(StringComparer.Ordinal);
     private NetmapPublisher _publisher = null!;
+    private PolicyRecord? _policy;
 
     private IRegistryGrain Registry => GrainFactory.GetGrain<IRegistryGrain>(0);
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         var nodes = await store.LoadNodesAsync();
-        _publisher = new NetmapPublisher(options with { Ipv6Prefix = identity.Ipv6Prefix }, nodes, this, new GrainWorkScheduler(this), TimeProvider.System);
+        var users = await store.LoadUsersAsync();
+        _policy = await store.LoadPolicyAsync();
+        (AclPolicy, ulong)? policy = null;
+        if (_policy is { } stored)
+        {
+            // A stored policy was checked when it was set: one this release reads differently stops the publisher
+            // loudly rather than opening the mesh (no policy) or closing it (no rules) behind the admins' backs.
+            var read = AclPolicy.Check(stored.Text);
+            if (!read.Ok) throw new InvalidDataException($"The stored policy, version {stored.Version}, no longer reads: {read.Problem!.Message} Set a corrected one.");
+            policy = (read.Value!, (ulong)stored.Version);
+        }
+        _publisher = new NetmapPublisher(options with { Ipv6Prefix = identity.Ipv6Prefix }, nodes, users, policy, this, new GrainWorkScheduler(this), TimeProvider.System);
         this.RegisterGrainTimer(DetachGoneHubs, new GrainTimerCreationOptions(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)));
         logger.LogInformation("Netmap publisher active with {Count} nodes", nodes.Count);
     }
@@ -186,6 +206,34 @@ internal sealed class PublisherGrain(ICoordinatorStore store, MeshOptions option
     public Task<(ulong Serial, int Online)> Status() => Task.FromResult((_publisher.Serial, _publisher.OnlineCount));
 
     public Task<List<byte[]>> Relays() => Task.FromResult(_publisher.Relays().ConvertAll(r => r.ToByteArray()));
+
+    public async Task<Result<PolicyRecord>> SetPolicy(string text, string actor)
+    {
+        var policy = AclPolicy.Check(text);
+        if (!policy.Ok) return policy.Problem!;
+        var at = DateTime.UtcNow;
+        long version;
+        try
+        {
+            version = await store.InsertPolicyAsync(text, at, actor);
+        }
+        catch (StoreUnavailableException ex)
+        {
+            return Problem.StoreDown(ex);
+        }
+        _policy = new PolicyRecord(version, text, at, actor);
+        _publisher.SetPolicy(policy.Value!, (ulong)version);
+        logger.LogInformation("Policy version {Version} set by {Actor}: {Rules} rules", version, actor, policy.Value!.Rules?.Count.ToString() ?? "no acls, everything allowed;");
+        return _policy;
+    }
+
+    public Task<PolicyRecord?> Policy() => Task.FromResult(_policy);
+
+    public Task UserNamed(long userId, string name)
+    {
+        _publisher.UserNamed(userId, name);
+        return Task.CompletedTask;
+    }
 
     void IPresenceSink.NodeOnline(long nodeId) => Registry.NodeOnline(nodeId);
 

@@ -1,5 +1,7 @@
+using System.Net;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
+using Mesh.Coordinator.Policy;
 using Mesh.Coordinator.Store;
 using Mesh.Protos.V1;
 using Mesh.WireGuard.Keys;
@@ -26,10 +28,11 @@ public interface IHubLink
 /// How a new sync stream starts: the full map (when the agent cannot resume), then the deltas after it, up to
 /// <paramref name="Serial"/>, numbered in the serials of the publisher <paramref name="Epoch"/> names (the first
 /// serial of its activation): serials of another activation do not follow these, and may even be lower (a replica
-/// whose clock is behind took the publisher over).
+/// whose clock is behind took the publisher over). <paramref name="PerNode"/>: a policy gives each node its own slice,
+/// which the hub cuts from its copy of the map, so the start carries no map.
 /// </summary>
 [GenerateSerializer, Immutable]
-public sealed record SessionStart([property: Id(0)] byte[]? FullMap, [property: Id(1)] IReadOnlyList<byte[]> Deltas, [property: Id(2)] ulong Serial, [property: Id(3)] ulong Epoch);
+public sealed record SessionStart([property: Id(0)] byte[]? FullMap, [property: Id(1)] IReadOnlyList<byte[]> Deltas, [property: Id(2)] ulong Serial, [property: Id(3)] ulong Epoch, [property: Id(4)] bool PerNode = false);
 
 /// <summary>A node as presence sees it: where its stream is, and what it last said of its reachability.</summary>
 [GenerateSerializer, Immutable]
@@ -42,8 +45,10 @@ public sealed record OpenStream([property: Id(0)] NodeRecord Node, [property: Id
 /// <summary>
 /// The netmap and its changes: which nodes are peers (approved), where each one's stream is, what it last said of
 /// its reachability, and the relays of every replica; changes within the batch window become one delta with the next
-/// serial, serialized once and sent to every hub; the last deltas are kept so agents can resume. Not thread-safe:
-/// one owner (the publisher grain, or the NAT lab's one thread) calls it.
+/// serial, serialized once and sent to every hub; the last deltas are kept so agents can resume. With a policy that
+/// has rules, each peer record carries the node's grants (computed from that node alone, so a change to one node
+/// recomputes nothing else) and hubs cut each stream's slice of the map from them. Not thread-safe: one owner (the
+/// publisher grain, or the NAT lab's one thread) calls it.
 /// </summary>
 public sealed class NetmapPublisher
 {
@@ -60,7 +65,11 @@ public sealed class NetmapPublisher
     private readonly Dictionary<string, Relay> _pendingRelays = new(StringComparer.Ordinal);
     private readonly HashSet<string> _pendingRelaysRemoved = new(StringComparer.Ordinal);
     private readonly Dictionary<long, DateTimeOffset> _deleted = new();
+    private readonly Dictionary<long, string> _users = new();
     private readonly TimeProvider _time;
+    private AclPolicy? _policy;
+    private ulong _policyVersion;
+    private bool _policyChanged;
     private IDisposable? _flush;
     private ulong _serial;
     private byte[]? _fullMap;
@@ -69,13 +78,16 @@ public sealed class NetmapPublisher
     private static readonly TimeSpan DeletedLifetime = TimeSpan.FromMinutes(10);
     private const int MaxDeletedRemembered = 1024;
 
-    public NetmapPublisher(MeshOptions options, IEnumerable<NodeRecord> nodes, IPresenceSink presence, IWorkScheduler scheduler, TimeProvider time)
+    public NetmapPublisher(MeshOptions options, IEnumerable<NodeRecord> nodes, IEnumerable<UserRecord> users, (AclPolicy Policy, ulong Version)? policy,
+        IPresenceSink presence, IWorkScheduler scheduler, TimeProvider time)
     {
         if (options.ChangeHistory <= FullMapRebuildChanges) throw new ArgumentException($"ChangeHistory must exceed {FullMapRebuildChanges}.", nameof(options));
         _options = options;
         _presence = presence;
         _scheduler = scheduler;
         _time = time;
+        foreach (var user in users) _users[user.Id] = user.Name;
+        (_policy, _policyVersion) = policy is { } p ? (p.Policy, p.Version) : (null, 0);
         foreach (var node in nodes)
         {
             if (node.State == NodeState.Approved) Track(new PeerState(node));
@@ -93,6 +105,32 @@ public sealed class NetmapPublisher
     public int OnlineCount => _peers.Values.Count(p => p.Hub is not null);
 
     public IReadOnlyCollection<string> Hubs => _hubs.Keys;
+
+    /// <summary>Whether each node gets its own slice of the map: a policy with rules is set.</summary>
+    public bool PerNode => _policy?.Rules is not null;
+
+    public ulong PolicyVersion => _policyVersion;
+
+    /// <summary>A new policy (or none): every peer's grants change, and the next delta tells the hubs to give every stream a new map.</summary>
+    public void SetPolicy(AclPolicy? policy, ulong version)
+    {
+        _policy = policy;
+        _policyVersion = version;
+        _policyChanged = true;
+        _fullMap = null;
+        foreach (var peer in _peers.Values) Changed(peer);
+        SchedulePublish();
+    }
+
+    /// <summary>A user was made or renamed: the policy names users, so its nodes' grants may change.</summary>
+    public void UserNamed(long userId, string name)
+    {
+        _users[userId] = name;
+        foreach (var peer in _peers.Values)
+        {
+            if (peer.Record.UserId == userId) Changed(peer);
+        }
+    }
 
     /// <summary>A hub attached or attached again (it does so every few seconds), with its relay and its open streams.</summary>
     public void AttachHub(string hubId, IHubLink link, Relay? relay, IReadOnlyList<OpenStream> streams)
@@ -153,9 +191,10 @@ public sealed class NetmapPublisher
         peer.Endpoints = Endpoints.Parser.ParseFrom(endpoints);
         if (wasOffline) _presence.NodeOnline(node.Id);
         Changed(peer);
-        if (MissedDeltas(lastSerial) is { } missed) return new SessionStart(null, missed, _serial, Epoch);
+        if (PerNode) return new SessionStart(null, [], _serial, Epoch, true);
+        if (MissedDeltas(lastSerial) is { } missed) return new SessionStart(null, missed, _serial, Epoch, PerNode);
         var (map, serial) = FullMap();
-        return new SessionStart(map, MissedDeltas(serial) ?? [], _serial, Epoch);
+        return new SessionStart(map, MissedDeltas(serial) ?? [], _serial, Epoch, PerNode);
     }
 
     public void UpdateEndpoints(long nodeId, string hubId, byte[] endpoints)
@@ -185,6 +224,7 @@ public sealed class NetmapPublisher
         if (!_peers.TryGetValue(fromNodeId, out var from) || from.Hub is null) return false;
         if (!_peerIdsByKey.TryGetValue(peerKey, out var toNodeId)) return false;
         if (!_peers.TryGetValue(toNodeId, out var to) || to.Hub is null || !_hubs.TryGetValue(to.Hub, out var hub)) return false;
+        if (PerNode && !NodeGrants.Sees(GrantsOf(from).Sources, GrantsOf(from).Targets, GrantsOf(to).Sources, GrantsOf(to).Targets)) return false;
         var notice = new SyncResponse { Connect = new ConnectNotice { PeerKey = ByteString.CopyFrom(from.Record.NodeKey), Endpoints = from.Endpoints } };
         hub.Link.Connect(toNodeId, notice.ToByteArray());
         return true;
@@ -243,7 +283,7 @@ public sealed class NetmapPublisher
     public SessionStart CurrentMap()
     {
         var (map, serial) = FullMap();
-        return new SessionStart(map, MissedDeltas(serial) ?? [], _serial, Epoch);
+        return new SessionStart(map, MissedDeltas(serial) ?? [], _serial, Epoch, PerNode);
     }
 
     private PeerState? Upsert(NodeRecord node)
@@ -289,6 +329,7 @@ public sealed class NetmapPublisher
     private void Changed(PeerState peer)
     {
         peer.Peer = null;
+        peer.Grants = null;
         _pendingRemoved.Remove((ulong)peer.Record.Id);
         _pendingChanged[peer.Record.Id] = peer;
         SchedulePublish();
@@ -309,8 +350,10 @@ public sealed class NetmapPublisher
     {
         _flush?.Dispose();
         _flush = null;
-        if (_pendingChanged.Count == 0 && _pendingRemoved.Count == 0 && _pendingRelays.Count == 0 && _pendingRelaysRemoved.Count == 0) return;
+        if (_pendingChanged.Count == 0 && _pendingRemoved.Count == 0 && _pendingRelays.Count == 0 && _pendingRelaysRemoved.Count == 0 && !_policyChanged) return;
         var delta = new NetMapDelta();
+        if (_policyChanged) delta.Policy = new PolicyChange { PerNode = PerNode, Version = _policyVersion };
+        _policyChanged = false;
         foreach (var peer in _pendingChanged.Values) delta.PeersChanged.Add(PeerOf(peer));
         delta.PeersRemoved.AddRange(_pendingRemoved);
         delta.RelaysChanged.AddRange(_pendingRelays.Values);
@@ -347,7 +390,7 @@ public sealed class NetmapPublisher
     private (byte[] Map, ulong Serial) FullMap()
     {
         if (_fullMap is { } cached && _serial - _fullMapSerial < FullMapRebuildChanges) return (cached, _fullMapSerial);
-        var map = new NetMap { Serial = _serial, MeshPrefixes = { _options.Ipv4Prefix.ToString() } };
+        var map = new NetMap { Serial = _serial, MeshPrefixes = { _options.Ipv4Prefix.ToString() }, PerNode = PerNode };
         if (_options.Ipv6Prefix is { } ipv6) map.MeshPrefixes.Add(ipv6.ToString());
         foreach (var peer in _peers.Values) map.Peers.Add(PeerOf(peer));
         map.Relays.AddRange(Relays());
@@ -355,8 +398,11 @@ public sealed class NetmapPublisher
         return (_fullMap, _fullMapSerial);
     }
 
-    /// <summary>The node as peers see it; built once per change and shared, never modified after.</summary>
-    private static Peer PeerOf(PeerState state)
+    /// <summary>
+    /// The node's record; built once per change and shared, never modified after. With a policy it carries the node's
+    /// grants, its filter included: hubs send that only to the node itself and strip it from what peers get.
+    /// </summary>
+    private Peer PeerOf(PeerState state)
     {
         if (state.Peer is { } cached) return cached;
         var record = state.Record;
@@ -370,11 +416,34 @@ public sealed class NetmapPublisher
             Endpoints = state.Endpoints,
             Online = state.Hub is not null,
             Tags = { record.Tags },
+            User = UserName(record) ?? "",
         };
         if (record.LastSeen is { } seen) peer.LastSeen = Timestamp.FromDateTime(seen);
+        if (PerNode)
+        {
+            var grants = GrantsOf(state);
+            peer.PolicySources.AddRange(grants.Sources);
+            peer.PolicyTargets.AddRange(grants.Targets);
+            peer.Filter = new PacketFilter();
+            foreach (var rule in grants.Filter)
+            {
+                var filterRule = new FilterRule { Source = rule.Source };
+                foreach (var protocol in rule.Protocols) filterRule.Protocols.Add(protocol);
+                foreach (var range in rule.Ports) filterRule.Ports.Add(new Protos.V1.PortRange { First = range.First, Last = range.Last });
+                peer.Filter.Rules.Add(filterRule);
+            }
+        }
         state.Peer = peer;
         return peer;
     }
+
+    private NodeGrants GrantsOf(PeerState state) => state.Grants ??= NodeGrants.Of(_policy!, PolicyNodeOf(state.Record));
+
+    private PolicyNode PolicyNodeOf(NodeRecord record) =>
+        new(record.Id, record.Tags.Count == 0 ? record.UserId : null, record.Tags.Count == 0 ? UserName(record) : null, record.Tags, IPAddress.Parse(record.Ipv4), IPAddress.Parse(record.Ipv6));
+
+    /// <summary>A node's user; a node owned by its tags has none in the policy's eyes, as in Tailscale.</summary>
+    private string? UserName(NodeRecord record) => record.UserId is { } id && _users.TryGetValue(id, out var name) ? name : null;
 
     private sealed class PeerState(NodeRecord record)
     {
@@ -382,6 +451,7 @@ public sealed class NetmapPublisher
         public Endpoints Endpoints { get; set; } = new();
         public string? Hub { get; set; }
         public Peer? Peer { get; set; }
+        public NodeGrants? Grants { get; set; }
     }
 
     private sealed class HubState(IHubLink link)

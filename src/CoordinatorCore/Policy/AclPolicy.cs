@@ -1,4 +1,5 @@
 using System.Net;
+using Mesh.Coordinator.Control;
 
 namespace Mesh.Coordinator.Policy;
 
@@ -55,6 +56,22 @@ public sealed class AclPolicy
         if (Member(root, "acls") is { } acls) policy.ReadAcls(Array(acls, "acls"));
         if (Member(root, "autoApprovers") is { } approvers) policy.ReadAutoApprovers(Object(approvers, "autoApprovers"));
         if (Member(root, "tests") is { } tests) policy.ReadTests(Array(tests, "tests"));
+        return policy;
+    }
+
+    /// <summary>Reads the policy and runs its tests: the policy, or what is wrong with it (where, or which test), as an admin sees it.</summary>
+    public static Result<AclPolicy> Check(string text)
+    {
+        AclPolicy policy;
+        try
+        {
+            policy = Parse(text);
+        }
+        catch (PolicyException ex)
+        {
+            return Problem.InvalidArgument($"The policy is not valid: {ex.Message}.");
+        }
+        if (policy.FirstFailingTest() is { } failure) return Problem.InvalidArgument($"The policy's tests fail: {failure}.");
         return policy;
     }
 

@@ -1,7 +1,7 @@
 namespace Mesh.Coordinator.Store;
 
 /// <summary>
-/// The coordinator's durable state: users, nodes, pre-auth keys, admin API keys and a few coordinator-wide values.
+/// The coordinator's durable state: users, nodes, the policy's versions, pre-auth keys, admin API keys and a few coordinator-wide values.
 /// SQLite in a data directory for one coordinator, PostgreSQL for replicas. Each grain writes only its own
 /// rows (the node registry its nodes, the key ring its keys); a failure leaves nothing half written and
 /// surfaces as <see cref="StoreUnavailableException"/> when the database cannot be reached.
@@ -43,6 +43,12 @@ public interface ICoordinatorStore : IAsyncDisposable
     Task InsertApiKeyAsync(ApiKeyRecord key);
 
     Task RevokeApiKeyAsync(string id);
+
+    /// <summary>The policy in force: the newest version set, or null when none ever was.</summary>
+    Task<PolicyRecord?> LoadPolicyAsync();
+
+    /// <summary>Stores a new version of the policy (the old ones stay); returns its version.</summary>
+    Task<long> InsertPolicyAsync(string text, DateTime setAt, string actor);
 
     /// <summary>Records an admin action (its id is the store's).</summary>
     Task InsertAuditAsync(AuditRecord entry);

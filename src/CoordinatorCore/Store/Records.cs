@@ -64,3 +64,7 @@ public sealed record ApiKeyRecord
 
 /// <summary>One admin action: who (the API key's id), what, on what, when, and from where.</summary>
 public sealed record AuditRecord(long Id, DateTime At, string Actor, string Action, string Target, string Source);
+
+/// <summary>A version of the policy as an admin set it: the file as written, when, and by whom.</summary>
+[GenerateSerializer, Immutable]
+public sealed record PolicyRecord([property: Id(0)] long Version, [property: Id(1)] string Text, [property: Id(2)] DateTime SetAt, [property: Id(3)] string Actor);

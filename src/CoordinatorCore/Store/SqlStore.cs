@@ -165,6 +165,20 @@ public abstract class SqlStore : ICoordinatorStore
         return entries;
     });
 
+    public Task<PolicyRecord?> LoadPolicyAsync() => RunAsync(async connection =>
+    {
+        await using var command = Command(connection, null, "SELECT version, text, set_at, actor FROM policies ORDER BY version DESC LIMIT 1");
+        await using var reader = await command.ExecuteReaderAsync();
+        return await reader.ReadAsync() ? new PolicyRecord(reader.GetInt64(0), reader.GetString(1), StoreFormats.FromUnix(reader.GetInt64(2)), reader.GetString(3)) : null;
+    });
+
+    public Task<long> InsertPolicyAsync(string text, DateTime setAt, string actor) => RunAsync(async connection =>
+    {
+        await using var insert = Command(connection, null, "INSERT INTO policies (text, set_at, actor) VALUES (@text, @at, @actor) RETURNING version",
+            ("@text", text), ("@at", StoreFormats.ToUnix(setAt)), ("@actor", actor));
+        return Convert.ToInt64(await insert.ExecuteScalarAsync());
+    });
+
     /// <summary>The schema version a database records (0 for the first release's, which recorded none).</summary>
     protected static async Task<int> SchemaVersionAsync(DbConnection connection, DbTransaction? transaction) =>
         await MetaAsync(connection, SchemaVersionKey, transaction) is { } bytes ? BitConverter.ToInt32(bytes) : 0;

@@ -10,7 +10,7 @@ namespace Mesh.Coordinator.Store;
 public sealed class SqliteStore : SqlStore
 {
     /// <summary>The schema's version; each migration step brings a database one version forward, in one transaction.</summary>
-    public const int SchemaVersion = 3;
+    public const int SchemaVersion = 4;
 
     private readonly SqliteConnection _connection;
     private readonly SemaphoreSlim _turn = new(1, 1);
@@ -40,7 +40,7 @@ public sealed class SqliteStore : SqlStore
         await ExecuteAsync(connection, null, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
         // Version 1 is the first release's schema, which did not record a version: CREATE IF NOT EXISTS takes
         // such a database as it is, and makes a new one. Version 2 adds the audit log of admin actions; version 3 users,
-        // the owners of pre-auth keys and nodes (those of before go to the user "default").
+        // the owners of pre-auth keys and nodes (those of before go to the user "default"); version 4 the policy's versions.
         await ExecuteAsync(connection, null, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);");
         var version = await SchemaVersionAsync(connection, null);
         RefuseNewer(version, SchemaVersion);
@@ -66,6 +66,11 @@ public sealed class SqliteStore : SqlStore
                 ALTER TABLE nodes ADD COLUMN user_id INTEGER REFERENCES users(id);
                 """);
             await MoveToDefaultUserAsync(connection, transaction, DateTime.UtcNow);
+        }
+        if (version < 4)
+        {
+            await ExecuteAsync(connection, transaction,
+                "CREATE TABLE policies (version INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, set_at INTEGER NOT NULL, actor TEXT NOT NULL);");
         }
         await SetMetaAsync(connection, transaction, SchemaVersionKey, BitConverter.GetBytes(SchemaVersion));
         await transaction.CommitAsync();

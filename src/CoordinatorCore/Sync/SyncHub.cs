@@ -37,8 +37,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
 {
     private readonly object _lock = new();
     private readonly Dictionary<long, SyncSession> _sessions = new();
-    private readonly Dictionary<PublicKey, long> _peersByKey = new();
-    private readonly Dictionary<long, PublicKey> _peersById = new();
+    private readonly MapViews _views = new();
     private readonly Dictionary<string, SyncResponse> _fullMaps = new(StringComparer.Ordinal);
     private byte[]? _fullMapSource;
     private ulong _serial;
@@ -142,23 +141,18 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             var otherPublisher = start.Epoch != _epoch;
             // A delta applied while this attach was under way leaves the hub ahead of the attach's map: its peers stand.
             var takePeers = otherPublisher || start.Serial >= _serial;
-            if (takePeers)
-            {
-                _peersByKey.Clear();
-                _peersById.Clear();
-                foreach (var peer in full.Peers) AddPeer(peer);
-            }
+            if (takePeers) _views.Reset(full);
             // The shared map may be a few changes old: the deltas since bring the peers up to date.
             var deltas = new List<(ulong Serial, byte[] Bytes)>(start.Deltas.Count);
             foreach (var bytes in start.Deltas)
             {
                 var delta = SyncResponse.Parser.ParseFrom(bytes).Delta;
-                if (takePeers) ApplyPeers(delta);
+                if (takePeers) _views.Apply(delta);
                 deltas.Add((delta.Serial, bytes));
             }
             if (otherPublisher || _serial < start.Serial) Repair(start.FullMap!, deltas, start.Serial, start.Epoch, fromMap: otherPublisher || _serial < full.Serial);
             _epoch = start.Epoch;
-            gone = opened.Where(s => !_peersById.ContainsKey(s.NodeId)).ToList();
+            gone = opened.Where(s => !_views.Contains(s.NodeId)).ToList();
         }
         foreach (var session in gone) EndRemoved(session);
     }
@@ -183,6 +177,12 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                 foreach (var (deltaSerial, handle) in missed) early.Add((epoch, deltaSerial, handle));
                 continue;
             }
+            if (_views.PerNode || session.AwaitingMap)
+            {
+                // Each stream's slice comes from the hub's copy of the map, now caught up: a new map, not a cut of each delta.
+                SendMap(session);
+                continue;
+            }
             if (fromMap) session.Enqueue(FullMap(fullMap, session.StunServers));
             foreach (var (_, handle) in missed) session.Enqueue(handle);
         }
@@ -201,7 +201,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     /// <summary>Whether the key belongs to a peer of the mesh: this replica's relay serves only those.</summary>
     public bool IsMember(PublicKey key)
     {
-        lock (_lock) return _peersByKey.ContainsKey(key);
+        lock (_lock) return _views.IsMember(key);
     }
 
     /// <summary>Opens an agent's stream: authenticates its token, and queues a full map (or the deltas it missed).</summary>
@@ -243,7 +243,26 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             Forget(session);
             return start.Problem!;
         }
-        if (start.Value!.FullMap is { } map) session.Enqueue(FullMap(map, stunServers));
+        var catchUp = false;
+        lock (_lock)
+        {
+            if (start.Value!.PerNode || _views.PerNode)
+            {
+                // With a policy the stream starts from the hub's copy of the map, which holds every delta the early
+                // list does. A hub whose copy is in another mode than the publisher's is behind: it catches up, and
+                // the stream gets its map then.
+                if (start.Value.PerNode == _views.PerNode) SendMap(session);
+                else (session.AwaitingMap, catchUp) = (true, true);
+                foreach (var (epoch, _, message) in session.Early!)
+                {
+                    if (epoch == 0 && !session.AwaitingMap) session.Enqueue(message);
+                }
+                session.Early = null;
+            }
+        }
+        if (catchUp) _ = CatchUpAsync(start.Value.Serial);
+        if (session.Early is null) return session;
+        if (start.Value.FullMap is { } map) session.Enqueue(FullMap(map, stunServers));
         foreach (var delta in start.Value.Deltas) session.Enqueue(Handle(delta));
         lock (_lock)
         {
@@ -320,10 +339,15 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                 return;
             }
             _serial = delta.Serial;
-            ApplyPeers(delta);
+            var cut = _views.Apply(delta);
             foreach (var session in _sessions.Values)
             {
-                if (session.Early is { } early) early.Add((_epoch, delta.Serial, handle));
+                if (session.Early is { } early)
+                {
+                    // A stream that starts with a policy takes the hub's copy of the map, which has this delta.
+                    if (!_views.PerNode) early.Add((_epoch, delta.Serial, handle));
+                }
+                else if (_views.PerNode || cut.PolicyChanged || session.AwaitingMap) SendSlice(session, cut);
                 else session.Enqueue(handle);
             }
             foreach (var id in delta.PeersRemoved)
@@ -388,21 +412,40 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         }
     }
 
-    private void ApplyPeers(NetMapDelta delta)
+    /// <summary>
+    /// A stream's part of a delta with a policy: the cut its kind of node sees, and its own record when that changed.
+    /// A new policy, grants of its own that changed, or a stream still waiting for its node's record get a new map.
+    /// The caller holds the lock.
+    /// </summary>
+    private void SendSlice(SyncSession session, DeltaCut cut)
     {
-        foreach (var peer in delta.PeersChanged) AddPeer(peer);
-        foreach (var removed in delta.PeersRemoved)
+        var changedSelf = cut.ChangedById.TryGetValue(session.NodeId, out var self);
+        if (cut.PolicyChanged || session.AwaitingMap || (changedSelf && (self.Old is null || !self.Old.Grants.Equals(self.Current.Grants))))
         {
-            if (_peersById.Remove((long)removed, out var key)) _peersByKey.Remove(key);
+            SendMap(session);
+            return;
         }
+        if (_views.Find(session.NodeId) is not { } node) return;
+        if (MapViews.DeltaFor(node, cut) is { } slice) session.Enqueue(slice);
+        if (changedSelf) session.Enqueue(MapViews.SelfFor(node));
     }
 
-    private void AddPeer(Peer peer)
+    /// <summary>
+    /// A stream's map from the hub's copy: its slice and its own record with a policy, everything without one. A node
+    /// whose record has not reached the hub yet (it registered a moment ago) waits for it: its grants decide its slice.
+    /// The caller holds the lock.
+    /// </summary>
+    private void SendMap(SyncSession session)
     {
-        if (peer.NodeKey.Length != Key32.Size) return;
-        var key = new PublicKey(peer.NodeKey.Span);
-        _peersByKey[key] = (long)peer.NodeId;
-        _peersById[(long)peer.NodeId] = key;
+        var node = _views.Find(session.NodeId);
+        if (_views.PerNode && node is null)
+        {
+            session.AwaitingMap = true;
+            return;
+        }
+        session.AwaitingMap = false;
+        session.Enqueue(_views.FullMapFor(node, session.StunServers));
+        if (_views.PerNode) session.Enqueue(MapViews.SelfFor(node!));
     }
 
     /// <summary>A delta as a handle that sends its bytes as they came: serialized once, by the publisher.</summary>

@@ -46,6 +46,12 @@ public sealed class SyncSession
     /// </summary>
     internal List<(ulong Epoch, ulong Serial, SyncResponse Message)>? Early { get; set; } = new();
 
+    /// <summary>
+    /// With a policy, the stream waits for its map: its node's record has not reached the hub yet, or the hub is behind
+    /// the publisher's mode. The hub's lock guards it.
+    /// </summary>
+    internal bool AwaitingMap { get; set; }
+
     /// <summary>Cancelled when the coordinator ends the stream; <see cref="CloseReason"/> says why.</summary>
     public CancellationToken Closed => _closed.Token;
     public Problem? CloseReason { get; private set; }

@@ -71,10 +71,11 @@ public sealed class AgentDaemon : IAsyncDisposable
             _links = new MeshLinks(new KernelUdpSockets(options.ListenPort), targets, _webSockets.ConnectAsync, loggers.CreateLogger("paths"));
             var engine = new PathEngine(key, SystemClock.Instance, SystemEntropy.Instance, _links, outbox);
             _bind = new MeshBind(_links, engine, failures);
-            _host = new InterfaceHost(tun, _bind, wireGuardLogger, cryptoWorkers: CryptoPipeline.DefaultWorkers(), failures: failures);
+            var filter = new PolicyFilter();
+            _host = new InterfaceHost(tun, _bind, wireGuardLogger, new DeviceOptions { Filter = filter }, CryptoPipeline.DefaultWorkers(), failures);
             _host.Device.SetPrivateKey(key);
             _resolver = new AddressResolver(targets);
-            Node = new MeshNode(_host.Device, engine, _resolver.Resolve, new RouteGuard(loggers.CreateLogger("routes")));
+            Node = new MeshNode(_host.Device, engine, _resolver.Resolve, new RouteGuard(loggers.CreateLogger("routes")), filter);
             var control = new ControlClientOptions { AuthKey = options.AuthKey, Hostname = options.Hostname };
             Control = new ControlClient(control, targets, key, Node, outbox, new GrpcCoordinatorChannels(connector), loggers.CreateLogger("control"));
             _network = new NetworkReaction(engine, Control, _links);

@@ -31,9 +31,10 @@ public sealed class MeshNode
 
     /// <param name="resolve">Turns the netmap's "host:port" (STUN servers, relays) into endpoints (DNS is the host's business); called outside every lock.</param>
     /// <param name="routes">What of a peer's allowed IPs this host takes (the agent tells it the host's side).</param>
-    public MeshNode(Device device, PathEngine engine, Func<string, NetEndpoint?> resolve, RouteGuard routes)
+    public MeshNode(Device device, PathEngine engine, Func<string, NetEndpoint?> resolve, RouteGuard routes, PolicyFilter filter)
     {
         Device = device;
+        Filter = filter;
         Engine = engine;
         _resolve = resolve;
         Routes = routes;
@@ -45,6 +46,9 @@ public sealed class MeshNode
     private Dictionary<string, NetEndpoint?> _resolved = new(StringComparer.Ordinal);
 
     public Device Device { get; }
+
+    /// <summary>The policy as this node enforces it on what its peers send (the device consults it).</summary>
+    public PolicyFilter Filter { get; }
     public PathEngine Engine { get; }
     public NetMapView View { get; }
     public RouteGuard Routes { get; }
@@ -85,6 +89,12 @@ public sealed class MeshNode
         {
             case SyncResponse.KindOneofCase.Connect:
                 if (UsableKey(message.Connect.PeerKey) is { } from) Engine.OnConnectNotice(from, message.Connect.Endpoints);
+                break;
+            case SyncResponse.KindOneofCase.Self:
+                lock (View)
+                {
+                    if (View.Apply(message)) SyncPeers(View.LastChange);
+                }
                 break;
             case SyncResponse.KindOneofCase.Full:
             case SyncResponse.KindOneofCase.Delta:
@@ -200,6 +210,7 @@ public sealed class MeshNode
             if (peer.NodeKey.Length != Key32.Size) continue;
             var key = new PublicKey(peer.NodeKey.Span);
             members.TryRemove(NodeKeyId.From(key), out _);
+            if (Device.FindPeer(key) is { } gone) Filter.RemovePeer(gone);
             Device.RemovePeer(key);
             Engine.RemovePeer(key);
             _admitted.Remove(key);
@@ -221,9 +232,11 @@ public sealed class MeshNode
             peer.Roams = false;
             peer.Endpoint = synthetic;
             Admit(peer, key, entry);
+            if (!change.Full) Filter.SetPeer(peer, entry);
             if (!existed && _keepalive > TimeSpan.Zero) Device.SetPersistentKeepalive(peer, _keepalive);
         }
         _members = members;
+        if (change.Full || change.SelfChanged) Filter.SetFilter(View.PerNode, View.PerNode ? View.Self?.Filter : null, FilteredPeers());
         if (RelaysMayHaveChanged(change))
         {
             var relays = Relays();
@@ -231,6 +244,17 @@ public sealed class MeshNode
             _relays = relays;
         }
         if (Routes.SetMap(View.MeshPrefixes, MapAddresses())) AdmitAll();
+    }
+
+    /// <summary>The peers of the map with their interface peers, for the filter to work out what each may open here.</summary>
+    private List<(WireGuard.Core.Peer, Protos.V1.Peer)> FilteredPeers()
+    {
+        var peers = new List<(WireGuard.Core.Peer, Protos.V1.Peer)>(View.Peers.Count);
+        foreach (var entry in View.Peers.Values)
+        {
+            if (UsableKey(entry.NodeKey) is { } key && Device.FindPeer(key) is { } peer) peers.Add((peer, entry));
+        }
+        return peers;
     }
 
     /// <summary>A peer key from the map, or null for one that is the wrong size or a low-order point (no session could be made with it).</summary>

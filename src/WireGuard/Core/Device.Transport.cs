@@ -67,6 +67,7 @@ public sealed partial class Device
             Stats.Drop(DropReason.NoRoute);
             return false;
         }
+        _options.Filter?.Opened(packet);
         lock (peer.Lock)
         {
             if (peer.StagedPackets == 0 && TryReserve(peer, packet.Length, out job)) return true;
@@ -244,6 +245,11 @@ public sealed partial class Device
                 return;
             }
             peer.TimersDataReceived();
+            if (_options.Filter is { } filter && !filter.Admits(peer, packet))
+            {
+                Stats.Drop(DropReason.Filtered);
+                return;
+            }
             _sink.WriteTunnel(packet);
         }
     }

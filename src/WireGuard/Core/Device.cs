@@ -15,6 +15,9 @@ public sealed class DeviceOptions
 
     /// <summary>More handshake messages than this in one second puts the device under load: cookies and rate limits apply.</summary>
     public int UnderLoadHandshakesPerSecond { get; init; } = 64;
+
+    /// <summary>What decides which decrypted packets reach the interface; none lets all through (as WireGuard does).</summary>
+    public IInboundFilter? Filter { get; init; }
 }
 
 /// <summary>

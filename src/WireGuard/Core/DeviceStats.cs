@@ -21,6 +21,8 @@ public enum DropReason
     BadCookieReply,
     NoPrivateKey,
     HandshakeQueueFull,
+    /// <summary>The inbound filter (the mesh policy) refused the packet.</summary>
+    Filtered,
 }
 
 /// <summary>What the device dropped and why, and what it did against load; counters only grow.</summary>

@@ -1,0 +1,209 @@
+using Google.Protobuf;
+using Mesh.Coordinator.Policy;
+using Mesh.Protos.V1;
+using Mesh.Transport;
+using Mesh.WireGuard.Keys;
+
+namespace Mesh.Coordinator.Sync;
+
+/// <summary>
+/// A replica's copy of the whole map, and, with a policy, each node's slice of it. Nodes with the same grants (the
+/// same sources and targets: every user's laptops, every server with one tag) see the same peers, so a slice is
+/// built and serialized once per kind of node, not per stream, and a delta is cut once per kind too. A node's own
+/// record, with its filter, goes to it alone. The hub's lock guards it.
+/// </summary>
+internal sealed class MapViews
+{
+    private readonly Dictionary<long, PeerView> _peers = new();
+    private readonly Dictionary<PublicKey, long> _idsByKey = new();
+    private readonly List<Relay> _relays = new();
+    private readonly List<string> _meshPrefixes = new();
+    private readonly Dictionary<GrantKey, Dictionary<string, SyncResponse>> _slices = new();
+
+    public bool PerNode { get; private set; }
+    public ulong Serial { get; private set; }
+
+    public bool IsMember(PublicKey key) => _idsByKey.ContainsKey(key);
+
+    public bool Contains(long nodeId) => _peers.ContainsKey(nodeId);
+
+    public PeerView? Find(long nodeId) => _peers.GetValueOrDefault(nodeId);
+
+    /// <summary>Starts again from a full map (an attach took it), then the deltas since.</summary>
+    public void Reset(NetMap map)
+    {
+        _peers.Clear();
+        _idsByKey.Clear();
+        _slices.Clear();
+        foreach (var peer in map.Peers) Add(new PeerView(peer));
+        _relays.Clear();
+        _relays.AddRange(map.Relays);
+        _meshPrefixes.Clear();
+        _meshPrefixes.AddRange(map.MeshPrefixes);
+        PerNode = map.PerNode;
+        Serial = map.Serial;
+    }
+
+    /// <summary>Applies a delta; what it changed, to cut each kind of node's part of it.</summary>
+    public DeltaCut Apply(NetMapDelta delta)
+    {
+        var cut = new DeltaCut(delta.Serial, delta.Policy is not null);
+        _slices.Clear();
+        Serial = delta.Serial;
+        if (delta.Policy is { } policy) PerNode = policy.PerNode;
+        foreach (var peer in delta.PeersChanged)
+        {
+            var view = new PeerView(peer);
+            if (view.Key is null) continue;
+            var change = (Remove((long)peer.NodeId), view);
+            cut.Changed.Add(change);
+            cut.ChangedById[(long)peer.NodeId] = change;
+            Add(view);
+        }
+        foreach (var id in delta.PeersRemoved)
+        {
+            if (Remove((long)id) is { } old) cut.Removed.Add(old);
+        }
+        foreach (var relay in delta.RelaysChanged)
+        {
+            _relays.RemoveAll(r => r.Id == relay.Id);
+            _relays.Add(relay);
+            cut.RelaysChanged.Add(relay);
+        }
+        foreach (var id in delta.RelaysRemoved)
+        {
+            _relays.RemoveAll(r => r.Id == id);
+            cut.RelaysRemoved.Add(id);
+        }
+        return cut;
+    }
+
+    /// <summary>
+    /// The full map the node's stream starts from: every peer without a policy; with one, the peers the node reaches
+    /// or that reach it. Shared by every node of the same grants that reached the same address (its STUN servers).
+    /// </summary>
+    public SyncResponse FullMapFor(PeerView? node, IReadOnlyList<string> stunServers)
+    {
+        var grants = PerNode && node is not null ? node.Grants : GrantKey.Everyone;
+        var stunKey = string.Join(",", stunServers);
+        if (!_slices.TryGetValue(grants, out var byStun)) _slices[grants] = byStun = new(StringComparer.Ordinal);
+        if (byStun.TryGetValue(stunKey, out var cached)) return cached;
+        var map = new NetMap { Serial = Serial, PerNode = PerNode };
+        map.MeshPrefixes.AddRange(_meshPrefixes);
+        map.Relays.AddRange(_relays);
+        map.StunServers.AddRange(stunServers);
+        foreach (var peer in _peers.Values)
+        {
+            if (!PerNode || grants.Sees(peer.Grants)) map.Peers.Add(peer.Public);
+        }
+        return byStun[stunKey] = Handle(new SyncResponse { Full = map });
+    }
+
+    /// <summary>The node's own record with its filter (with a policy), for its stream alone.</summary>
+    public static SyncResponse SelfFor(PeerView node) => node.Self ??= Handle(new SyncResponse { Self = node.Record });
+
+    /// <summary>The part of a delta a node of these grants sees, or null when none of it concerns it; cut once per kind of node.</summary>
+    public static SyncResponse? DeltaFor(PeerView node, DeltaCut cut)
+    {
+        if (cut.Cuts.TryGetValue(node.Grants, out var cached)) return cached;
+        var delta = new NetMapDelta { Serial = cut.Serial };
+        foreach (var (old, current) in cut.Changed)
+        {
+            if (node.Grants.Sees(current.Grants)) delta.PeersChanged.Add(current.Public);
+            else if (old is not null && node.Grants.Sees(old.Grants)) delta.PeersRemoved.Add(old.Record.NodeId);
+        }
+        foreach (var old in cut.Removed)
+        {
+            if (node.Grants.Sees(old.Grants)) delta.PeersRemoved.Add(old.Record.NodeId);
+        }
+        delta.RelaysChanged.AddRange(cut.RelaysChanged);
+        delta.RelaysRemoved.AddRange(cut.RelaysRemoved);
+        var empty = delta.PeersChanged.Count == 0 && delta.PeersRemoved.Count == 0 && delta.RelaysChanged.Count == 0 && delta.RelaysRemoved.Count == 0;
+        return cut.Cuts[node.Grants] = empty ? null : Handle(new SyncResponse { Delta = delta });
+    }
+
+    private void Add(PeerView view)
+    {
+        if (view.Key is not { } key) return;
+        _peers[(long)view.Record.NodeId] = view;
+        _idsByKey[key] = (long)view.Record.NodeId;
+    }
+
+    private PeerView? Remove(long nodeId)
+    {
+        if (!_peers.Remove(nodeId, out var old)) return null;
+        _idsByKey.Remove(old.Key!);
+        return old;
+    }
+
+    /// <summary>Serialized once, here; every stream that gets it sends these bytes.</summary>
+    private static SyncResponse Handle(SyncResponse message)
+    {
+        ServiceDefinitions.Remember(message, message.ToByteArray());
+        return message;
+    }
+}
+
+/// <summary>A peer as the hub keeps it: its whole record (for itself), the record peers get (without its filter), and its grants.</summary>
+internal sealed class PeerView
+{
+    public PeerView(Peer record)
+    {
+        Record = record;
+        if (record.NodeKey.Length == Key32.Size) Key = new PublicKey(record.NodeKey.Span);
+        Grants = new GrantKey([.. record.PolicySources], [.. record.PolicyTargets]);
+        if (record.Filter is null) Public = record;
+        else
+        {
+            Public = record.Clone();
+            Public.Filter = null;
+        }
+    }
+
+    public Peer Record { get; }
+    public Peer Public { get; }
+    public PublicKey? Key { get; }
+    public GrantKey Grants { get; }
+    public SyncResponse? Self { get; set; }
+}
+
+/// <summary>A node's grants as the map carries them: what decides which peers it sees, and so which slice it gets.</summary>
+internal sealed class GrantKey(ulong[] sources, ulong[] targets) : IEquatable<GrantKey>
+{
+    public static readonly GrantKey Everyone = new([], []);
+
+    private readonly int _hash = Hash(sources, targets);
+
+    public bool Sees(GrantKey other) => NodeGrants.Sees(sources, targets, other.Sources, other.Targets);
+
+    public ulong[] Sources => sources;
+    public ulong[] Targets => targets;
+
+    public bool Equals(GrantKey? other) => other is not null && _hash == other._hash && sources.AsSpan().SequenceEqual(other.Sources) && targets.AsSpan().SequenceEqual(other.Targets);
+
+    public override bool Equals(object? obj) => Equals(obj as GrantKey);
+
+    public override int GetHashCode() => _hash;
+
+    private static int Hash(ulong[] sources, ulong[] targets)
+    {
+        var hash = new HashCode();
+        foreach (var s in sources) hash.Add(s);
+        hash.Add(-1);
+        foreach (var t in targets) hash.Add(t);
+        return hash.ToHashCode();
+    }
+}
+
+/// <summary>What one delta changed, and its cut for each kind of node (made when a stream of that kind needs it).</summary>
+internal sealed class DeltaCut(ulong serial, bool policyChanged)
+{
+    public ulong Serial { get; } = serial;
+    public bool PolicyChanged { get; } = policyChanged;
+    public List<(PeerView? Old, PeerView Current)> Changed { get; } = new();
+    public Dictionary<long, (PeerView? Old, PeerView Current)> ChangedById { get; } = new();
+    public List<PeerView> Removed { get; } = new();
+    public List<Relay> RelaysChanged { get; } = new();
+    public List<string> RelaysRemoved { get; } = new();
+    public Dictionary<GrantKey, SyncResponse?> Cuts { get; } = new();
+}
