@@ -269,6 +269,12 @@ internal static class MeshCommands
             text.AppendLine($"refused from the coordinator's maps: {status.IgnoredPeers} peers with unusable keys, {status.RefusedRoutes} routes (see the log); probes over budget {status.ProbesOverBudget}; I/O failures {status.IoFailures}");
         }
         foreach (var skipped in status.SkippedAddresses) text.AppendLine($"not offered to peers: {skipped.Address} on {skipped.Interface} ({skipped.Reason})");
+        if (status.Policy is { Active: true } policy)
+        {
+            var dropped = string.Join(", ", policy.Dropped.Where(d => d.Value > 0).OrderBy(d => d.Key, StringComparer.Ordinal).Select(d => $"{d.Key} {d.Value}"));
+            text.AppendLine($"policy: {policy.Rules} rules let peers in; dropped {(dropped.Length > 0 ? dropped : "nothing")}");
+        }
+        else text.AppendLine("policy: none (every peer may open anything)");
         text.AppendLine();
         text.AppendLine($"{"PEER",-16} {"ADDRESS",-16} {"PATH",-7} {"VIA",-24} {"LATENCY",8} {"HANDSHAKE",10} {"RX",10} {"TX",10}  WHY");
         foreach (var peer in status.Peers)
@@ -318,6 +324,7 @@ internal static class MeshCommands
         refusedRoutes = status.RefusedRoutes,
         probesOverBudget = status.ProbesOverBudget,
         ioFailures = status.IoFailures,
+        policy = status.Policy is null ? null : new { active = status.Policy.Active, rules = status.Policy.Rules, dropped = status.Policy.Dropped.ToDictionary(d => d.Key, d => d.Value) },
         skippedAddresses = status.SkippedAddresses.Select(a => new { @interface = a.Interface, address = a.Address, reason = a.Reason }).ToArray(),
         dataPath = status.DataPath is null ? null : new { tunOffloads = status.DataPath.TunOffloads, udpGso = status.DataPath.UdpSegmentation, udpGro = status.DataPath.UdpCoalescing, aead = status.DataPath.Aead },
         relayStreams = status.RelayStreams.Select(r => new

@@ -40,6 +40,9 @@ public sealed class AgentControlService(AgentDaemon agent) : AgentControl.AgentC
                 Aead = WireGuard.Crypto.TransportCipher.Description,
             },
         };
+        var filter = agent.Node.Filter;
+        status.Policy = new PolicyFilterStatus { Active = filter.Active, Rules = (uint)filter.RuleCount };
+        foreach (var reason in Enum.GetValues<Traversal.Node.FilterDrop>()) status.Policy.Dropped[Traversal.Node.PolicyFilter.Name(reason)] = (ulong)filter.Dropped(reason);
         if (agent.Control.Self is { } self) status.Addresses.AddRange(self.Addresses);
         foreach (var skipped in agent.SkippedAddresses)
         {

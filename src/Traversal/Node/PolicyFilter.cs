@@ -52,6 +52,17 @@ public sealed class PolicyFilter : IInboundFilter
 
     public long Dropped(FilterDrop reason) => Interlocked.Read(ref _drops[(int)reason]);
 
+    /// <summary>A reason as status shows it: "tcp-not-allowed".</summary>
+    public static string Name(FilterDrop reason) => reason switch
+    {
+        FilterDrop.TcpNotAllowed => "tcp-not-allowed",
+        FilterDrop.UdpNotAllowed => "udp-not-allowed",
+        FilterDrop.IcmpNotAllowed => "icmp-not-allowed",
+        FilterDrop.OtherNotAllowed => "other-not-allowed",
+        FilterDrop.Malformed => "malformed",
+        _ => "no-filter-yet",
+    };
+
     /// <summary>
     /// This node's filter as its own record gives it, or none: <paramref name="active"/> without a filter admits
     /// nothing (the map came, the record with the filter not yet). Every peer's rights are worked out again.
