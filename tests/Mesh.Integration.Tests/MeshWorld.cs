@@ -67,6 +67,9 @@ public sealed class MeshWorld : IDisposable
     /// <summary>The agents' --coordinator: every replica's URL.</summary>
     public string CoordinatorUrls => string.Join(',', Enumerable.Range(0, _coordinators.Length).Select(ReplicaUrl));
 
+    /// <summary>A replica's data directory, which its admin CLI reads its server.url and admin.key from.</summary>
+    public string DataDir(int replica) => _dataDirs[replica];
+
     /// <summary>Runs the admin CLI against one replica (through its data directory's server.url and admin.key).</summary>
     public string Admin(int replica, params string[] command) => Lab.Exec(Internet, ["dotnet", Binaries.Coordinator, .. command, "--data-dir", _dataDirs[replica]]);
 
@@ -346,7 +349,8 @@ public sealed class MeshWorld : IDisposable
             "dotnet", Binaries.Agent, "up", "--foreground", "--coordinator", CoordinatorUrls, "--coordinator-pin", Pin,
             "--state-dir", stateDir, "--interface", Lab.InterfaceName(role), "--hostname", role, .. extra,
         ];
-        var withKey = new Dictionary<string, string>(environment ?? new Dictionary<string, string>()) { ["MESH_AUTH_KEY"] = AuthKey };
+        var withKey = new Dictionary<string, string>(environment ?? new Dictionary<string, string>());
+        withKey.TryAdd("MESH_AUTH_KEY", AuthKey);
         var (process, log) = Lab.StartDaemon(ns, withKey, command);
         var agent = new MeshAgentProcess(Lab, ns, role, stateDir, device, underlay, process, log);
         Agents.Add(agent);
