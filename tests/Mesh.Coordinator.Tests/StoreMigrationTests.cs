@@ -178,6 +178,7 @@ public sealed class StoreMigrationTests
             Assert.Equal(["default", "alice@example.com"], (await store.LoadUsersAsync()).Select(u => u.Name));
             await store.DeleteUserAsync(alice);
             Assert.Equal(["default"], (await store.LoadUsersAsync()).Select(u => u.Name));
+            await PoliciesAreVersionedAsync(store);
         }
         finally
         {
@@ -188,7 +189,7 @@ public sealed class StoreMigrationTests
 
     /// <summary>
     /// A PostgreSQL database of schema 2 (the previous release's tables, as its migration made them, with a key and a
-    /// node in them) moves to schema 3 with both owned by the user "default".
+    /// node in them) moves to schema 4 with both owned by the user "default", and a table for the policy's versions.
     /// </summary>
     [Fact]
     public async Task ASchema2PostgresDatabaseGivesItsKeysAndNodesToTheDefaultUser()
@@ -222,5 +223,16 @@ public sealed class StoreMigrationTests
         Assert.Equal("default", user.Name);
         Assert.Equal(user.Id, Assert.Single(await store.LoadNodesAsync()).UserId);
         Assert.Equal(user.Id, Assert.Single(await store.LoadPreAuthKeysAsync()).UserId);
+        await PoliciesAreVersionedAsync(store);
+    }
+
+    /// <summary>Schema 4 adds the policy's versions: none in an upgraded database, then each set is the next version.</summary>
+    private static async Task PoliciesAreVersionedAsync(Mesh.Coordinator.Store.ICoordinatorStore store)
+    {
+        Assert.Null(await store.LoadPolicyAsync());
+        Assert.Equal(1, await store.InsertPolicyAsync("{}", DateTime.UtcNow, "apikey a"));
+        Assert.Equal(2, await store.InsertPolicyAsync("{ \"acls\": [] }", DateTime.UtcNow, "apikey b"));
+        var current = await store.LoadPolicyAsync();
+        Assert.Equal((2L, "{ \"acls\": [] }", "apikey b"), (current!.Version, current.Text, current.Actor));
     }
 }

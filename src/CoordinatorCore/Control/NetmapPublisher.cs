@@ -439,8 +439,14 @@ public sealed class NetmapPublisher
 
     private NodeGrants GrantsOf(PeerState state) => state.Grants ??= NodeGrants.Of(_policy!, PolicyNodeOf(state.Record));
 
-    private PolicyNode PolicyNodeOf(NodeRecord record) =>
-        new(record.Id, record.Tags.Count == 0 ? record.UserId : null, record.Tags.Count == 0 ? UserName(record) : null, record.Tags, IPAddress.Parse(record.Ipv4), IPAddress.Parse(record.Ipv6));
+    /// <summary>The node as the policy sees it. Keys may name tags with or without Tailscale's "tag:" (stored as given): both are the policy's tag:NAME.</summary>
+    private PolicyNode PolicyNodeOf(NodeRecord record)
+    {
+        var tags = new string[record.Tags.Count];
+        for (var i = 0; i < tags.Length; i++) tags[i] = record.Tags[i].StartsWith("tag:", StringComparison.Ordinal) ? record.Tags[i] : "tag:" + record.Tags[i];
+        var owned = tags.Length == 0;
+        return new(record.Id, owned ? record.UserId : null, owned ? UserName(record) : null, tags, IPAddress.Parse(record.Ipv4), IPAddress.Parse(record.Ipv6));
+    }
 
     /// <summary>A node's user; a node owned by its tags has none in the policy's eyes, as in Tailscale.</summary>
     private string? UserName(NodeRecord record) => record.UserId is { } id && _users.TryGetValue(id, out var name) ? name : null;
