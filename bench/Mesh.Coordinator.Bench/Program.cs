@@ -4,6 +4,7 @@ using System.Globalization;
 using Google.Protobuf;
 using Grpc.Core;
 using Mesh.Control;
+using Mesh.Coordinator.Policy;
 using Mesh.Protos.V1;
 using Grpc.Net.Client;
 using Mesh.Tests.Shared;
@@ -14,14 +15,27 @@ using Mesh.WireGuard.Keys;
 // receive the map, coordinator memory per connected agent, time for one agent's endpoint change to reach all
 // its peers, and coordinator CPU per change. Each size runs embedded (one process on SQLite) and, with
 // --replicas R, again on R replicas over a PostgreSQL of its own, the agents spread across them, so a change
-// sent to one replica is counted as it arrives through all of them.
+// sent to one replica is counted as it arrives through all of them. With --policy FILE|generated each run is
+// made again under that policy: agents join with keys of the users and tags it names (round robin), a change is
+// counted as it reaches the agents that see the changed node, and a policy change is timed until every stream
+// has its new map.
 var positional = new List<string>();
 var replicas = 1;
+string? policyArgument = null;
 for (var i = 0; i < args.Length; i++)
 {
     if (args[i] == "--replicas" && i + 1 < args.Length) replicas = int.Parse(args[++i], CultureInfo.InvariantCulture);
+    else if (args[i] == "--policy" && i + 1 < args.Length) policyArgument = args[++i];
     else positional.Add(args[i]);
 }
+var policyText = policyArgument switch
+{
+    null => null,
+    "generated" => GeneratedPolicy.Text(users: 100, tags: 20, rules: 200),
+    _ => File.ReadAllText(policyArgument),
+};
+// The policy change timed: one more rule (the first 200 are the same), or the file set again.
+var changedPolicyText = policyArgument == "generated" ? GeneratedPolicy.Text(users: 100, tags: 20, rules: 201) : policyText;
 var sizes = (positional.Count > 0 ? positional[0] : "2000,10000").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
 var changes = positional.Count > 1 ? int.Parse(positional[1], CultureInfo.InvariantCulture) : 40;
 // bench/Mesh.Coordinator.Bench/bin/<configuration>/net10.0 -> src/Coordinator/bin/<configuration>/net10.0
@@ -31,10 +45,12 @@ var coordinatorDll = Path.Combine(binaries.Parent!.Parent!.Parent!.Parent!.Paren
 var results = new List<Figures>();
 foreach (var n in sizes)
 {
-    var embedded = await RunAsync(n, 1);
+    var embedded = await RunAsync(n, 1, null);
     results.Add(embedded);
+    if (policyText is not null) Compare(embedded, await RunAsync(n, 1, policyText));
     if (replicas <= 1) continue;
-    var cluster = await RunAsync(n, replicas);
+    var cluster = await RunAsync(n, replicas, null);
+    if (policyText is not null) Compare(cluster, await RunAsync(n, replicas, policyText));
     Console.WriteLine($"\n  {replicas} replicas against embedded at N = {n}: map for all {cluster.MappedSeconds / embedded.MappedSeconds:F2}x the time, " +
         $"p99 {cluster.P99Ms:F1} ms against {embedded.P99Ms:F1} ms ({cluster.P99Ms / embedded.P99Ms:F2}x), " +
         $"memory per stream {cluster.KiBPerStream:F1} against {embedded.KiBPerStream:F1} KiB (summed over the replicas)");
@@ -47,7 +63,12 @@ if (sizes.Length > 1)
 }
 return 0;
 
-async Task<Figures> RunAsync(int n, int replicaCount)
+static void Compare(Figures without, Figures with) =>
+    Console.WriteLine($"\n  with the policy against without at N = {with.N}: maps {with.MappedSeconds:F1} s against {without.MappedSeconds:F1} s, " +
+        $"p99 {with.P99Ms:F1} ms against {without.P99Ms:F1} ms, {with.KiBPerStream:F1} against {without.KiBPerStream:F1} KiB per stream, " +
+        $"CPU per change {with.CpuMsPerChange:F2} against {without.CpuMsPerChange:F2} ms");
+
+async Task<Figures> RunAsync(int n, int replicaCount, string? policy)
 {
     using var postgres = replicaCount > 1 ? PostgresServer.Start() : null;
     var processes = new List<(Process Process, string DataDir)>();
@@ -63,6 +84,19 @@ async Task<Figures> RunAsync(int n, int replicaCount)
         // One HTTP/2 connection per 200 streams, spread over the replicas.
         var channels = Enumerable.Range(0, Math.Max(replicaCount, n / 200)).Select(c => GrpcChannels.ForAddress(new Uri(urls[c % replicaCount]), new HttpConnector(null), Timeout.InfiniteTimeSpan)).ToArray();
         var authKey = (await admin.CreatePreAuthKeyAsync(new CreatePreAuthKeyRequest { Reusable = true })).Secret;
+        // Under a policy, agents join as its users and tags in turn: a key per owner.
+        var parsed = policy is null ? null : AclPolicy.Parse(policy);
+        var owners = parsed is null ? [] : GeneratedPolicy.Owners(parsed);
+        var ownerKeys = new string[owners.Count];
+        var userIds = new Dictionary<string, long>(StringComparer.Ordinal);
+        for (var o = 0; o < owners.Count; o++)
+        {
+            var (user, tag) = owners[o];
+            if (user is not null && !userIds.ContainsKey(user)) userIds[user] = (long)(await admin.CreateUserAsync(new CreateUserRequest { Name = user })).Id;
+            var request = new CreatePreAuthKeyRequest { Reusable = true, User = user ?? "" };
+            if (tag is not null) request.Tags.Add(tag);
+            ownerKeys[o] = (await admin.CreatePreAuthKeyAsync(request)).Secret;
+        }
         var baseline = Rss(processes);
 
         var clock = Stopwatch.StartNew();
@@ -71,9 +105,19 @@ async Task<Figures> RunAsync(int n, int replicaCount)
         {
             var key = PrivateKey.Generate();
             var client = new Coordinator.CoordinatorClient(channels[i % channels.Length]);
-            var registration = await Registration.RegisterAsync(client, key, authKey, $"agent{i}", ct);
+            var owner = owners.Count > 0 ? owners[i % owners.Count] : default;
+            var registration = await Registration.RegisterAsync(client, key, owners.Count > 0 ? ownerKeys[i % owners.Count] : authKey, $"agent{i}", ct);
             agents[i] = new Agent(i, key, registration, channels[i % channels.Length]);
+            if (parsed is not null)
+            {
+                var addresses = registration.Addresses.Select(a => System.Net.IPAddress.Parse(a.Split('/')[0])).ToArray();
+                var node = new PolicyNode((long)registration.NodeId, owner.Tag is null ? userIds[owner.User!] : null, owner.Tag is null ? owner.User : null,
+                    owner.Tag is null ? [] : [owner.Tag], addresses.First(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork), addresses.FirstOrDefault(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6));
+                agents[i].Node = node;
+                agents[i].Grants = NodeGrants.Of(parsed, node);
+            }
         });
+        if (policy is not null) await admin.SetPolicyAsync(new SetPolicyRequest { Text = policy });
         var registered = clock.Elapsed;
         var registeredRss = Rss(processes);
 
@@ -89,31 +133,59 @@ async Task<Figures> RunAsync(int n, int replicaCount)
         var connectedRss = Rss(processes);
 
         var cpuBefore = CpuTime(processes);
+        long concernedTotal = 0;
         var toAll = new List<double>();
         var each = new List<double>();
         for (var c = 0; c < changes; c++)
         {
             var sender = agents[Random.Shared.Next(n)];
             var marker = $"198.18.{c / 250}.{c % 250 + 1}:4000";
+            // The agents the change concerns: all the others without a policy, those that see the sender with one.
+            var concerned = agents.Where(a => a != sender && (parsed is null || NodeGrants.Sees(a.Grants!.Sources, a.Grants.Targets, sender.Grants!.Sources, sender.Grants.Targets))).ToArray();
+            if (concerned.Length == 0)
+            {
+                c--;
+                continue;
+            }
             var sent = Stopwatch.GetTimestamp();
-            foreach (var agent in agents) agent.Expect(sender.NodeId, marker);
+            foreach (var agent in concerned) agent.Expect(sender.NodeId, marker);
             await sender.UpdateEndpointsAsync(marker);
-            var arrivals = await Task.WhenAll(agents.Where(a => a != sender).Select(a => a.Arrival!.Task));
+            var arrivals = await Task.WhenAll(concerned.Select(a => a.Arrival!.Task));
+            concernedTotal += concerned.Length;
             toAll.Add(Stopwatch.GetElapsedTime(sent, arrivals.Max()).TotalMilliseconds);
             each.AddRange(arrivals.Select(t => Stopwatch.GetElapsedTime(sent, t).TotalMilliseconds));
         }
         var cpuPerChange = (CpuTime(processes) - cpuBefore).TotalMilliseconds / changes;
         var figures = new Figures(n, mapped.TotalSeconds, Percentile(toAll, 99), (connectedRss - registeredRss) / 1024.0 / n, cpuPerChange);
 
-        var mode = replicaCount == 1 ? "embedded (SQLite)" : $"{replicaCount} replicas over PostgreSQL";
+        // A policy change: timed until every agent whose own grants it changes has its new map (the others learn of
+        // those nodes by delta, as of any change).
+        double? policyApplied = null;
+        var regranted = 0;
+        if (policy is not null)
+        {
+            var changed = AclPolicy.Parse(changedPolicyText!);
+            var affected = agents.Where(a => !a.Grants!.SameAs(NodeGrants.Of(changed, a.Node!))).ToArray();
+            regranted = affected.Length;
+            var before = affected.Select(a => a.FullMaps).ToArray();
+            var set = Stopwatch.StartNew();
+            await admin.SetPolicyAsync(new SetPolicyRequest { Text = changedPolicyText });
+            while (affected.Where((a, i) => a.FullMaps <= before[i]).Any()) await Task.Delay(20);
+            policyApplied = set.Elapsed.TotalMilliseconds;
+            await WaitQuietAsync(agents);
+        }
+
+        var mode = (replicaCount == 1 ? "embedded (SQLite)" : $"{replicaCount} replicas over PostgreSQL") + (policy is null ? ", no policy" : $", a policy of {parsed!.Rules?.Count} rules over {owners.Count} owners");
         Console.WriteLine($"\nN = {n} agents, {mode}, {channels.Length} HTTP/2 connections, {Environment.ProcessorCount} cores");
+        if (policy is not null) Console.WriteLine($"  agents a change concerns, mean     {concernedTotal / (double)changes,8:F0}");
         Console.WriteLine($"  register all                       {registered.TotalSeconds,8:F1} s   ({n / registered.TotalSeconds:N0}/s)");
         Console.WriteLine($"  all streams open with their map    {mapped.TotalSeconds,8:F1} s   (after start)");
         Console.WriteLine($"  coordinator memory per stream      {figures.KiBPerStream,8:F1} KiB (RSS {connectedRss / 1048576} MiB; {(registeredRss - baseline) / 1024.0 / n:F1} KiB per registered node)");
-        Console.WriteLine($"  change to all {n - 1} peers, p50     {Percentile(toAll, 50),8:F1} ms");
-        Console.WriteLine($"  change to all {n - 1} peers, p99     {figures.P99Ms,8:F1} ms");
+        Console.WriteLine($"  change to all concerned, p50        {Percentile(toAll, 50),8:F1} ms");
+        Console.WriteLine($"  change to all concerned, p99        {figures.P99Ms,8:F1} ms");
         Console.WriteLine($"  change to one peer, p50 / p99      {Percentile(each, 50),8:F1} / {Percentile(each, 99):F1} ms");
         Console.WriteLine($"  coordinator CPU per change         {cpuPerChange,8:F2} ms");
+        if (policyApplied is { } applied) Console.WriteLine($"  policy change, all {regranted,5} regranted {applied,8:F0} ms");
         foreach (var agent in agents) agent.Dispose();
         foreach (var channel in channels) channel.Dispose();
         return figures;
@@ -208,7 +280,12 @@ sealed class Agent(int index, PrivateKey key, RegisterResponse registration, Grp
     private Expectation? _expected;
     private long _received;
 
+    private long _fullMaps;
+
     public ulong NodeId => registration.NodeId;
+    public PolicyNode? Node { get; set; }
+    public NodeGrants? Grants { get; set; }
+    public long FullMaps => Interlocked.Read(ref _fullMaps);
     public TaskCompletionSource FirstMap { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     public TaskCompletionSource<long>? Arrival { get; private set; }
     public long Received => Interlocked.Read(ref _received);
@@ -256,7 +333,11 @@ sealed class Agent(int index, PrivateKey key, RegisterResponse registration, Grp
             {
                 Interlocked.Increment(ref _received);
                 var message = _call.ResponseStream.Current;
-                if (message.KindCase == SyncResponse.KindOneofCase.Full) FirstMap.TrySetResult();
+                if (message.KindCase == SyncResponse.KindOneofCase.Full)
+                {
+                    Interlocked.Increment(ref _fullMaps);
+                    FirstMap.TrySetResult();
+                }
                 if (message.KindCase != SyncResponse.KindOneofCase.Delta) continue;
                 if (Volatile.Read(ref _expected) is not { } expected) continue;
                 foreach (var peer in message.Delta.PeersChanged)
@@ -271,5 +352,56 @@ sealed class Agent(int index, PrivateKey key, RegisterResponse registration, Grp
         catch (RpcException)
         {
         }
+    }
+}
+
+/// <summary>
+/// The generated policy of the benchmark: users in groups of ten, tags owned by groups, and rules of the shapes
+/// policies have (a group to a tag's ports, a tag to a tag, a group to its own devices), spread over them.
+/// </summary>
+static class GeneratedPolicy
+{
+    public static string Text(int users, int tags, int rules)
+    {
+        var random = new Random(24);
+        var groups = users / 10;
+        var text = new System.Text.StringBuilder("// Generated by scripts/bench-coordinator --policy generated.\n{\n  \"groups\": {\n");
+        for (var g = 0; g < groups; g++)
+        {
+            text.Append($"    \"group:g{g:00}\": [{string.Join(", ", Enumerable.Range(g * 10, 10).Select(u => $"\"u{u:000}@\""))}],\n");
+        }
+        text.Append("  },\n  \"tagOwners\": {\n");
+        for (var t = 0; t < tags; t++) text.Append($"    \"tag:t{t:00}\": [\"group:g{t % groups:00}\"],\n");
+        text.Append("  },\n  \"acls\": [\n");
+        string[] ports = ["22", "80,443", "5432", "8000-8100", "*"];
+        for (var r = 0; r < rules; r++)
+        {
+            var (src, dst) = (r % 4) switch
+            {
+                0 or 1 => ($"group:g{random.Next(groups):00}", $"tag:t{random.Next(tags):00}:{ports[random.Next(ports.Length)]}"),
+                2 => ($"tag:t{random.Next(tags):00}", $"tag:t{random.Next(tags):00}:{ports[random.Next(ports.Length)]}"),
+                _ => ($"group:g{random.Next(groups):00}", "autogroup:self:*"),
+            };
+            text.Append($"    {{ \"action\": \"accept\", \"src\": [\"{src}\"], \"dst\": [\"{dst}\"] }},\n");
+        }
+        text.Append("  ],\n}\n");
+        return text.ToString();
+    }
+
+    /// <summary>Who the benchmark's agents join as: each user the policy's groups name, then each tag it owns (joined with a key of the user "default").</summary>
+    public static List<(string? User, string? Tag)> Owners(AclPolicy policy)
+    {
+        var users = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var rule in policy.Rules ?? [])
+        {
+            foreach (var selector in rule.Sources.Concat(rule.Destinations.Select(d => d.Target)))
+            {
+                if (selector.Kind == SelectorKind.User) users.Add(selector.Name!);
+                if (selector.Kind == SelectorKind.Group) users.UnionWith(selector.Users!);
+            }
+        }
+        var owners = users.Select(u => ((string?)u, (string?)null)).ToList();
+        owners.AddRange(policy.TagOwners.Keys.Order(StringComparer.Ordinal).Select(t => ((string?)null, (string?)t)));
+        return owners;
     }
 }

@@ -112,13 +112,24 @@ public sealed class NetmapPublisher
     public ulong PolicyVersion => _policyVersion;
 
     /// <summary>A new policy (or none): every peer's grants change, and the next delta tells the hubs to give every stream a new map.</summary>
+    /// <remarks>
+    /// Only the nodes whose grants the new policy changes are republished (a rule's token is its index, so an edit
+    /// leaves the grants of the nodes it does not touch as they were): a small edit is a small delta, at any size of
+    /// mesh. Into or out of per-node maps every node changes.
+    /// </remarks>
     public void SetPolicy(AclPolicy? policy, ulong version)
     {
+        var wasPerNode = PerNode;
         _policy = policy;
         _policyVersion = version;
         _policyChanged = true;
         _fullMap = null;
-        foreach (var peer in _peers.Values) Changed(peer);
+        foreach (var peer in _peers.Values)
+        {
+            var before = peer.Grants;
+            peer.Grants = null;
+            if (wasPerNode != PerNode || (PerNode && (before is null || !before.SameAs(GrantsOf(peer))))) Changed(peer);
+        }
         SchedulePublish();
     }
 

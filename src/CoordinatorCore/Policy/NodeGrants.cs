@@ -49,6 +49,18 @@ public sealed record NodeGrants(ulong[] Sources, ulong[] Targets, IReadOnlyList<
         return new NodeGrants(sources.ToArray(), targets.ToArray(), filter);
     }
 
+    /// <summary>Whether both grant exactly the same: then a new policy leaves the node's record as it was.</summary>
+    public bool SameAs(NodeGrants other)
+    {
+        if (!Sources.AsSpan().SequenceEqual(other.Sources) || !Targets.AsSpan().SequenceEqual(other.Targets) || Filter.Count != other.Filter.Count) return false;
+        for (var i = 0; i < Filter.Count; i++)
+        {
+            var (a, b) = (Filter[i], other.Filter[i]);
+            if (a.Source != b.Source || !a.Protocols.SequenceEqual(b.Protocols) || !a.Ports.SequenceEqual(b.Ports)) return false;
+        }
+        return true;
+    }
+
     public static ulong RuleToken(int rule) => (ulong)rule + 1;
 
     public static ulong SelfToken(int rule, long userId) => 1UL << 63 | (ulong)rule << 40 | ((ulong)userId & 0xFF_FFFF_FFFF);

@@ -47,7 +47,7 @@ internal sealed class MapViews
     /// <summary>Applies a delta; what it changed, to cut each kind of node's part of it.</summary>
     public DeltaCut Apply(NetMapDelta delta)
     {
-        var cut = new DeltaCut(delta.Serial, delta.Policy is not null);
+        var cut = new DeltaCut(delta.Serial, delta.Policy is { } policyChange && policyChange.PerNode != PerNode);
         _slices.Clear();
         Serial = delta.Serial;
         if (delta.Policy is { } policy) PerNode = policy.PerNode;
@@ -195,11 +195,14 @@ internal sealed class GrantKey(ulong[] sources, ulong[] targets) : IEquatable<Gr
     }
 }
 
-/// <summary>What one delta changed, and its cut for each kind of node (made when a stream of that kind needs it).</summary>
-internal sealed class DeltaCut(ulong serial, bool policyChanged)
+/// <summary>
+/// What one delta changed, and its cut for each kind of node (made when a stream of that kind needs it).
+/// <see cref="ModeChanged"/>: a policy came (or went) and with it per-node maps, so every stream needs a new map.
+/// </summary>
+internal sealed class DeltaCut(ulong serial, bool modeChanged)
 {
     public ulong Serial { get; } = serial;
-    public bool PolicyChanged { get; } = policyChanged;
+    public bool ModeChanged { get; } = modeChanged;
     public List<(PeerView? Old, PeerView Current)> Changed { get; } = new();
     public Dictionary<long, (PeerView? Old, PeerView Current)> ChangedById { get; } = new();
     public List<PeerView> Removed { get; } = new();

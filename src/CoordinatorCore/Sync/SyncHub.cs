@@ -347,7 +347,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                     // A stream that starts with a policy takes the hub's copy of the map, which has this delta.
                     if (!_views.PerNode) early.Add((_epoch, delta.Serial, handle));
                 }
-                else if (_views.PerNode || cut.PolicyChanged || session.AwaitingMap) SendSlice(session, cut);
+                else if (_views.PerNode || cut.ModeChanged || session.AwaitingMap) SendSlice(session, cut);
                 else session.Enqueue(handle);
             }
             foreach (var id in delta.PeersRemoved)
@@ -414,13 +414,13 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
 
     /// <summary>
     /// A stream's part of a delta with a policy: the cut its kind of node sees, and its own record when that changed.
-    /// A new policy, grants of its own that changed, or a stream still waiting for its node's record get a new map.
-    /// The caller holds the lock.
+    /// A policy that turns per-node maps on or off, grants of its own that changed (it sees other peers now), or a
+    /// stream still waiting for its node's record get a new map. The caller holds the lock.
     /// </summary>
     private void SendSlice(SyncSession session, DeltaCut cut)
     {
         var changedSelf = cut.ChangedById.TryGetValue(session.NodeId, out var self);
-        if (cut.PolicyChanged || session.AwaitingMap || (changedSelf && (self.Old is null || !self.Old.Grants.Equals(self.Current.Grants))))
+        if (cut.ModeChanged || session.AwaitingMap || (changedSelf && (self.Old is null || !self.Old.Grants.Equals(self.Current.Grants))))
         {
             SendMap(session);
             return;
