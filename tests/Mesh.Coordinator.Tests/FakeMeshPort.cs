@@ -13,6 +13,9 @@ internal sealed class FakeMeshPort(NodeRecord node) : IMeshPort
 {
     public bool NodeInMap = true;
 
+    /// <summary>The publisher's maps are per-node (a policy is set).</summary>
+    public bool PerNode;
+
     /// <summary>The deltas the publisher made since its map (serial 1), which the next attach returns.</summary>
     public readonly List<byte[]> Since = new();
 
@@ -61,7 +64,7 @@ internal sealed class FakeMeshPort(NodeRecord node) : IMeshPort
 
     private byte[] Map()
     {
-        var map = new NetMap { Serial = MapSerial };
+        var map = new NetMap { Serial = MapSerial, PerNode = PerNode };
         if (NodeInMap) map.Peers.Add(new Peer { NodeId = (ulong)node.Id, NodeKey = ByteString.CopyFrom(node.NodeKey), Name = node.Name });
         return new SyncResponse { Full = map }.ToByteArray();
     }

@@ -59,6 +59,25 @@ public sealed class LostMessageTests
         return serials;
     }
 
+    /// <summary>
+    /// A policy came while the hub attached: the attach's map at the hub's own serial is per-node already, and the
+    /// delta that says so may come later or never. The stream on the shared map gets its slice and its own record
+    /// then, not a cut of the next delta on top of the shared map it holds (its agent would enforce nothing).
+    /// </summary>
+    [Fact]
+    public async Task AStreamOnTheSharedMapGetsItsSliceWhenAnAttachFindsAPolicy()
+    {
+        var (hub, session, mesh) = await FakeMeshPort.OpenAsync();
+        Assert.False(SyncResponse.Parser.ParseFrom(Transport.ServiceDefinitions.WireBytes(Drain(session).Single())).Full.PerNode);
+        mesh.PerNode = true;
+        await hub.AttachAsync();
+        var messages = Drain(session).Select(m => SyncResponse.Parser.ParseFrom(Transport.ServiceDefinitions.WireBytes(m))).ToList();
+        Assert.Equal([SyncResponse.KindOneofCase.Full, SyncResponse.KindOneofCase.Self], messages.Select(m => m.KindCase));
+        Assert.True(messages[0].Full.PerNode);
+        hub.Publish(Delta(2, "after"));
+        Assert.All(Drain(session), m => Assert.NotEqual(SyncResponse.KindOneofCase.Full, SyncResponse.Parser.ParseFrom(Transport.ServiceDefinitions.WireBytes(m)).KindCase));
+    }
+
     [Fact]
     public async Task TheNextAttachBringsTheStreamsTheDeltasTheHubMissed()
     {

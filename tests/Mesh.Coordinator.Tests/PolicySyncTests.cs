@@ -61,6 +61,13 @@ public sealed class PolicySyncTests : IAsyncLifetime
         Assert.Equal(0, other.Read(v => v.Peers.Count));
         Assert.Null(laptop.Read(v => v.FindPeer(laptop2.NodeKey)));
 
+        // An edit that adds a rule gives new maps to the nodes it concerns only: the unrelated node hears nothing.
+        var otherMaps = other.Read(v => v.FullMapsReceived);
+        await _rig.Admin.SetPolicyAsync(new SetPolicyRequest { Text = LaptopsToServersOnSsh.Replace("\"dst\": [\"tag:server:22\"] },", "\"dst\": [\"tag:server:22\"] },\n    { \"action\": \"accept\", \"src\": [\"tag:laptop\"], \"dst\": [\"tag:server:80\"], \"proto\": \"udp\" },") });
+        await Eventually.HoldsAsync(() => server.Read(v => v.Self?.Filter?.Rules.Count) == 2, Prompt, "the server's filter has the new rule");
+        await Eventually.HoldsAsync(() => server.Read(v => v.FindPeer(laptop2.NodeKey)!.PolicySources.Count) == 2, Prompt, "the server has the laptops' new sources");
+        Assert.Equal(otherMaps, other.Read(v => v.FullMapsReceived));
+
         // Back to no rules: everyone sees everyone, and the maps are shared again.
         await _rig.Admin.SetPolicyAsync(new SetPolicyRequest { Text = "{}" });
         await Eventually.HoldsAsync(() => other.Read(v => !v.PerNode && v.Peers.Count == 3), Prompt, "without acls every node sees every other again");

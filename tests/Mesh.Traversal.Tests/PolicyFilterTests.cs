@@ -77,6 +77,10 @@ public sealed class PolicyFilterTests : IDisposable
         var fragment = Udp(srcPort: 1, dstPort: 2);
         BinaryPrimitives.WriteUInt16BigEndian(fragment.AsSpan(6), 185);
         Assert.True(_filter.Admits(_stranger, fragment));
+        // A fragment that would overlap the first one's ports and flags (RFC 1858) is malformed.
+        BinaryPrimitives.WriteUInt16BigEndian(fragment.AsSpan(6), 1);
+        Assert.False(_filter.Admits(_stranger, fragment));
+        Assert.Equal(3, _filter.Dropped(FilterDrop.Malformed));
     }
 
     private static byte[] Ipv4(byte protocol, int transportLength, bool reverse)

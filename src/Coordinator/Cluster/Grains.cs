@@ -148,11 +148,11 @@ internal sealed class PublisherGrain(ICoordinatorStore store, MeshOptions option
         (AclPolicy, ulong)? policy = null;
         if (_policy is { } stored)
         {
-            // A stored policy was checked when it was set: one this release reads differently stops the publisher
-            // loudly rather than opening the mesh (no policy) or closing it (no rules) behind the admins' backs.
+            // A stored policy was checked when it was set. One this release reads differently closes the mesh (no
+            // rules: no node reaches another) rather than opening it, and an admin sets a corrected one.
             var read = AclPolicy.Check(stored.Text);
-            if (!read.Ok) throw new InvalidDataException($"The stored policy, version {stored.Version}, no longer reads: {read.Problem!.Message} Set a corrected one.");
-            policy = (read.Value!, (ulong)stored.Version);
+            if (!read.Ok) logger.LogError("The stored policy, version {Version}, no longer reads: {Problem} No node may reach another until a corrected one is set.", stored.Version, read.Problem!.Message);
+            policy = (read.Ok ? read.Value! : AclPolicy.Parse("{ \"acls\": [] }"), (ulong)stored.Version);
         }
         _publisher = new NetmapPublisher(options with { Ipv6Prefix = identity.Ipv6Prefix }, nodes, users, policy, this, new GrainWorkScheduler(this), TimeProvider.System);
         this.RegisterGrainTimer(DetachGoneHubs, new GrainTimerCreationOptions(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)));

@@ -70,6 +70,8 @@ public sealed class NetmapPublisher
     private AclPolicy? _policy;
     private ulong _policyVersion;
     private bool _policyChanged;
+    private bool _modeChanging;
+    private ulong _modeSerial;
     private IDisposable? _flush;
     private ulong _serial;
     private byte[]? _fullMap;
@@ -123,6 +125,7 @@ public sealed class NetmapPublisher
         _policy = policy;
         _policyVersion = version;
         _policyChanged = true;
+        _modeChanging |= wasPerNode != PerNode;
         _fullMap = null;
         foreach (var peer in _peers.Values)
         {
@@ -203,7 +206,9 @@ public sealed class NetmapPublisher
         if (wasOffline) _presence.NodeOnline(node.Id);
         Changed(peer);
         if (PerNode) return new SessionStart(null, [], _serial, Epoch, true);
-        if (MissedDeltas(lastSerial) is { } missed) return new SessionStart(null, missed, _serial, Epoch, PerNode);
+        // An agent does not resume across a change into or out of per-node maps: the deltas before it are of the
+        // other mode (with a policy they carry each changed node's filter, for hubs only).
+        if (lastSerial >= _modeSerial && MissedDeltas(lastSerial) is { } missed) return new SessionStart(null, missed, _serial, Epoch, PerNode);
         var (map, serial) = FullMap();
         return new SessionStart(map, MissedDeltas(serial) ?? [], _serial, Epoch, PerNode);
     }
@@ -364,7 +369,8 @@ public sealed class NetmapPublisher
         if (_pendingChanged.Count == 0 && _pendingRemoved.Count == 0 && _pendingRelays.Count == 0 && _pendingRelaysRemoved.Count == 0 && !_policyChanged) return;
         var delta = new NetMapDelta();
         if (_policyChanged) delta.Policy = new PolicyChange { PerNode = PerNode, Version = _policyVersion };
-        _policyChanged = false;
+        if (_modeChanging) _modeSerial = _serial + 1;
+        _policyChanged = _modeChanging = false;
         foreach (var peer in _pendingChanged.Values) delta.PeersChanged.Add(PeerOf(peer));
         delta.PeersRemoved.AddRange(_pendingRemoved);
         delta.RelaysChanged.AddRange(_pendingRelays.Values);

@@ -10,8 +10,11 @@ public sealed record GrantRule(ulong Source, IReadOnlyList<byte> Protocols, IRea
 /// What the policy makes of one node, from the node alone (its user, tags and addresses), so a change to one node
 /// never recomputes another: the tokens of the rules it is a source of, its filter (which tokens may open what on
 /// it), and the tokens of that filter. Node A reaches B when a token of A's sources is in B's targets; each sees the
-/// other when either reaches the other. A rule's token is its index + 1; a rule with an autogroup:self dst also has
-/// one token per user (the top bit, the rule, the user's id), which only that user's nodes hold on both sides.
+/// other when either reaches the other. A rule's token is a hash of what it says (<see cref="AclRule.Token"/>), so
+/// an edit gives the edited rule a new token and leaves the others' (and the grants of the nodes it does not touch)
+/// as they were; an agent that holds a new token before its new filter denies rather than grants by an old rule of
+/// the same place. A rule with an autogroup:self dst also has one token per user, which only that user's nodes hold
+/// on both sides.
 /// </summary>
 public sealed record NodeGrants(ulong[] Sources, ulong[] Targets, IReadOnlyList<GrantRule> Filter)
 {
@@ -21,10 +24,10 @@ public sealed record NodeGrants(ulong[] Sources, ulong[] Targets, IReadOnlyList<
         var filter = new List<GrantRule>();
         foreach (var rule in policy.Rules ?? [])
         {
-            var self = node.OwnedByUser && node.UserId is { } id ? SelfToken(rule.Index, id) : 0;
+            var self = node.OwnedByUser && node.UserId is { } id ? SelfToken(rule.Token, id) : 0;
             if (rule.SourceMatches(node))
             {
-                sources.Add(RuleToken(rule.Index));
+                sources.Add(rule.Token);
                 if (self != 0 && rule.HasSelf) sources.Add(self);
             }
             List<PortRange>? plain = null, own = null;
@@ -36,7 +39,7 @@ public sealed record NodeGrants(ulong[] Sources, ulong[] Targets, IReadOnlyList<
                 }
                 else if (d.Target.Matches(node)) (plain ??= new()).AddRange(d.Ports);
             }
-            if (plain is not null) filter.Add(new GrantRule(RuleToken(rule.Index), rule.Protocols, plain));
+            if (plain is not null) filter.Add(new GrantRule(rule.Token, rule.Protocols, plain));
             if (own is not null) filter.Add(new GrantRule(self, rule.Protocols, own));
         }
         var targets = new List<ulong>(filter.Count);
@@ -44,9 +47,7 @@ public sealed record NodeGrants(ulong[] Sources, ulong[] Targets, IReadOnlyList<
         {
             if (!targets.Contains(rule.Source)) targets.Add(rule.Source);
         }
-        sources.Sort();
-        targets.Sort();
-        return new NodeGrants(sources.ToArray(), targets.ToArray(), filter);
+        return new NodeGrants(SortedDistinct(sources), SortedDistinct(targets), filter);
     }
 
     /// <summary>Whether both grant exactly the same: then a new policy leaves the node's record as it was.</summary>
@@ -61,9 +62,26 @@ public sealed record NodeGrants(ulong[] Sources, ulong[] Targets, IReadOnlyList<
         return true;
     }
 
-    public static ulong RuleToken(int rule) => (ulong)rule + 1;
+    /// <summary>A self rule's token for one user: the top bit set (rule tokens have it clear), the rest mixed from both (SplitMix64).</summary>
+    public static ulong SelfToken(ulong rule, long userId)
+    {
+        var z = rule ^ ((ulong)userId * 0x9E3779B97F4A7C15UL);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return (z ^ (z >> 31)) | 1UL << 63;
+    }
 
-    public static ulong SelfToken(int rule, long userId) => 1UL << 63 | (ulong)rule << 40 | ((ulong)userId & 0xFF_FFFF_FFFF);
+    /// <summary>Identical rules have one token: each appears once.</summary>
+    private static ulong[] SortedDistinct(List<ulong> tokens)
+    {
+        tokens.Sort();
+        var count = 0;
+        for (var i = 0; i < tokens.Count; i++)
+        {
+            if (i == 0 || tokens[i] != tokens[i - 1]) tokens[count++] = tokens[i];
+        }
+        return tokens.GetRange(0, count).ToArray();
+    }
 
     /// <summary>Whether a node with <paramref name="sources"/> may open the port on the node this filter is for: what the agent's filter decides.</summary>
     public static bool Admits(IReadOnlyList<GrantRule> filter, ulong[] sources, int protocol, int port)

@@ -71,6 +71,23 @@ public sealed record Destination(Selector Target, IReadOnlyList<PortRange> Ports
 /// <summary>An accept rule. No protocols means Tailscale's default: TCP, UDP, ICMP and ICMPv6.</summary>
 public sealed record AclRule(int Index, TextPosition At, IReadOnlyList<Selector> Sources, IReadOnlyList<Destination> Destinations, IReadOnlyList<byte> Protocols)
 {
+    /// <summary>
+    /// The rule's token in grants and filters: 63 bits of SHA-256 over what it says (its sources, destinations with
+    /// their ports, and protocols), the same wherever it sits in the file and whichever version it is in.
+    /// </summary>
+    public ulong Token { get; } = TokenOf(Sources, Destinations, Protocols);
+
+    private static ulong TokenOf(IReadOnlyList<Selector> sources, IReadOnlyList<Destination> destinations, IReadOnlyList<byte> protocols)
+    {
+        var text = new System.Text.StringBuilder();
+        foreach (var s in sources) text.Append(s.Text).Append('\u0001');
+        text.Append('\u0002');
+        foreach (var d in destinations) text.Append(d.Target.Text).Append(':').AppendJoin(',', d.Ports).Append('\u0001');
+        text.Append('\u0002').AppendJoin(',', protocols);
+        var hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text.ToString()));
+        return Math.Max(1, System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(hash) >> 1);
+    }
+
     public bool HasSelf
     {
         get

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Google.Protobuf;
 using Mesh.Coordinator.Policy;
 using Mesh.Protos.V1;
@@ -15,7 +16,8 @@ namespace Mesh.Coordinator.Sync;
 internal sealed class MapViews
 {
     private readonly Dictionary<long, PeerView> _peers = new();
-    private readonly Dictionary<PublicKey, long> _idsByKey = new();
+    /// <summary>Read without the hub's lock (the relay asks for every frame); written under it.</summary>
+    private readonly ConcurrentDictionary<PublicKey, long> _idsByKey = new();
     private readonly List<Relay> _relays = new();
     private readonly List<string> _meshPrefixes = new();
     private readonly Dictionary<GrantKey, Dictionary<string, SyncResponse>> _slices = new();
@@ -47,7 +49,7 @@ internal sealed class MapViews
     /// <summary>Applies a delta; what it changed, to cut each kind of node's part of it.</summary>
     public DeltaCut Apply(NetMapDelta delta)
     {
-        var cut = new DeltaCut(delta.Serial, delta.Policy is { } policyChange && policyChange.PerNode != PerNode);
+        var cut = new DeltaCut(delta.Serial);
         _slices.Clear();
         Serial = delta.Serial;
         if (delta.Policy is { } policy) PerNode = policy.PerNode;
@@ -132,7 +134,7 @@ internal sealed class MapViews
     private PeerView? Remove(long nodeId)
     {
         if (!_peers.Remove(nodeId, out var old)) return null;
-        _idsByKey.Remove(old.Key!);
+        _idsByKey.TryRemove(old.Key!, out _);
         return old;
     }
 
@@ -195,14 +197,10 @@ internal sealed class GrantKey(ulong[] sources, ulong[] targets) : IEquatable<Gr
     }
 }
 
-/// <summary>
-/// What one delta changed, and its cut for each kind of node (made when a stream of that kind needs it).
-/// <see cref="ModeChanged"/>: a policy came (or went) and with it per-node maps, so every stream needs a new map.
-/// </summary>
-internal sealed class DeltaCut(ulong serial, bool modeChanged)
+/// <summary>What one delta changed, and its cut for each kind of node (made when a stream of that kind needs it).</summary>
+internal sealed class DeltaCut(ulong serial)
 {
     public ulong Serial { get; } = serial;
-    public bool ModeChanged { get; } = modeChanged;
     public List<(PeerView? Old, PeerView Current)> Changed { get; } = new();
     public Dictionary<long, (PeerView? Old, PeerView Current)> ChangedById { get; } = new();
     public List<PeerView> Removed { get; } = new();

@@ -152,6 +152,13 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             }
             if (otherPublisher || _serial < start.Serial) Repair(start.FullMap!, deltas, start.Serial, start.Epoch, fromMap: otherPublisher || _serial < full.Serial);
             _epoch = start.Epoch;
+            // A stream that waited for its node's record or for the hub to catch up takes its map now, and so does one
+            // whose map is of the other mode than the map this attach took (a policy came or went meanwhile, and the
+            // delta that said so may find the hub in its new mode already).
+            foreach (var session in _sessions.Values)
+            {
+                if (session.Early is null && (session.AwaitingMap || (session.SentPerNode is { } sent && sent != _views.PerNode))) SendMap(session);
+            }
             gone = opened.Where(s => !_views.Contains(s.NodeId)).ToList();
         }
         foreach (var session in gone) EndRemoved(session);
@@ -177,13 +184,17 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                 foreach (var (deltaSerial, handle) in missed) early.Add((epoch, deltaSerial, handle));
                 continue;
             }
-            if (_views.PerNode || session.AwaitingMap)
+            if (_views.PerNode || session.AwaitingMap || session.SentPerNode == true)
             {
                 // Each stream's slice comes from the hub's copy of the map, now caught up: a new map, not a cut of each delta.
                 SendMap(session);
                 continue;
             }
-            if (fromMap) session.Enqueue(FullMap(fullMap, session.StunServers));
+            if (fromMap)
+            {
+                session.Enqueue(FullMap(fullMap, session.StunServers));
+                session.SentPerNode = false;
+            }
             foreach (var (_, handle) in missed) session.Enqueue(handle);
         }
         if (_sessions.Count > 0 && _serial > 0) logger.LogInformation("Caught {Count} streams up from serial {From} to {To}{Map}", _sessions.Count, _serial, serial, fromMap ? " with the full map" : "");
@@ -199,10 +210,8 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     }
 
     /// <summary>Whether the key belongs to a peer of the mesh: this replica's relay serves only those.</summary>
-    public bool IsMember(PublicKey key)
-    {
-        lock (_lock) return _views.IsMember(key);
-    }
+    /// <remarks>Without the hub's lock: the relay asks for every frame, and the lock is held while maps are cut.</remarks>
+    public bool IsMember(PublicKey key) => _views.IsMember(key);
 
     /// <summary>Opens an agent's stream: authenticates its token, and queues a full map (or the deltas it missed).</summary>
     /// <param name="nodeKey">The key the hello proved: the token must be that node's.</param>
@@ -251,7 +260,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                 // With a policy the stream starts from the hub's copy of the map, which holds every delta the early
                 // list does. A hub whose copy is in another mode than the publisher's is behind: it catches up, and
                 // the stream gets its map then.
-                if (start.Value.PerNode == _views.PerNode) SendMap(session);
+                if (start.Value.PerNode == _views.PerNode || _views.Serial >= start.Value.Serial) SendMap(session);
                 else (session.AwaitingMap, catchUp) = (true, true);
                 foreach (var (epoch, _, message) in session.Early!)
                 {
@@ -273,6 +282,9 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                 if (serial > start.Value.Serial && (epoch == 0 || epoch == start.Value.Epoch)) session.Enqueue(message);
             }
             session.Early = null;
+            session.SentPerNode = false;
+            // A delta that turned per-node maps on while the start was queued was not among the early messages.
+            if (_views.PerNode) SendMap(session);
         }
         return session;
     }
@@ -347,7 +359,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                     // A stream that starts with a policy takes the hub's copy of the map, which has this delta.
                     if (!_views.PerNode) early.Add((_epoch, delta.Serial, handle));
                 }
-                else if (_views.PerNode || cut.ModeChanged || session.AwaitingMap) SendSlice(session, cut);
+                else if (_views.PerNode || session.SentPerNode == true || session.AwaitingMap) SendSlice(session, cut);
                 else session.Enqueue(handle);
             }
             foreach (var id in delta.PeersRemoved)
@@ -420,7 +432,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     private void SendSlice(SyncSession session, DeltaCut cut)
     {
         var changedSelf = cut.ChangedById.TryGetValue(session.NodeId, out var self);
-        if (cut.ModeChanged || session.AwaitingMap || (changedSelf && (self.Old is null || !self.Old.Grants.Equals(self.Current.Grants))))
+        if (session.SentPerNode != _views.PerNode || session.AwaitingMap || (changedSelf && (self.Old is null || !self.Old.Grants.Equals(self.Current.Grants))))
         {
             SendMap(session);
             return;
@@ -444,6 +456,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             return;
         }
         session.AwaitingMap = false;
+        session.SentPerNode = _views.PerNode;
         session.Enqueue(_views.FullMapFor(node, session.StunServers));
         if (_views.PerNode) session.Enqueue(MapViews.SelfFor(node!));
     }

@@ -52,6 +52,13 @@ public sealed class SyncSession
     /// </summary>
     internal bool AwaitingMap { get; set; }
 
+    /// <summary>
+    /// Whether the last map this stream was sent was a per-node slice (null before its first): a stream whose map is
+    /// of the other mode than the hub's gets a new map, whatever brought the hub there (a delta, an attach's reset).
+    /// The hub's lock guards it.
+    /// </summary>
+    internal bool? SentPerNode { get; set; }
+
     /// <summary>Cancelled when the coordinator ends the stream; <see cref="CloseReason"/> says why.</summary>
     public CancellationToken Closed => _closed.Token;
     public Problem? CloseReason { get; private set; }

@@ -203,6 +203,8 @@ public sealed class MeshNode
             // The mesh prefixes come with the full map: peers are admitted against this map's, not the last one's.
             Routes.SetMap(View.MeshPrefixes, MapAddresses());
         }
+        // With a policy, the filter closes before any peer of a per-node map is added: it opens with the node's own record.
+        if (View.PerNode && !Filter.Active) Filter.SetFilter(true, null, []);
         // A full map replaces the members at once (a relay run here never sees an empty set); a delta edits them.
         var members = change.Full ? new ConcurrentDictionary<NodeKeyId, byte>() : _members;
         foreach (var peer in change.Removed)

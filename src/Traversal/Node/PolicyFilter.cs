@@ -37,18 +37,18 @@ public sealed class PolicyFilter : IInboundFilter
     private const int LaterFragment = -1;
     private static readonly long FlowLifetimeMs = (long)TimeSpan.FromMinutes(2).TotalMilliseconds;
 
-    private readonly ConcurrentDictionary<WgPeer, PeerRights> _rights = new(ReferenceEqualityComparer.Instance);
     private readonly long[] _flowKeys = new long[FlowSlots];
     private readonly long[] _flowTimes = new long[FlowSlots];
     private readonly long[] _drops = new long[Enum.GetValues<FilterDrop>().Length];
-    private volatile PacketFilter? _filter;
-    private volatile bool _active;
+
+    /// <summary>The filter and every peer's rights under it, replaced as one (the data path never sees one without the other).</summary>
+    private volatile State _state = new(false, null);
 
     /// <summary>Whether a policy is in force here.</summary>
-    public bool Active => _active;
+    public bool Active => _state.Active;
 
     /// <summary>How many rules this node's filter has (0 without a policy).</summary>
-    public int RuleCount => _filter?.Rules.Count ?? 0;
+    public int RuleCount => _state.Filter?.Rules.Count ?? 0;
 
     public long Dropped(FilterDrop reason) => Interlocked.Read(ref _drops[(int)reason]);
 
@@ -69,37 +69,23 @@ public sealed class PolicyFilter : IInboundFilter
     /// </summary>
     public void SetFilter(bool active, PacketFilter? filter, IEnumerable<(WgPeer Peer, Protos.V1.Peer Entry)> peers)
     {
-        _filter = filter;
-        _rights.Clear();
-        foreach (var (peer, entry) in peers) SetPeer(peer, entry);
-        _active = active;
+        var state = new State(active, filter);
+        foreach (var (peer, entry) in peers) state.Set(peer, entry);
+        _state = state;
     }
 
     /// <summary>A peer's record changed (or it was added): what it may open here follows from its source tokens.</summary>
-    public void SetPeer(WgPeer peer, Protos.V1.Peer entry)
-    {
-        if (_filter is not { } filter)
-        {
-            _rights.TryRemove(peer, out _);
-            return;
-        }
-        var grants = new List<PeerRights.Grant>();
-        foreach (var rule in filter.Rules)
-        {
-            if (!entry.PolicySources.Contains(rule.Source)) continue;
-            grants.Add(PeerRights.Grant.Of(rule));
-        }
-        _rights[peer] = new PeerRights(grants.ToArray());
-    }
+    public void SetPeer(WgPeer peer, Protos.V1.Peer entry) => _state.Set(peer, entry);
 
-    public void RemovePeer(WgPeer peer) => _rights.TryRemove(peer, out _);
+    public void RemovePeer(WgPeer peer) => _state.Rights.TryRemove(peer, out _);
 
     public bool Admits(WgPeer peer, ReadOnlySpan<byte> packet)
     {
-        if (!_active) return true;
+        var state = _state;
+        if (!state.Active) return true;
         if (!Parse(packet, out var protocol, out var transport, out var v6)) return Drop(FilterDrop.Malformed);
-        if (_filter is null) return Drop(FilterDrop.NoFilterYet);
-        var rights = _rights.GetValueOrDefault(peer);
+        if (state.Filter is null) return Drop(FilterDrop.NoFilterYet);
+        var rights = state.Rights.GetValueOrDefault(peer);
         switch (protocol)
         {
             case LaterFragment:
@@ -126,7 +112,7 @@ public sealed class PolicyFilter : IInboundFilter
 
     public void Opened(ReadOnlySpan<byte> packet)
     {
-        if (!_active || !Parse(packet, out var protocol, out var transport, out var v6) || protocol != IpProto.Udp || transport.Length < 8) return;
+        if (!_state.Active || !Parse(packet, out var protocol, out var transport, out var v6) || protocol != IpProto.Udp || transport.Length < 8) return;
         // The flow as its reply will show it: the remote address and port, then this side's port.
         var key = FlowKey(Address(packet, v6, destination: true), Port(transport, 2), Port(transport, 0));
         var slot = (int)((ulong)key % FlowSlots);
@@ -164,7 +150,8 @@ public sealed class PolicyFilter : IInboundFilter
     /// <summary>
     /// The protocol and the transport header. An IPv4 fragment after the first has no transport header; it passes as
     /// protocol <see cref="LaterFragment"/> (Tailscale does the same: the first fragment was decided on, and the
-    /// rest cannot be reassembled without it).
+    /// rest cannot be reassembled without it), unless it starts within the first 24 bytes, where it could overwrite
+    /// the ports or flags the first one was decided on (RFC 1858's overlapping fragments): that is malformed.
     /// </summary>
     private static bool Parse(ReadOnlySpan<byte> packet, out int protocol, out ReadOnlySpan<byte> transport, out bool v6)
     {
@@ -177,7 +164,9 @@ public sealed class PolicyFilter : IInboundFilter
             case 4:
                 var headerLength = (packet[0] & 0x0F) * 4;
                 if (headerLength < 20 || packet.Length < headerLength) return false;
-                protocol = (BinaryPrimitives.ReadUInt16BigEndian(packet[6..]) & 0x1FFF) != 0 ? LaterFragment : packet[9];
+                var fragmentOffset = BinaryPrimitives.ReadUInt16BigEndian(packet[6..]) & 0x1FFF;
+                if (fragmentOffset is 1 or 2) return false;
+                protocol = fragmentOffset != 0 ? LaterFragment : packet[9];
                 transport = packet[headerLength..];
                 return true;
             case 6:
@@ -203,6 +192,28 @@ public sealed class PolicyFilter : IInboundFilter
         public const int Tcp = 6;
         public const int Udp = 17;
         public const int Icmpv6 = 58;
+    }
+
+    private sealed class State(bool active, PacketFilter? filter)
+    {
+        public bool Active { get; } = active;
+        public PacketFilter? Filter { get; } = filter;
+        public ConcurrentDictionary<WgPeer, PeerRights> Rights { get; } = new(ReferenceEqualityComparer.Instance);
+
+        public void Set(WgPeer peer, Protos.V1.Peer entry)
+        {
+            if (Filter is null)
+            {
+                Rights.TryRemove(peer, out _);
+                return;
+            }
+            var grants = new List<PeerRights.Grant>();
+            foreach (var rule in Filter.Rules)
+            {
+                if (entry.PolicySources.Contains(rule.Source)) grants.Add(PeerRights.Grant.Of(rule));
+            }
+            Rights[peer] = new PeerRights(grants.ToArray());
+        }
     }
 
     /// <summary>What one peer may open on this node: the filter's rules whose source is among the peer's tokens.</summary>
