@@ -22,10 +22,12 @@ using Mesh.WireGuard.Keys;
 var positional = new List<string>();
 var replicas = 1;
 string? policyArgument = null;
+var policyOnly = false;
 for (var i = 0; i < args.Length; i++)
 {
     if (args[i] == "--replicas" && i + 1 < args.Length) replicas = int.Parse(args[++i], CultureInfo.InvariantCulture);
     else if (args[i] == "--policy" && i + 1 < args.Length) policyArgument = args[++i];
+    else if (args[i] == "--policy-only") policyOnly = true;
     else positional.Add(args[i]);
 }
 var policyText = policyArgument switch
@@ -45,6 +47,12 @@ var coordinatorDll = Path.Combine(binaries.Parent!.Parent!.Parent!.Parent!.Paren
 var results = new List<Figures>();
 foreach (var n in sizes)
 {
+    if (policyOnly && policyText is not null)
+    {
+        results.Add(await RunAsync(n, 1, policyText));
+        if (replicas > 1) await RunAsync(n, replicas, policyText);
+        continue;
+    }
     var embedded = await RunAsync(n, 1, null);
     results.Add(embedded);
     if (policyText is not null) Compare(embedded, await RunAsync(n, 1, policyText));
@@ -215,12 +223,22 @@ async Task<(Process, string)> StartCoordinatorAsync(PostgresServer? postgres, in
     foreach (var arg in arguments) info.ArgumentList.Add(arg);
     info.Environment["DOTNET_gcServer"] = "0";
     var process = Process.Start(info)!;
-    _ = process.StandardOutput.ReadToEndAsync();
-    var errors = process.StandardError.ReadToEndAsync();
+    // The coordinator's log, kept for a run that fails: where to look is printed then.
+    var logPath = Path.Combine(Path.GetTempPath(), $"mesh-bench-coordinator{replica}.log");
+    var log = new StreamWriter(logPath) { AutoFlush = true };
+    void Write(string? line)
+    {
+        if (line is null) return;
+        lock (log) log.WriteLine(line);
+    }
+    process.OutputDataReceived += (_, e) => Write(e.Data);
+    process.ErrorDataReceived += (_, e) => Write(e.Data);
+    process.BeginOutputReadLine();
+    process.BeginErrorReadLine();
     var urlFile = Path.Combine(dataDir, "server.url");
     while (!File.Exists(urlFile))
     {
-        if (process.HasExited) throw new InvalidOperationException($"coordinator {replica} exited: {await errors}");
+        if (process.HasExited) throw new InvalidOperationException($"coordinator {replica} exited; its log is {logPath}");
         await Task.Delay(50);
     }
     return (process, dataDir);

@@ -1,3 +1,4 @@
+using Mesh.Tests.Shared;
 using Grpc.Core;
 using Mesh.Coordinator.Control;
 using Mesh.Protos.V1;
@@ -9,19 +10,6 @@ public sealed class PolicySyncTests : IAsyncLifetime
 {
     // Liveness bounds, not timing assertions: how fast a policy change travels is measured by scripts/bench-coordinator.
     private static readonly TimeSpan Prompt = TimeSpan.FromSeconds(10);
-
-    private const string LaptopsToServersOnSsh = """
-        {
-          // tags are owned by the default user, who holds every key here
-          "tagOwners": { "tag:laptop": ["default@"], "tag:server": ["default@"] },
-          "acls": [
-            { "action": "accept", "src": ["tag:laptop"], "dst": ["tag:server:22"] },
-          ],
-          "tests": [
-            { "src": "tag:laptop", "accept": ["tag:server:22"], "deny": ["tag:server:80"] },
-          ],
-        }
-        """;
 
     private CoordinatorRig _rig = null!;
 
@@ -37,7 +25,7 @@ public sealed class PolicySyncTests : IAsyncLifetime
         await using var other = await _rig.JoinAsync("other", await _rig.CreateKeyAsync());
         await Eventually.HoldsAsync(() => other.Read(v => v.Peers.Count) == 2, Prompt, "without a policy every node sees every other");
 
-        var set = await _rig.Admin.SetPolicyAsync(new SetPolicyRequest { Text = LaptopsToServersOnSsh });
+        var set = await _rig.Admin.SetPolicyAsync(new SetPolicyRequest { Text = Policies.LaptopsToServersOnSsh });
         Assert.Equal(1u, set.Rules);
         Assert.Equal(1u, set.Tests);
 
@@ -63,7 +51,7 @@ public sealed class PolicySyncTests : IAsyncLifetime
 
         // An edit that adds a rule gives new maps to the nodes it concerns only: the unrelated node hears nothing.
         var otherMaps = other.Read(v => v.FullMapsReceived);
-        await _rig.Admin.SetPolicyAsync(new SetPolicyRequest { Text = LaptopsToServersOnSsh.Replace("\"dst\": [\"tag:server:22\"] },", "\"dst\": [\"tag:server:22\"] },\n    { \"action\": \"accept\", \"src\": [\"tag:laptop\"], \"dst\": [\"tag:server:80\"], \"proto\": \"udp\" },") });
+        await _rig.Admin.SetPolicyAsync(new SetPolicyRequest { Text = Policies.LaptopsToServersOnSsh.Replace("\"dst\": [\"tag:server:22\"] },", "\"dst\": [\"tag:server:22\"] },\n    { \"action\": \"accept\", \"src\": [\"tag:laptop\"], \"dst\": [\"tag:server:80\"], \"proto\": \"udp\" },") });
         await Eventually.HoldsAsync(() => server.Read(v => v.Self?.Filter?.Rules.Count) == 2, Prompt, "the server's filter has the new rule");
         await Eventually.HoldsAsync(() => server.Read(v => v.FindPeer(laptop2.NodeKey)!.PolicySources.Count) == 2, Prompt, "the server has the laptops' new sources");
         Assert.Equal(otherMaps, other.Read(v => v.FullMapsReceived));
@@ -80,13 +68,13 @@ public sealed class PolicySyncTests : IAsyncLifetime
         "The policy is not valid: line 2, column 43: group \"group:nobody\" is not defined in \"groups\".")]
     public async Task ARefusedPolicyChangesNothing(string text, string message)
     {
-        await _rig.Admin.SetPolicyAsync(new SetPolicyRequest { Text = LaptopsToServersOnSsh });
+        await _rig.Admin.SetPolicyAsync(new SetPolicyRequest { Text = Policies.LaptopsToServersOnSsh });
         var refused = await Assert.ThrowsAsync<RpcException>(async () => await _rig.Admin.SetPolicyAsync(new SetPolicyRequest { Text = text }));
         Assert.Equal(StatusCode.InvalidArgument, refused.StatusCode);
         Assert.Equal(message, refused.Status.Detail);
         var current = await _rig.Admin.GetPolicyAsync(new GetPolicyRequest());
         Assert.Equal(1u, current.Version);
-        Assert.Equal(LaptopsToServersOnSsh, current.Text);
+        Assert.Equal(Policies.LaptopsToServersOnSsh, current.Text);
     }
 
     [Fact]
@@ -94,11 +82,11 @@ public sealed class PolicySyncTests : IAsyncLifetime
     {
         Assert.Equal(0u, (await _rig.Admin.GetPolicyAsync(new GetPolicyRequest())).Version);
         await _rig.Admin.SetPolicyAsync(new SetPolicyRequest { Text = "{}" });
-        await _rig.Admin.SetPolicyAsync(new SetPolicyRequest { Text = LaptopsToServersOnSsh });
+        await _rig.Admin.SetPolicyAsync(new SetPolicyRequest { Text = Policies.LaptopsToServersOnSsh });
         await _rig.RestartAsync();
         var current = await _rig.Admin.GetPolicyAsync(new GetPolicyRequest());
         Assert.Equal(2u, current.Version);
-        Assert.Equal(LaptopsToServersOnSsh, current.Text);
+        Assert.Equal(Policies.LaptopsToServersOnSsh, current.Text);
 
         await using var laptop = await _rig.JoinAsync("laptop", await _rig.CreateKeyAsync(tags: "tag:laptop"));
         await using var other = await _rig.JoinAsync("other", await _rig.CreateKeyAsync());

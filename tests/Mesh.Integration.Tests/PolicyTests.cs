@@ -1,3 +1,4 @@
+using Mesh.Tests.Shared;
 using System.Diagnostics;
 using Xunit.Abstractions;
 
@@ -12,19 +13,6 @@ public sealed class PolicyTests(ITestOutputHelper output) : IDisposable
 {
     private static readonly TimeSpan Online = TimeSpan.FromSeconds(60);
     private readonly MeshWorld _world = new();
-
-    private const string LaptopsToServersOnSsh = """
-        // Laptops may open SSH on servers; nothing else is allowed.
-        {
-          "tagOwners": { "tag:laptop": ["default@"], "tag:server": ["default@"] },
-          "acls": [
-            { "action": "accept", "src": ["tag:laptop"], "dst": ["tag:server:22"] },
-          ],
-          "tests": [
-            { "src": "tag:laptop", "accept": ["tag:server:22"], "deny": ["tag:server:80"] },
-          ],
-        }
-        """;
 
     public void Dispose()
     {
@@ -57,13 +45,13 @@ public sealed class PolicyTests(ITestOutputHelper output) : IDisposable
         Wait.Until(() => Opens(other, serverAddress, 80), TimeSpan.FromSeconds(30), "the unrelated node opens the server's port 80 without a policy");
 
         // A policy whose tests fail is refused, naming the test, and changes nothing.
-        var failing = _world.Lab.WriteFile("failing.hujson", LaptopsToServersOnSsh.Replace("\"deny\": [\"tag:server:80\"]", "\"deny\": [\"tag:server:22\"]"));
+        var failing = _world.Lab.WriteFile("failing.hujson", Policies.LaptopsToServersOnSsh.Replace("\"deny\": [\"tag:server:80\"]", "\"deny\": [\"tag:server:22\"]"));
         var (code, refusal) = RunAdmin("policy", "set", failing);
         Assert.NotEqual(0, code);
-        Assert.Contains("test 1 (line 8, column 5): tag:laptop -> tag:server:22: expected denied, got allowed", refusal);
+        Assert.Contains("test 1 (line 9, column 5): tag:laptop -> tag:server:22: expected denied, got allowed", refusal);
         Assert.Contains("No policy is set", RunAdmin("policy", "get").Text);
 
-        var file = _world.Lab.WriteFile("policy.hujson", LaptopsToServersOnSsh);
+        var file = _world.Lab.WriteFile("policy.hujson", Policies.LaptopsToServersOnSsh);
         var clock = Stopwatch.StartNew();
         Assert.Contains("policy version 1 in force: 1 rules, 1 tests passed", _world.Admin(0, "policy", "set", file));
         var set = clock.Elapsed;

@@ -141,16 +141,25 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             var otherPublisher = start.Epoch != _epoch;
             // A delta applied while this attach was under way leaves the hub ahead of the attach's map: its peers stand.
             var takePeers = otherPublisher || start.Serial >= _serial;
-            if (takePeers) _views.Reset(full);
+            var fromMap = otherPublisher || _serial < full.Serial;
+            // With per-node maps, a hub that only missed a few deltas of the same publisher applies just those to its
+            // copy and cuts them for each kind of node, as they would have come: a new map for every stream at each
+            // catch-up (one-way messages overtake each other under load) was gigabytes at 10,000 streams.
+            var cuts = takePeers && !fromMap && _views.PerNode && full.PerNode ? new List<DeltaCut>() : null;
+            if (takePeers && cuts is null) _views.Reset(full);
             // The shared map may be a few changes old: the deltas since bring the peers up to date.
             var deltas = new List<(ulong Serial, byte[] Bytes)>(start.Deltas.Count);
             foreach (var bytes in start.Deltas)
             {
                 var delta = SyncResponse.Parser.ParseFrom(bytes).Delta;
-                if (takePeers) _views.Apply(delta);
+                if (cuts is not null)
+                {
+                    if (delta.Serial > _serial) cuts.Add(_views.Apply(delta));
+                }
+                else if (takePeers) _views.Apply(delta);
                 deltas.Add((delta.Serial, bytes));
             }
-            if (otherPublisher || _serial < start.Serial) Repair(start.FullMap!, deltas, start.Serial, start.Epoch, fromMap: otherPublisher || _serial < full.Serial);
+            if (otherPublisher || _serial < start.Serial) Repair(start.FullMap!, deltas, start.Serial, start.Epoch, fromMap, cuts);
             _epoch = start.Epoch;
             // A stream that waited for its node's record or for the hub to catch up takes its map now, and so does one
             // whose map is of the other mode than the map this attach took (a policy came or went meanwhile, and the
@@ -168,9 +177,10 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     /// The hub is behind the publisher: its open streams get the deltas after the hub's serial, or the full map and
     /// every delta since when the hub is behind the map itself or followed another publisher (agents take a full map
     /// as a fresh start, and drop any delta they have). A stream still starting takes them among its early messages,
-    /// where its start's serial sorts out which it needs. The caller holds the lock.
+    /// where its start's serial sorts out which it needs. With per-node maps the streams get the cuts of the missed
+    /// deltas (<paramref name="cuts"/>), or new maps when the hub's copy was reset. The caller holds the lock.
     /// </summary>
-    private void Repair(byte[] fullMap, List<(ulong Serial, byte[] Bytes)> deltas, ulong serial, ulong epoch, bool fromMap)
+    private void Repair(byte[] fullMap, List<(ulong Serial, byte[] Bytes)> deltas, ulong serial, ulong epoch, bool fromMap, List<DeltaCut>? cuts)
     {
         var missed = new List<(ulong Serial, SyncResponse Handle)>();
         foreach (var (deltaSerial, bytes) in deltas)
@@ -184,9 +194,14 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                 foreach (var (deltaSerial, handle) in missed) early.Add((epoch, deltaSerial, handle));
                 continue;
             }
+            if (cuts is not null)
+            {
+                foreach (var cut in cuts) SendSlice(session, cut);
+                continue;
+            }
             if (_views.PerNode || session.AwaitingMap || session.SentPerNode == true)
             {
-                // Each stream's slice comes from the hub's copy of the map, now caught up: a new map, not a cut of each delta.
+                // A stream's slice comes from the hub's copy of the map, now reset to the publisher's: a new map.
                 SendMap(session);
                 continue;
             }
