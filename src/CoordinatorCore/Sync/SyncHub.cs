@@ -453,7 +453,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             return;
         }
         if (_views.Find(session.NodeId) is not { } node) return;
-        if (MapViews.DeltaFor(node, cut) is { } slice) session.Enqueue(slice);
+        if (_views.DeltaFor(node, cut) is { } slice) session.Enqueue(slice);
         if (changedSelf) session.Enqueue(MapViews.SelfFor(node));
     }
 
@@ -472,7 +472,9 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         }
         session.AwaitingMap = false;
         session.SentPerNode = _views.PerNode;
-        session.Enqueue(_views.FullMapFor(node, session.StunServers));
+        var messages = new List<SyncResponse>();
+        _views.FullMapFor(node, session.StunServers, messages);
+        foreach (var message in messages) session.Enqueue(message);
         if (_views.PerNode) session.Enqueue(MapViews.SelfFor(node!));
     }
 
