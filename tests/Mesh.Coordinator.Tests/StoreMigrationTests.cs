@@ -158,6 +158,40 @@ public sealed class StoreMigrationTests
         Assert.Equal(["home", "lab"], (await rig.Admin.GetNodeAsync(new NodeRef { Node = "delta" })).Tags);
     }
 
+    /// <summary>
+    /// Fixtures/coordinator-schema3.db was written by the release before the policy (schema 3, commit 53f6190): that
+    /// release's coordinator opened the schema-2 fixture (moving its nodes and keys to the user "default"), then made
+    /// the user alice@example.com and a reusable key of hers tagged srv. Schema 4 keeps every node, key and user, her
+    /// key still registers a node of hers, and no policy is set.
+    /// </summary>
+    [Fact]
+    public async Task TheSchema3DataDirectoryKeepsEveryNodeKeyAndUser()
+    {
+        var dataDir = Path.Combine(Path.GetTempPath(), $"mesh-migrate-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dataDir);
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "coordinator-schema3.db"), Path.Combine(dataDir, "coordinator.db"));
+        File.WriteAllText(Path.Combine(dataDir, CoordinatorOptions.AdminKeyFile), "mak_767fc727ecec_OywAgl8qyHqIVnztt-erLgVzV-aC7f0zyYWtGqgs53M\n");
+        await using var rig = await CoordinatorRig.StartAsync(dataDir: dataDir);
+
+        Assert.Equal(["default", "alice@example.com"], (await rig.Admin.ListUsersAsync(new ListUsersRequest())).Users.Select(u => u.Name));
+        Assert.Equal(["1 alpha default", "2 bravo-laptop default", "3 gamma default"],
+            (await rig.Admin.ListNodesAsync(new ListNodesRequest())).Nodes.Select(n => $"{n.Id} {n.Name} {n.User}"));
+        Assert.Equal(
+            [
+                "44c100507387 default tags=home,lab",
+                "214366fb8f58 default tags=",
+                "c9ec0ce0601d default tags=ci",
+                "a15552750474 alice@example.com tags=srv",
+            ],
+            (await rig.Admin.ListPreAuthKeysAsync(new ListPreAuthKeysRequest())).Keys.Select(k => $"{k.Id} {k.User} tags={string.Join(',', k.Tags)}"));
+        Assert.Equal(0u, (await rig.Admin.GetPolicyAsync(new GetPolicyRequest())).Version);
+
+        await using var delta = await rig.JoinAsync("delta", "mpk_a15552750474_A1YpXu3e-quaIgoawiN6qYVPmK_bRS7lkhZtfoWFDpg");
+        Assert.Equal("100.64.0.4/32", delta.Registration.Addresses[0]);
+        var node = await rig.Admin.GetNodeAsync(new NodeRef { Node = "delta" });
+        Assert.Equal(("alice@example.com", "srv"), (node.User, string.Join(',', node.Tags)));
+    }
+
     /// <summary>Schema 3 adds users: what the previous release stored (the schema-2 fixture) belongs to the user "default".</summary>
     [Fact]
     public async Task TheSchema2DatabaseGivesEveryKeyAndNodeToTheDefaultUser()
