@@ -240,7 +240,7 @@ public sealed class NetmapPublisher
         if (!_peers.TryGetValue(fromNodeId, out var from) || from.Hub is null) return false;
         if (!_peerIdsByKey.TryGetValue(peerKey, out var toNodeId)) return false;
         if (!_peers.TryGetValue(toNodeId, out var to) || to.Hub is null || !_hubs.TryGetValue(to.Hub, out var hub)) return false;
-        if (PerNode && !NodeGrants.Sees(GrantsOf(from).Sources, GrantsOf(from).Targets, GrantsOf(to).Sources, GrantsOf(to).Targets)) return false;
+        if (PerNode && GrantsOf(from) is var a && GrantsOf(to) is var b && !NodeGrants.Sees(a.Sources, a.Targets, b.Sources, b.Targets)) return false;
         var notice = new SyncResponse { Connect = new ConnectNotice { PeerKey = ByteString.CopyFrom(from.Record.NodeKey), Endpoints = from.Endpoints } };
         hub.Link.Connect(toNodeId, notice.ToByteArray());
         return true;

@@ -208,18 +208,7 @@ public sealed class AclPolicy
             CheckTagName(tag, at);
             _tagOwners[tag] = [];
         }
-        foreach (var (tag, _, value) in owners.Members)
-        {
-            var list = new List<Selector>();
-            foreach (var owner in Array(value, tag).Items)
-            {
-                var text = String(owner, $"an owner of {tag}");
-                var selector = ParseSelector(text, owner.At);
-                if (selector.Kind is not (SelectorKind.User or SelectorKind.Group or SelectorKind.Tag)) throw new PolicyException(owner.At, $"an owner of {tag} is a user, a group or a tag, not \"{text}\"");
-                list.Add(selector);
-            }
-            _tagOwners[tag] = list;
-        }
+        foreach (var (tag, _, value) in owners.Members) _tagOwners[tag] = Principals(value, tag, $"an owner of {tag}");
     }
 
     private void ReadAcls(HuJsonArray acls)
@@ -297,11 +286,11 @@ public sealed class AclPolicy
                     foreach (var (route, routeAt, owners) in Object(value, "routes").Members)
                     {
                         if (!TryPrefix(route, out var prefix) || !route.Contains('/')) throw new PolicyException(routeAt, $"route \"{route}\" is not a CIDR prefix");
-                        _routeApprovers[prefix] = Approvers(owners, $"route {route}");
+                        _routeApprovers[prefix] = Principals(owners, $"route {route}", $"an approver of route {route}");
                     }
                     break;
                 case "exitnode":
-                    _exitNodeApprovers.AddRange(Approvers(value, "exitNode"));
+                    _exitNodeApprovers.AddRange(Principals(value, "exitNode", "an approver of exitNode"));
                     break;
                 default:
                     throw new PolicyException(at, $"unknown key \"{key}\" in autoApprovers (it has routes and exitNode)");
@@ -309,17 +298,18 @@ public sealed class AclPolicy
         }
     }
 
-    private List<Selector> Approvers(HuJsonValue value, string what)
+    /// <summary>A list of who owns a tag or approves a route: users, groups and tags only.</summary>
+    private List<Selector> Principals(HuJsonValue value, string list, string role)
     {
-        var list = new List<Selector>();
-        foreach (var owner in Array(value, what).Items)
+        var principals = new List<Selector>();
+        foreach (var item in Array(value, list).Items)
         {
-            var text = String(owner, $"an approver of {what}");
-            var selector = ParseSelector(text, owner.At);
-            if (selector.Kind is not (SelectorKind.User or SelectorKind.Group or SelectorKind.Tag)) throw new PolicyException(owner.At, $"an approver of {what} is a user, a group or a tag, not \"{text}\"");
-            list.Add(selector);
+            var text = String(item, role);
+            var selector = ParseSelector(text, item.At);
+            if (selector.Kind is not (SelectorKind.User or SelectorKind.Group or SelectorKind.Tag)) throw new PolicyException(item.At, $"{role} is a user, a group or a tag, not \"{text}\"");
+            principals.Add(selector);
         }
-        return list;
+        return principals;
     }
 
     private void ReadTests(HuJsonArray tests)
