@@ -309,17 +309,33 @@ sealed class Agent(int index, PrivateKey key, RegisterResponse registration, Grp
     public long Received => Interlocked.Read(ref _received);
 
     /// <summary>
-    /// Sync as a load generator reads it: deltas are parsed, a full map is only noted (decoding N maps of N peers
-    /// would measure protobuf on this side, not the coordinator).
+    /// Sync as a load generator reads it: deltas are parsed, of a map (in parts) only whether a part is its last is
+    /// read (decoding N maps of N peers would measure protobuf on this side, not the coordinator).
     /// </summary>
     private static readonly SyncResponse FullMapSeen = new() { Full = new NetMap() };
+    private static readonly SyncResponse MapPartSeen = new() { Full = new NetMap { Continued = true } };
 
     private static readonly Method<SyncRequest, SyncResponse> LightSync = new(MethodType.DuplexStreaming, Coordinator.Descriptor.FullName, "Sync",
         Marshallers.Create<SyncRequest>(r => r.ToByteArray(), SyncRequest.Parser.ParseFrom),
         Marshallers.Create<SyncResponse>(r => r.ToByteArray(), ParseLight));
 
     // Field 1 of SyncResponse (tag byte 0x0a) is the full map.
-    private static SyncResponse ParseLight(byte[] bytes) => bytes.Length > 0 && bytes[0] == 0x0a ? FullMapSeen : SyncResponse.Parser.ParseFrom(bytes);
+    private static SyncResponse ParseLight(byte[] bytes) => bytes.Length > 0 && bytes[0] == 0x0a ? (Continues(bytes) ? MapPartSeen : FullMapSeen) : SyncResponse.Parser.ParseFrom(bytes);
+
+    /// <summary>Whether a map part says more parts follow: its fields are skipped, not parsed, to find NetMap.continued.</summary>
+    private static bool Continues(byte[] bytes)
+    {
+        var input = new CodedInputStream(bytes);
+        input.ReadTag();
+        var end = input.ReadLength() + (int)input.Position;
+        while (input.Position < end)
+        {
+            var tag = input.ReadTag();
+            if (WireFormat.GetTagFieldNumber(tag) == NetMap.ContinuedFieldNumber) return input.ReadBool();
+            input.SkipLastField();
+        }
+        return false;
+    }
 
     public async Task ConnectAsync()
     {
@@ -339,6 +355,11 @@ sealed class Agent(int index, PrivateKey key, RegisterResponse registration, Grp
 
     public void Dispose() => _call?.Dispose();
 
+    private void Arrived(ulong node, Endpoints? endpoints, Expectation expected)
+    {
+        if (node == expected.Node && endpoints is { Candidates.Count: > 0 } && endpoints.Candidates[0].Address == expected.Marker) Arrival?.TrySetResult(Stopwatch.GetTimestamp());
+    }
+
     private sealed record Expectation(ulong Node, string Marker);
 
     private static Endpoints Endpoints(string address) => new() { Candidates = { new Candidate { Address = address, Kind = CandidateKind.Stun } } };
@@ -351,20 +372,15 @@ sealed class Agent(int index, PrivateKey key, RegisterResponse registration, Grp
             {
                 Interlocked.Increment(ref _received);
                 var message = _call.ResponseStream.Current;
-                if (message.KindCase == SyncResponse.KindOneofCase.Full)
+                if (message.KindCase == SyncResponse.KindOneofCase.Full && !message.Full.Continued)
                 {
                     Interlocked.Increment(ref _fullMaps);
                     FirstMap.TrySetResult();
                 }
                 if (message.KindCase != SyncResponse.KindOneofCase.Delta) continue;
                 if (Volatile.Read(ref _expected) is not { } expected) continue;
-                foreach (var peer in message.Delta.PeersChanged)
-                {
-                    if (peer.NodeId == expected.Node && peer.Endpoints.Candidates.Count > 0 && peer.Endpoints.Candidates[0].Address == expected.Marker)
-                    {
-                        Arrival?.TrySetResult(Stopwatch.GetTimestamp());
-                    }
-                }
+                foreach (var peer in message.Delta.PeersChanged) Arrived(peer.NodeId, peer.Endpoints, expected);
+                foreach (var presence in message.Delta.Presence) Arrived(presence.NodeId, presence.Endpoints, expected);
             }
         }
         catch (RpcException)

@@ -7,12 +7,20 @@ namespace Mesh.Control;
 /// An agent's copy of its netmap: a full map replaces everything, a delta with a newer serial changes or
 /// removes peers. Without a policy the entry with the agent's own key is itself; with one (<see cref="PerNode"/>) the
 /// coordinator sends the agent's own record, with its packet filter, on its own, and entries with its key in a map
-/// or delta are ignored (they lack the filter). Each apply says what it changed
+/// or delta are ignored (they lack the filter). In the compact form (<see cref="Form"/>) a map comes in parts, taken
+/// whole with the last one, and a change of a peer's presence alone comes by its id. Each apply says what it changed
 /// (<see cref="LastChange"/>), so a consumer touches only that. No I/O; not thread-safe.
 /// </summary>
 public sealed class NetMapView(ByteString selfKey)
 {
+    /// <summary>The most peers a map in parts may gather before it is whole: a coordinator that never ends one must not grow it without end.</summary>
+    public const int MaxPeers = 1 << 20;
+
+    /// <summary>The form this reader asks the coordinator for.</summary>
+    public const MapForm Form = MapForm.Compact;
+
     private readonly Dictionary<ulong, Peer> _peers = new();
+    private NetMap? _partial;
 
     public ulong Serial { get; private set; }
     public Peer? Self { get; private set; }
@@ -37,10 +45,10 @@ public sealed class NetMapView(ByteString selfKey)
         switch (message.KindCase)
         {
             case SyncResponse.KindOneofCase.Full:
-                ApplyFull(message.Full);
-                return true;
+                return GatherParts(message.Full);
             case SyncResponse.KindOneofCase.Delta:
-                return ApplyDelta(message.Delta);
+                // A delta inside a map's parts is out of order: the map it follows is not whole.
+                return _partial is null && ApplyDelta(message.Delta);
             case SyncResponse.KindOneofCase.Self:
                 if (!message.Self.NodeKey.Equals(selfKey)) return false;
                 LastChange.Reset(full: false).SelfChanged = true;
@@ -52,6 +60,31 @@ public sealed class NetMapView(ByteString selfKey)
     }
 
     public Peer? FindPeer(ByteString nodeKey) => _peers.Values.FirstOrDefault(p => p.NodeKey.Equals(nodeKey));
+
+    /// <summary>
+    /// A map or one of its parts: a map is applied once its last part is here. A part that does not follow the last
+    /// one gathered (a stream that broke off mid-map) drops what was gathered; a first part starts again.
+    /// </summary>
+    private bool GatherParts(NetMap part)
+    {
+        if (part.Part == 0) _partial = part;
+        else if (_partial is { } partial && partial.Serial == part.Serial && partial.Part + 1 == part.Part && partial.Peers.Count + part.Peers.Count <= MaxPeers)
+        {
+            partial.Peers.AddRange(part.Peers);
+            partial.Part = part.Part;
+            partial.Continued = part.Continued;
+        }
+        else
+        {
+            _partial = null;
+            return false;
+        }
+        if (_partial.Continued) return false;
+        var map = _partial;
+        _partial = null;
+        ApplyFull(map);
+        return true;
+    }
 
     private void ApplyFull(NetMap map)
     {
@@ -98,6 +131,17 @@ public sealed class NetMapView(ByteString selfKey)
                 _peers[peer.NodeId] = peer;
                 change.Upserted.Add(peer);
             }
+        }
+        foreach (var presence in delta.Presence)
+        {
+            if (!_peers.TryGetValue(presence.NodeId, out var known)) continue;
+            // A new record rather than the old one changed: a consumer may hold the old one.
+            var peer = known.Clone();
+            peer.Online = presence.Online;
+            peer.LastSeen = presence.LastSeen;
+            peer.Endpoints = presence.Endpoints;
+            _peers[presence.NodeId] = peer;
+            change.Upserted.Add(peer);
         }
         foreach (var id in delta.PeersRemoved)
         {

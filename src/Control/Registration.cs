@@ -36,6 +36,7 @@ public static class Registration
             NodeKey = ByteString.CopyFrom(nodeKey.PublicKey.Span),
             Nonce = challenge.Nonce,
             Proof = ByteString.CopyFrom(proof),
+            MapForm = NetMapView.Form,
         };
     }
 }

@@ -43,11 +43,15 @@ internal sealed class FakeMeshPort(NodeRecord node) : IMeshPort
     /// <summary>When set, opening a session fails with it (a grain call timing out while a replica dies).</summary>
     public Exception? OpenFails;
 
+    /// <summary>The agent resumes: the start brings the deltas since the map (<see cref="Since"/>), and no map.</summary>
+    public bool Resumes;
+
     public Task<Result<SessionStart>> OpenSessionAsync(string hubId, NodeRecord record, byte[] endpoints, ulong lastSerial)
     {
         WhileOpening?.Invoke();
         if (OpenFails is { } failure) return Task.FromException<Result<SessionStart>>(failure);
-        return Task.FromResult<Result<SessionStart>>(new SessionStart(Map(), [], MapSerial, Epoch));
+        var start = Resumes ? new SessionStart(null, Since.ToList(), MapSerial + (ulong)Since.Count, Epoch, PerNode, Resumes: true) : new SessionStart(null, [], MapSerial, Epoch, PerNode);
+        return Task.FromResult<Result<SessionStart>>(start);
     }
 
     /// <summary>Every endpoint update the hub passed on, as the publisher took it.</summary>
@@ -69,8 +73,9 @@ internal sealed class FakeMeshPort(NodeRecord node) : IMeshPort
         return new SyncResponse { Full = map }.ToByteArray();
     }
 
-    /// <summary>A hub on a fake publisher, attached, with the stream of node 7 open on it.</summary>
-    public static async Task<(SyncHub Hub, SyncSession Session, FakeMeshPort Mesh)> OpenAsync(Action<SyncHub>? whileOpening = null, Action<FakeMeshPort>? made = null, TimeProvider? time = null)
+    /// <summary>A hub on a fake publisher, attached, with the stream of node 7 open on it, reading the map in this form (whole records by default, as agents before the compact form).</summary>
+    public static async Task<(SyncHub Hub, SyncSession Session, FakeMeshPort Mesh)> OpenAsync(Action<SyncHub>? whileOpening = null, Action<FakeMeshPort>? made = null, TimeProvider? time = null,
+        MapForm form = MapForm.Records)
     {
         using var key = PrivateKey.Generate();
         var node = new NodeRecord { Id = 7, NodeKey = key.PublicKey.Span.ToArray(), Name = "n", Ipv4 = "100.64.0.7", Ipv6 = "fd00::7", State = NodeState.Approved };
@@ -79,7 +84,7 @@ internal sealed class FakeMeshPort(NodeRecord node) : IMeshPort
         var hub = new SyncHub("hub", mesh, time ?? TimeProvider.System, NullLogger.Instance);
         if (whileOpening is not null) mesh.WhileOpening = () => whileOpening(hub);
         await hub.AttachAsync();
-        var session = (await hub.OpenAsync("token", key.PublicKey, new SyncHello(), ["192.0.2.1:3478"])).Value!;
+        var session = (await hub.OpenAsync("token", key.PublicKey, new SyncHello { MapForm = form }, ["192.0.2.1:3478"])).Value!;
         Assert.Null(session.CloseReason);
         return (hub, session, mesh);
     }

@@ -91,4 +91,41 @@ public sealed class NetmapPublisherTests
         publisher.NodeUpdated(Node(3, "z"));
         Assert.Equal([y.Id, 3L], publisher.Presence().Select(p => p.NodeId).Order());
     }
+
+    /// <summary>A hub that keeps what it is sent.</summary>
+    private sealed class RecordingHub : IHubLink
+    {
+        public List<NetMapDelta> Deltas { get; } = new();
+        public void Publish(byte[] message) => Deltas.Add(SyncResponse.Parser.ParseFrom(message).Delta);
+        public void Connect(long nodeId, byte[] message) { }
+        public void EndSession(long nodeId, Problem reason) { }
+    }
+
+    [Fact]
+    public void AChangeOfPresenceGoesOutByIdAndANewOrChangedRecordWhole()
+    {
+        var x = Node(1, "x");
+        var batches = new Batches();
+        var hub = new RecordingHub();
+        var publisher = new NetmapPublisher(new MeshOptions(), [x], [], null, new NoPresence(), batches, _time);
+        publisher.AttachHub("h1", hub, null, []);
+        var endpoints = new Endpoints { Candidates = { new Candidate { Address = "198.51.100.1:1" } } }.ToByteArray();
+
+        Assert.True(publisher.OpenSession("h1", x, endpoints, 0).Ok);
+        batches.RunAll();
+        var online = Assert.Single(hub.Deltas[^1].Presence);
+        Assert.Empty(hub.Deltas[^1].PeersChanged);
+        Assert.Equal((1UL, true, "198.51.100.1:1"), (online.NodeId, online.Online, online.Endpoints.Candidates[0].Address));
+
+        publisher.NodeUpdated(x with { Name = "x2" });
+        publisher.NodeUpdated(Node(2, "y"));
+        batches.RunAll();
+        Assert.Equal(["x2", "y"], hub.Deltas[^1].PeersChanged.Select(p => p.Name).Order());
+        Assert.Empty(hub.Deltas[^1].Presence);
+
+        publisher.CloseSession(x.Id, "h1", _time.GetUtcNow().UtcDateTime);
+        batches.RunAll();
+        var offline = Assert.Single(hub.Deltas[^1].Presence);
+        Assert.Equal((false, _time.GetUtcNow().UtcDateTime), (offline.Online, offline.LastSeen.ToDateTime()));
+    }
 }

@@ -46,6 +46,9 @@ public sealed class CoordinatorService(IRegistrar registry, Challenges challenge
     private const int MaxUsedNonces = 100_000;
     private readonly UsedNonces _usedNonces = new(MaxUsedNonces, time);
     private static readonly WriteOptions Batched = new(WriteFlags.BufferHint);
+
+    /// <summary>The most bytes a stream's writer buffers before it flushes (and waits for the stream to take them).</summary>
+    private const int FlushBytes = 32 * 1024;
     private static readonly TimeSpan KeepaliveInterval = TimeSpan.FromSeconds(25);
 
     /// <summary>The service, with Sync's responses serialized once per message: every change goes to every agent as the same instance.</summary>
@@ -125,11 +128,17 @@ public sealed class CoordinatorService(IRegistrar registry, Challenges challenge
                 continue;
             }
             if (!more) return;
-            // Everything queued goes out in one flush: a burst of changes costs one write, not one per change.
+            // What is queued goes out in flushes of up to FlushBytes: a burst of changes costs one write, not one per
+            // change, and a flush waits for the HTTP/2 stream to take the bytes, so a stream that reads slowly holds at
+            // most that much (and the part of a map written last) in the coordinator's buffers.
+            var unflushed = 0;
             while (session.Outbound.TryRead(out var message))
             {
-                responses.WriteOptions = session.Outbound.Count > 0 ? Batched : null;
+                unflushed += ServiceDefinitions.WireBytes(message).Length;
+                var flush = session.Outbound.Count == 0 || unflushed >= FlushBytes;
+                responses.WriteOptions = flush ? null : Batched;
                 await responses.WriteAsync(message);
+                if (flush) unflushed = 0;
             }
         }
     }

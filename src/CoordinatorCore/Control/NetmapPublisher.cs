@@ -25,14 +25,16 @@ public interface IHubLink
 }
 
 /// <summary>
-/// How a new sync stream starts: the full map (when the agent cannot resume), then the deltas after it, up to
-/// <paramref name="Serial"/>, numbered in the serials of the publisher <paramref name="Epoch"/> names (the first
-/// serial of its activation): serials of another activation do not follow these, and may even be lower (a replica
-/// whose clock is behind took the publisher over). <paramref name="PerNode"/>: a policy gives each node its own slice,
-/// which the hub cuts from its copy of the map, so the start carries no map.
+/// Where a hub starts from: the full map (for an attach), then the deltas after it, up to <paramref name="Serial"/>,
+/// numbered in the serials of the publisher <paramref name="Epoch"/> names (the first serial of its activation):
+/// serials of another activation do not follow these, and may even be lower (a replica whose clock is behind took the
+/// publisher over). <paramref name="PerNode"/>: a policy gives each node its own slice. A stream's start carries no
+/// map: the hub starts a stream from its own copy of the map, unless the agent <paramref name="Resumes"/> with the
+/// deltas after its serial.
 /// </summary>
 [GenerateSerializer, Immutable]
-public sealed record SessionStart([property: Id(0)] byte[]? FullMap, [property: Id(1)] IReadOnlyList<byte[]> Deltas, [property: Id(2)] ulong Serial, [property: Id(3)] ulong Epoch, [property: Id(4)] bool PerNode = false);
+public sealed record SessionStart([property: Id(0)] byte[]? FullMap, [property: Id(1)] IReadOnlyList<byte[]> Deltas, [property: Id(2)] ulong Serial, [property: Id(3)] ulong Epoch,
+    [property: Id(4)] bool PerNode = false, [property: Id(5)] bool Resumes = false);
 
 /// <summary>A node as presence sees it: where its stream is, and what it last said of its reachability.</summary>
 [GenerateSerializer, Immutable]
@@ -92,7 +94,8 @@ public sealed class NetmapPublisher
         (_policy, _policyVersion) = policy is { } p ? (p.Policy, p.Version) : (null, 0);
         foreach (var node in nodes)
         {
-            if (node.State == NodeState.Approved) Track(new PeerState(node));
+            // Hubs take these from the first map: only what changes after goes out by delta.
+            if (node.State == NodeState.Approved) Track(new PeerState(node) { RecordChanged = false });
         }
         // Serials continue above any earlier run's: a reconnecting agent's old serial can't match a new change.
         _serial = (ulong)time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
@@ -131,7 +134,7 @@ public sealed class NetmapPublisher
         {
             var before = peer.Grants;
             peer.Grants = null;
-            if (wasPerNode != PerNode || (PerNode && (before is null || !before.SameAs(GrantsOf(peer))))) Changed(peer);
+            if (wasPerNode != PerNode || (PerNode && (before is null || !before.SameAs(GrantsOf(peer))))) Changed(peer, record: true);
         }
         SchedulePublish();
     }
@@ -142,7 +145,7 @@ public sealed class NetmapPublisher
         _users[userId] = name;
         foreach (var peer in _peers.Values)
         {
-            if (peer.Record.UserId == userId) Changed(peer);
+            if (peer.Record.UserId == userId) Changed(peer, record: true);
         }
     }
 
@@ -167,7 +170,7 @@ public sealed class NetmapPublisher
             peer.Hub = hubId;
             peer.Endpoints = Endpoints.Parser.ParseFrom(stream.Endpoints);
             _presence.NodeOnline(peer.Record.Id);
-            Changed(peer);
+            Changed(peer, record: false);
         }
     }
 
@@ -188,8 +191,9 @@ public sealed class NetmapPublisher
     }
 
     /// <summary>
-    /// A node's stream opened at a hub: it is online there (a stream it had elsewhere ends), and the stream starts with
-    /// the deltas after the agent's serial, or with a full map when those are gone.
+    /// A node's stream opened at a hub: it is online there (a stream it had elsewhere ends), and the stream resumes with
+    /// the deltas after the agent's serial, or starts from the hub's copy of the map when those are gone (a map in every
+    /// start was megabytes per stream between replicas at 10,000 nodes).
     /// </summary>
     public Result<SessionStart> OpenSession(string hubId, NodeRecord node, byte[] endpoints, ulong lastSerial)
     {
@@ -204,20 +208,18 @@ public sealed class NetmapPublisher
         peer.Hub = hubId;
         peer.Endpoints = Endpoints.Parser.ParseFrom(endpoints);
         if (wasOffline) _presence.NodeOnline(node.Id);
-        Changed(peer);
-        if (PerNode) return new SessionStart(null, [], _serial, Epoch, true);
+        Changed(peer, record: false);
         // An agent does not resume across a change into or out of per-node maps: the deltas before it are of the
         // other mode (with a policy they carry each changed node's filter, for hubs only).
-        if (lastSerial >= _modeSerial && MissedDeltas(lastSerial) is { } missed) return new SessionStart(null, missed, _serial, Epoch, PerNode);
-        var (map, serial) = FullMap();
-        return new SessionStart(map, MissedDeltas(serial) ?? [], _serial, Epoch, PerNode);
+        if (!PerNode && lastSerial >= _modeSerial && MissedDeltas(lastSerial) is { } missed) return new SessionStart(null, missed, _serial, Epoch, PerNode, Resumes: true);
+        return new SessionStart(null, [], _serial, Epoch, PerNode);
     }
 
     public void UpdateEndpoints(long nodeId, string hubId, byte[] endpoints)
     {
         if (!_peers.TryGetValue(nodeId, out var peer) || peer.Hub != hubId) return;
         peer.Endpoints = Endpoints.Parser.ParseFrom(endpoints);
-        Changed(peer);
+        Changed(peer, record: false);
     }
 
     /// <summary>The node's stream at this hub ended; a stream it opened elsewhere since is left alone.</summary>
@@ -231,7 +233,7 @@ public sealed class NetmapPublisher
         peer.Hub = null;
         peer.Record = peer.Record with { LastSeen = now };
         _presence.NodeOffline(peer.Record.Id, now);
-        Changed(peer);
+        Changed(peer, record: false);
     }
 
     /// <summary>Tells the peer (if it is online) that this node wants to connect now, with this node's current candidates.</summary>
@@ -257,7 +259,7 @@ public sealed class NetmapPublisher
         if (_peers.TryGetValue(record.Id, out var peer)) peer.Record = record;
         else if (RecentlyDeleted(record.Id)) return;
         else Track(peer = new PeerState(record));
-        Changed(peer);
+        Changed(peer, record: true);
     }
 
     public void NodeDeleted(long nodeId)
@@ -342,10 +344,15 @@ public sealed class NetmapPublisher
         _peerIdsByKey[new PublicKey(peer.Record.NodeKey)] = peer.Record.Id;
     }
 
-    private void Changed(PeerState peer)
+    /// <summary>
+    /// The peer changed: its record (<paramref name="record"/>: name, tags, user, grants), or only its presence (online,
+    /// last seen, endpoints), which goes out by id, a tenth of the bytes, to every stream that sees it.
+    /// </summary>
+    private void Changed(PeerState peer, bool record)
     {
         peer.Peer = null;
-        peer.Grants = null;
+        peer.RecordChanged |= record;
+        if (record) peer.Grants = null;
         _pendingRemoved.Remove((ulong)peer.Record.Id);
         _pendingChanged[peer.Record.Id] = peer;
         SchedulePublish();
@@ -371,7 +378,12 @@ public sealed class NetmapPublisher
         if (_policyChanged) delta.Policy = new PolicyChange { PerNode = PerNode, Version = _policyVersion };
         if (_modeChanging) _modeSerial = _serial + 1;
         _policyChanged = _modeChanging = false;
-        foreach (var peer in _pendingChanged.Values) delta.PeersChanged.Add(PeerOf(peer));
+        foreach (var peer in _pendingChanged.Values)
+        {
+            if (peer.RecordChanged) delta.PeersChanged.Add(PeerOf(peer));
+            else delta.Presence.Add(PresenceOf(peer));
+            peer.RecordChanged = false;
+        }
         delta.PeersRemoved.AddRange(_pendingRemoved);
         delta.RelaysChanged.AddRange(_pendingRelays.Values);
         delta.RelaysRemoved.AddRange(_pendingRelaysRemoved);
@@ -454,6 +466,13 @@ public sealed class NetmapPublisher
         return peer;
     }
 
+    private static PeerPresence PresenceOf(PeerState state)
+    {
+        var presence = new PeerPresence { NodeId = (ulong)state.Record.Id, Online = state.Hub is not null, Endpoints = state.Endpoints };
+        if (state.Record.LastSeen is { } seen) presence.LastSeen = Timestamp.FromDateTime(seen);
+        return presence;
+    }
+
     private NodeGrants GrantsOf(PeerState state) => state.Grants ??= NodeGrants.Of(_policy!, PolicyNodeOf(state.Record));
 
     /// <summary>The node as the policy sees it. Keys may name tags with or without Tailscale's "tag:" (stored as given): both are the policy's tag:NAME.</summary>
@@ -475,6 +494,9 @@ public sealed class NetmapPublisher
         public string? Hub { get; set; }
         public Peer? Peer { get; set; }
         public NodeGrants? Grants { get; set; }
+
+        /// <summary>More than the presence changed since the last delta (a new peer is all new): the next delta carries the whole record.</summary>
+        public bool RecordChanged { get; set; } = true;
     }
 
     private sealed class HubState(IHubLink link)

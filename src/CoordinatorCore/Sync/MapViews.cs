@@ -13,12 +13,20 @@ namespace Mesh.Coordinator.Sync;
 /// built and serialized once per kind of node, not per stream, and a delta is cut once per kind too. As the shared
 /// map does, a slice serves for <see cref="SliceLifetime"/> changes, followed by its kind's cuts of the deltas since:
 /// while a storm of streams opens, each delta would otherwise have every kind's slice built again. A node's own
-/// record, with its filter, goes to it alone. The hub's lock guards it.
+/// record, with its filter, goes to it alone. Each is made in the form the stream reads (<see cref="MapForm"/>): the
+/// compact form has maps in parts of at most <see cref="MaxPartBytes"/> and presence by id; the records form, of the
+/// agents before it, whole maps and whole records. The hub's lock guards it.
 /// </summary>
 internal sealed class MapViews
 {
     /// <summary>How many changes a slice serves for, as the publisher's shared full map does.</summary>
     public const int SliceLifetime = 256;
+
+    /// <summary>
+    /// The most bytes of peers in one part of a compact map: a stream holds one part in flight rather than a whole
+    /// map (2.5 MB at 10,000 peers, times every stream that opens at once).
+    /// </summary>
+    public const int MaxPartBytes = 16 * 1024;
 
     private readonly Dictionary<long, PeerView> _peers = new();
     /// <summary>Read without the hub's lock (the relay asks for every frame); written under it.</summary>
@@ -77,10 +85,18 @@ internal sealed class MapViews
         {
             var view = new PeerView(peer);
             if (view.Key is null) continue;
-            var change = (Remove((long)peer.NodeId), view);
+            var change = new PeerChange(Remove((long)peer.NodeId), view, null);
             cut.Changed.Add(change);
             cut.ChangedById[(long)peer.NodeId] = change;
             Add(view);
+        }
+        foreach (var presence in delta.Presence)
+        {
+            if (!_peers.TryGetValue((long)presence.NodeId, out var old)) continue;
+            var change = new PeerChange(old, old.With(presence), presence);
+            cut.Changed.Add(change);
+            cut.ChangedById[(long)presence.NodeId] = change;
+            _peers[(long)presence.NodeId] = change.Current;
         }
         foreach (var id in delta.PeersRemoved)
         {
@@ -100,22 +116,33 @@ internal sealed class MapViews
         return cut;
     }
 
+    /// <summary>The grants a node's slice and cuts are made for: its own with a policy, everyone's without.</summary>
+    public GrantKey GrantsOf(PeerView? node) => PerNode && node is not null ? node.Grants : GrantKey.Everyone;
+
     /// <summary>
     /// The messages the node's stream starts from: the full map (every peer without a policy; with one, the peers the
     /// node reaches or that reach it), then its kind's cuts of the deltas since that map was made. The map is shared
     /// by every node of the same grants that reached the same address (its STUN servers).
     /// </summary>
-    public void FullMapFor(PeerView? node, IReadOnlyList<string> stunServers, List<SyncResponse> messages)
+    public void FullMapFor(GrantKey grants, IReadOnlyList<string> stunServers, MapForm form, List<SyncResponse> messages)
     {
-        var grants = PerNode && node is not null ? node.Grants : GrantKey.Everyone;
         if (!_slices.TryGetValue(grants, out var slice) || !Follows(slice.Serial)) _slices[grants] = slice = NewSlice(grants);
-        messages.Add(slice.For(stunServers));
+        messages.AddRange(slice.For(stunServers, form));
         if (slice.Serial == Serial) return;
-        var probe = node ?? new PeerView(new Peer());
         foreach (var cut in _cuts)
         {
-            if (cut.Serial > slice.Serial && DeltaFor(probe, cut) is { } since) messages.Add(since);
+            if (cut.Serial > slice.Serial && DeltaFor(grants, cut, form) is { } since) messages.Add(since);
         }
+    }
+
+    /// <summary>The kept cut of the delta with this serial, or null when it is no longer kept.</summary>
+    public DeltaCut? CutAt(ulong serial)
+    {
+        foreach (var cut in _cuts)
+        {
+            if (cut.Serial == serial) return cut;
+        }
+        return null;
     }
 
     /// <summary>Whether the kept cuts bring a slice made at <paramref name="serial"/> up to now.</summary>
@@ -131,51 +158,82 @@ internal sealed class MapViews
         return new Slice(Serial, PerNode, [.. _meshPrefixes], [.. _relays], peers);
     }
 
-    /// <summary>A kind of node's map at one serial: its peers' records (never changed after), serialized once per STUN address.</summary>
+    /// <summary>A kind of node's map at one serial: its peers' records (never changed after), serialized once per STUN address and form.</summary>
     private sealed class Slice(ulong serial, bool perNode, List<string> meshPrefixes, List<Relay> relays, List<Peer> peers)
     {
-        private readonly Dictionary<string, SyncResponse> _byStun = new(StringComparer.Ordinal);
+        private readonly Dictionary<(string, MapForm), List<SyncResponse>> _byStun = new();
 
         public ulong Serial { get; } = serial;
 
-        public SyncResponse For(IReadOnlyList<string> stunServers)
+        public List<SyncResponse> For(IReadOnlyList<string> stunServers, MapForm form)
         {
-            var key = string.Join(",", stunServers);
+            var key = (string.Join(",", stunServers), form);
             if (_byStun.TryGetValue(key, out var cached)) return cached;
             var map = new NetMap { Serial = Serial, PerNode = perNode };
             map.MeshPrefixes.AddRange(meshPrefixes);
             map.Relays.AddRange(relays);
             map.StunServers.AddRange(stunServers);
-            map.Peers.AddRange(peers);
-            return _byStun[key] = Handle(new SyncResponse { Full = map });
+            var messages = new List<SyncResponse>();
+            if (form == MapForm.Records)
+            {
+                map.Peers.AddRange(peers);
+                messages.Add(Handle(new SyncResponse { Full = map }));
+            }
+            else
+            {
+                // What a part's bytes come to: its fields, and each peer's with its tag and length.
+                var size = map.CalculateSize() + 8;
+                foreach (var peer in peers)
+                {
+                    var peerSize = peer.CalculateSize() + 4;
+                    if (map.Peers.Count > 0 && size + peerSize > MaxPartBytes)
+                    {
+                        map.Continued = true;
+                        messages.Add(Handle(new SyncResponse { Full = map }));
+                        map = new NetMap { Serial = Serial, Part = map.Part + 1 };
+                        size = map.CalculateSize() + 8;
+                    }
+                    map.Peers.Add(peer);
+                    size += peerSize;
+                }
+                messages.Add(Handle(new SyncResponse { Full = map }));
+            }
+            return _byStun[key] = messages;
         }
     }
 
     /// <summary>The node's own record with its filter (with a policy), for its stream alone.</summary>
     public static SyncResponse SelfFor(PeerView node) => node.Self ??= Handle(new SyncResponse { Self = node.Record });
 
-    /// <summary>The part of a delta a node of these grants sees (all of it without a policy), or null when none of it concerns it; cut once per kind of node.</summary>
-    public SyncResponse? DeltaFor(PeerView node, DeltaCut cut)
+    /// <summary>
+    /// The part of a delta a node of these grants sees (all of it without a policy), in the stream's form, or null
+    /// when none of it concerns it; cut once per kind of node and form.
+    /// </summary>
+    public SyncResponse? DeltaFor(GrantKey grants, DeltaCut cut, MapForm form)
     {
-        if (cut.Cuts.TryGetValue(node.Grants, out var cached)) return cached;
+        if (cut.Cuts.TryGetValue((grants, form), out var cached)) return cached;
         var delta = new NetMapDelta { Serial = cut.Serial };
-        foreach (var (old, current) in cut.Changed)
+        foreach (var (old, current, presence) in cut.Changed)
         {
-            if (Sees(node, current)) delta.PeersChanged.Add(current.Public);
-            else if (old is not null && Sees(node, old)) delta.PeersRemoved.Add(old.Record.NodeId);
+            if (Sees(grants, current))
+            {
+                if (presence is not null && form == MapForm.Compact) delta.Presence.Add(presence);
+                else delta.PeersChanged.Add(current.Public);
+            }
+            else if (old is not null && Sees(grants, old)) delta.PeersRemoved.Add(old.Record.NodeId);
         }
         foreach (var old in cut.Removed)
         {
-            if (Sees(node, old)) delta.PeersRemoved.Add(old.Record.NodeId);
+            if (Sees(grants, old)) delta.PeersRemoved.Add(old.Record.NodeId);
         }
         delta.RelaysChanged.AddRange(cut.RelaysChanged);
         delta.RelaysRemoved.AddRange(cut.RelaysRemoved);
-        var empty = delta.PeersChanged.Count == 0 && delta.PeersRemoved.Count == 0 && delta.RelaysChanged.Count == 0 && delta.RelaysRemoved.Count == 0;
-        return cut.Cuts[node.Grants] = empty ? null : Handle(new SyncResponse { Delta = delta });
+        var empty = delta.PeersChanged.Count == 0 && delta.Presence.Count == 0 && delta.PeersRemoved.Count == 0 && delta.RelaysChanged.Count == 0 && delta.RelaysRemoved.Count == 0;
+        return cut.Cuts[(grants, form)] = empty ? null : Handle(new SyncResponse { Delta = delta });
     }
 
     /// <summary>Without a policy every node sees every other (a cut's mode is the mode it was made in: a change of mode drops the kept cuts).</summary>
-    private bool Sees(PeerView node, PeerView peer) => !PerNode || node.Grants.Sees(peer.Grants);
+    private bool Sees(GrantKey grants, PeerView peer) => !PerNode || grants.Sees(peer.Grants);
 
     private void Add(PeerView view)
     {
@@ -203,16 +261,31 @@ internal sealed class MapViews
 internal sealed class PeerView
 {
     public PeerView(Peer record)
+        : this(record, record.NodeKey.Length == Key32.Size ? new PublicKey(record.NodeKey.Span) : null, new GrantKey([.. record.PolicySources], [.. record.PolicyTargets]))
+    {
+    }
+
+    private PeerView(Peer record, PublicKey? key, GrantKey grants)
     {
         Record = record;
-        if (record.NodeKey.Length == Key32.Size) Key = new PublicKey(record.NodeKey.Span);
-        Grants = new GrantKey([.. record.PolicySources], [.. record.PolicyTargets]);
+        Key = key;
+        Grants = grants;
         if (record.Filter is null) Public = record;
         else
         {
             Public = record.Clone();
             Public.Filter = null;
         }
+    }
+
+    /// <summary>The same peer with a new presence: its key and grants stand.</summary>
+    public PeerView With(PeerPresence presence)
+    {
+        var record = Record.Clone();
+        record.Online = presence.Online;
+        record.LastSeen = presence.LastSeen;
+        record.Endpoints = presence.Endpoints;
+        return new PeerView(record, Key, Grants);
     }
 
     public Peer Record { get; }
@@ -250,14 +323,17 @@ internal sealed class GrantKey(ulong[] sources, ulong[] targets) : IEquatable<Gr
     }
 }
 
-/// <summary>What one delta changed, and its cut for each kind of node (made when a stream of that kind needs it).</summary>
+/// <summary>A peer a delta changed: as it was (null when new), as it is, and its presence when only that changed.</summary>
+internal readonly record struct PeerChange(PeerView? Old, PeerView Current, PeerPresence? Presence);
+
+/// <summary>What one delta changed, and its cut for each kind of node and form (made when a stream of that kind needs it).</summary>
 internal sealed class DeltaCut(ulong serial)
 {
     public ulong Serial { get; } = serial;
-    public List<(PeerView? Old, PeerView Current)> Changed { get; } = new();
-    public Dictionary<long, (PeerView? Old, PeerView Current)> ChangedById { get; } = new();
+    public List<PeerChange> Changed { get; } = new();
+    public Dictionary<long, PeerChange> ChangedById { get; } = new();
     public List<PeerView> Removed { get; } = new();
     public List<Relay> RelaysChanged { get; } = new();
     public List<string> RelaysRemoved { get; } = new();
-    public Dictionary<GrantKey, SyncResponse?> Cuts { get; } = new();
+    public Dictionary<(GrantKey, MapForm), SyncResponse?> Cuts { get; } = new();
 }

@@ -28,9 +28,10 @@ public interface IMeshPort
 
 /// <summary>
 /// The sync streams connected to this replica: it opens them through the registry and the publisher, hands every
-/// delta the publisher sends to all of them as one message (serialized once, by the publisher), delivers connect
-/// notices and ends streams it is told to. It keeps the peers' keys from the maps it sees, which is what this
-/// replica's relay serves. Thread-safe.
+/// delta the publisher sends to all of them as one message (serialized once, by the publisher; with a policy, or to an
+/// agent that reads whole records, as a cut made once per kind of node), delivers connect notices and ends streams it
+/// is told to. It keeps a copy of the map, which is what streams start from and what this replica's relay serves.
+/// Thread-safe.
 /// </summary>
 /// <param name="synchronousSends">A stream's writer runs on the thread that queues to it rather than a reader's: the NAT lab's one thread.</param>
 public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILogger logger, bool synchronousSends = false) : IHubLink
@@ -38,8 +39,6 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     private readonly object _lock = new();
     private readonly Dictionary<long, SyncSession> _sessions = new();
     private readonly MapViews _views = new();
-    private readonly Dictionary<string, SyncResponse> _fullMaps = new(StringComparer.Ordinal);
-    private byte[]? _fullMapSource;
     private ulong _serial;
     private ulong _epoch;
     private bool _started;
@@ -135,6 +134,11 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         }
         var start = await mesh.AttachAsync(HubId, this, Relay, streams).ConfigureAwait(false);
         var full = SyncResponse.Parser.ParseFrom(start.FullMap).Full;
+        // Who is in the mesh at the start's serial: a stream whose node is not ends, whether or not the hub's copy
+        // is reset to this map (a hub that missed nothing keeps its copy, and a lost delta or message that removed
+        // the node would leave it there).
+        var members = new HashSet<long>(full.Peers.Count);
+        foreach (var peer in full.Peers) members.Add((long)peer.NodeId);
         List<SyncSession> gone;
         lock (_lock)
         {
@@ -142,16 +146,18 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             // A delta applied while this attach was under way leaves the hub ahead of the attach's map: its peers stand.
             var takePeers = otherPublisher || start.Serial >= _serial;
             var fromMap = otherPublisher || _serial < full.Serial;
-            // With per-node maps, a hub that only missed a few deltas of the same publisher applies just those to its
-            // copy and cuts them for each kind of node, as they would have come: a new map for every stream at each
+            // A hub that only missed a few deltas of the same publisher applies just those to its copy and sends them on
+            // (cut for each kind of node with a policy), as they would have come: a new map for every stream at each
             // catch-up (one-way messages overtake each other under load) was gigabytes at 10,000 streams.
-            var cuts = takePeers && !fromMap && _views.PerNode && full.PerNode ? new List<DeltaCut>() : null;
+            var cuts = takePeers && !fromMap && _views.PerNode == full.PerNode ? new List<DeltaCut>() : null;
             if (takePeers && cuts is null) _views.Reset(full);
             // The shared map may be a few changes old: the deltas since bring the peers up to date.
             var deltas = new List<(ulong Serial, byte[] Bytes)>(start.Deltas.Count);
             foreach (var bytes in start.Deltas)
             {
                 var delta = SyncResponse.Parser.ParseFrom(bytes).Delta;
+                foreach (var peer in delta.PeersChanged) members.Add((long)peer.NodeId);
+                foreach (var id in delta.PeersRemoved) members.Remove((long)id);
                 if (cuts is not null)
                 {
                     if (delta.Serial > _serial) cuts.Add(_views.Apply(delta));
@@ -159,7 +165,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                 else if (takePeers) _views.Apply(delta);
                 deltas.Add((delta.Serial, bytes));
             }
-            if (otherPublisher || _serial < start.Serial) Repair(start.FullMap!, deltas, start.Serial, start.Epoch, fromMap, cuts);
+            if (otherPublisher || _serial < start.Serial) Repair(deltas, start.Serial, start.Epoch, fromMap, cuts);
             _epoch = start.Epoch;
             // A stream that waited for its node's record or for the hub to catch up takes its map now, and so does one
             // whose map is of the other mode than the map this attach took (a policy came or went meanwhile, and the
@@ -168,19 +174,20 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
             {
                 if (session.Early is null && (session.AwaitingMap || (session.SentPerNode is { } sent && sent != _views.PerNode))) SendMap(session);
             }
-            gone = opened.Where(s => !_views.Contains(s.NodeId)).ToList();
+            // A hub ahead of the start has newer deltas than it, which may add nodes: its copy says who is in.
+            gone = opened.Where(s => takePeers ? !members.Contains(s.NodeId) : !_views.Contains(s.NodeId)).ToList();
         }
         foreach (var session in gone) EndRemoved(session);
     }
 
     /// <summary>
-    /// The hub is behind the publisher: its open streams get the deltas after the hub's serial, or the full map and
-    /// every delta since when the hub is behind the map itself or followed another publisher (agents take a full map
-    /// as a fresh start, and drop any delta they have). A stream still starting takes them among its early messages,
-    /// where its start's serial sorts out which it needs. With per-node maps the streams get the cuts of the missed
-    /// deltas (<paramref name="cuts"/>), or new maps when the hub's copy was reset. The caller holds the lock.
+    /// The hub is behind the publisher: its open streams get the deltas after the hub's serial (<paramref name="cuts"/>
+    /// of them where the stream does not share the publisher's), or a new map from the hub's copy when that was reset
+    /// (the hub was behind the map itself, followed another publisher, or another mode; agents take a full map as a
+    /// fresh start, and drop any delta they have). A stream still starting takes the deltas among its early messages,
+    /// where its start's serial sorts out which it needs. The caller holds the lock.
     /// </summary>
-    private void Repair(byte[] fullMap, List<(ulong Serial, byte[] Bytes)> deltas, ulong serial, ulong epoch, bool fromMap, List<DeltaCut>? cuts)
+    private void Repair(List<(ulong Serial, byte[] Bytes)> deltas, ulong serial, ulong epoch, bool fromMap, List<DeltaCut>? cuts)
     {
         var missed = new List<(ulong Serial, SyncResponse Handle)>();
         foreach (var (deltaSerial, bytes) in deltas)
@@ -194,23 +201,9 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                 foreach (var (deltaSerial, handle) in missed) early.Add((epoch, deltaSerial, handle));
                 continue;
             }
-            if (cuts is not null)
-            {
-                foreach (var cut in cuts) SendSlice(session, cut);
-                continue;
-            }
-            if (_views.PerNode || session.AwaitingMap || session.SentPerNode == true)
-            {
-                // A stream's slice comes from the hub's copy of the map, now reset to the publisher's: a new map.
-                SendMap(session);
-                continue;
-            }
-            if (fromMap)
-            {
-                session.Enqueue(FullMap(fullMap, session.StunServers));
-                session.SentPerNode = false;
-            }
-            foreach (var (_, handle) in missed) session.Enqueue(handle);
+            if (cuts is null) SendMap(session);
+            else if (SharesDeltas(session)) foreach (var (_, handle) in missed) session.Enqueue(handle);
+            else foreach (var cut in cuts) SendSlice(session, cut);
         }
         if (_sessions.Count > 0 && _serial > 0) logger.LogInformation("Caught {Count} streams up from serial {From} to {To}{Map}", _sessions.Count, _serial, serial, fromMap ? " with the full map" : "");
         _serial = serial;
@@ -236,7 +229,8 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         if (!node.Ok) return node.Problem!;
         if (!nodeKey.Span.SequenceEqual(node.Value!.NodeKey)) return Problem.Unauthenticated("The session token belongs to another node key.");
         var endpoints = (hello.Endpoints ?? new Endpoints()).ToByteArray();
-        var session = new SyncSession(node.Value!, stunServers, synchronousSends) { Endpoints = endpoints };
+        var form = hello.MapForm == MapForm.Compact ? MapForm.Compact : MapForm.Records;
+        var session = new SyncSession(node.Value!, stunServers, form, synchronousSends) { Endpoints = endpoints };
         SyncSession? replaced;
         lock (_lock)
         {
@@ -270,11 +264,12 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         var catchUp = false;
         lock (_lock)
         {
-            if (start.Value!.PerNode || _views.PerNode)
+            if (!start.Value!.Resumes || _views.PerNode || form == MapForm.Records)
             {
-                // With a policy the stream starts from the hub's copy of the map, which holds every delta the early
+                // A stream that does not resume starts from the hub's copy of the map, which holds every delta the early
                 // list does. A hub whose copy is in another mode than the publisher's is behind: it catches up, and
-                // the stream gets its map then.
+                // the stream gets its map then. An agent that reads whole records does not resume: the deltas it
+                // missed are the publisher's, of presence by id.
                 if (start.Value.PerNode == _views.PerNode || _views.Serial >= start.Value.Serial) SendMap(session);
                 else (session.AwaitingMap, catchUp) = (true, true);
                 foreach (var (epoch, _, message) in session.Early!)
@@ -286,7 +281,6 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         }
         if (catchUp) _ = CatchUpAsync(start.Value.Serial);
         if (session.Early is null) return session;
-        if (start.Value.FullMap is { } map) session.Enqueue(FullMap(map, stunServers));
         foreach (var delta in start.Value.Deltas) session.Enqueue(Handle(delta));
         lock (_lock)
         {
@@ -374,8 +368,8 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
                     // A stream that starts with a policy takes the hub's copy of the map, which has this delta.
                     if (!_views.PerNode) early.Add((_epoch, delta.Serial, handle));
                 }
-                else if (_views.PerNode || session.SentPerNode == true || session.AwaitingMap) SendSlice(session, cut);
-                else session.Enqueue(handle);
+                else if (SharesDeltas(session)) session.Enqueue(handle);
+                else SendSlice(session, cut);
             }
             foreach (var id in delta.PeersRemoved)
             {
@@ -440,21 +434,30 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
     }
 
     /// <summary>
-    /// A stream's part of a delta with a policy: the cut its kind of node sees, and its own record when that changed.
-    /// A policy that turns per-node maps on or off, grants of its own that changed (it sees other peers now), or a
-    /// stream still waiting for its node's record get a new map. The caller holds the lock.
+    /// Whether the stream takes the publisher's deltas as they came: without a policy, on the shared map, in the compact
+    /// form they are in. The caller holds the lock.
+    /// </summary>
+    private bool SharesDeltas(SyncSession session) => !_views.PerNode && session.Form == MapForm.Compact && session.SentPerNode == false && !session.AwaitingMap;
+
+    /// <summary>
+    /// A stream's part of a delta, cut from the hub's copy: what its kind of node sees, in its form, and with a policy
+    /// its own record when more than its presence changed. A policy that turns per-node maps on or off, grants of its
+    /// own that changed (it sees other peers now), or a stream still waiting for its node's record get a new map. The
+    /// caller holds the lock.
     /// </summary>
     private void SendSlice(SyncSession session, DeltaCut cut)
     {
         var changedSelf = cut.ChangedById.TryGetValue(session.NodeId, out var self);
-        if (session.SentPerNode != _views.PerNode || session.AwaitingMap || (changedSelf && (self.Old is null || !self.Old.Grants.Equals(self.Current.Grants))))
+        var regranted = _views.PerNode && changedSelf && (self.Old is null || !self.Old.Grants.Equals(self.Current.Grants));
+        if (session.SentPerNode != _views.PerNode || session.AwaitingMap || regranted)
         {
             SendMap(session);
             return;
         }
-        if (_views.Find(session.NodeId) is not { } node) return;
-        if (_views.DeltaFor(node, cut) is { } slice) session.Enqueue(slice);
-        if (changedSelf) session.Enqueue(MapViews.SelfFor(node));
+        var node = _views.Find(session.NodeId);
+        if (_views.PerNode && node is null) return;
+        if (_views.DeltaFor(_views.GrantsOf(node), cut, session.Form) is { } slice) session.Enqueue(slice);
+        if (_views.PerNode && changedSelf && self.Presence is null) session.Enqueue(MapViews.SelfFor(node!));
     }
 
     /// <summary>
@@ -473,7 +476,7 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         session.AwaitingMap = false;
         session.SentPerNode = _views.PerNode;
         var messages = new List<SyncResponse>();
-        _views.FullMapFor(node, session.StunServers, messages);
+        _views.FullMapFor(_views.GrantsOf(node), session.StunServers, session.Form, messages);
         foreach (var message in messages) session.Enqueue(message);
         if (_views.PerNode) session.Enqueue(MapViews.SelfFor(node!));
     }
@@ -484,26 +487,5 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
         var handle = new SyncResponse();
         ServiceDefinitions.Remember(handle, message);
         return handle;
-    }
-
-    /// <summary>
-    /// The full map with the STUN servers of the address the agent reached: the publisher's bytes with the servers
-    /// appended (protobuf merges a message's fields across its bytes), one handle per map and address, shared.
-    /// </summary>
-    private SyncResponse FullMap(byte[] map, IReadOnlyList<string> stunServers)
-    {
-        var key = string.Join(",", stunServers);
-        lock (_lock)
-        {
-            if (!ReferenceEquals(map, _fullMapSource) && (_fullMapSource is null || !map.AsSpan().SequenceEqual(_fullMapSource)))
-            {
-                _fullMaps.Clear();
-                _fullMapSource = map;
-            }
-            if (_fullMaps.TryGetValue(key, out var cached)) return cached;
-            var handle = Handle(FullMapBytes.WithStunServers(map, stunServers));
-            _fullMaps[key] = handle;
-            return handle;
-        }
     }
 }

@@ -18,7 +18,7 @@ public sealed class SyncSession
     private readonly CancellationTokenSource _closed = new();
     private readonly object _lock = new();
 
-    internal SyncSession(NodeRecord node, IReadOnlyList<string> stunServers, bool synchronousSends)
+    internal SyncSession(NodeRecord node, IReadOnlyList<string> stunServers, MapForm form, bool synchronousSends)
     {
         _outbound = Channel.CreateBounded<SyncResponse>(new BoundedChannelOptions(QueueLimit)
         {
@@ -28,11 +28,15 @@ public sealed class SyncSession
         });
         Node = node;
         StunServers = stunServers;
+        Form = form;
     }
 
     public NodeRecord Node { get; }
     public long NodeId => Node.Id;
     public IReadOnlyList<string> StunServers { get; }
+
+    /// <summary>The form of map and deltas the agent reads, as its hello said.</summary>
+    public MapForm Form { get; }
     public ChannelReader<SyncResponse> Outbound => _outbound.Reader;
 
     /// <summary>What the agent last said of its reachability; the hub reports it when it attaches again.</summary>
