@@ -82,8 +82,25 @@ public sealed class NetMapView(ByteString selfKey)
         if (_partial.Continued) return false;
         var map = _partial;
         _partial = null;
+        Expand(map);
         ApplyFull(map);
         return true;
+    }
+
+    /// <summary>A compact map's peers as whole records: their grants from the map's grant sets, their allowed IPs their addresses where left out.</summary>
+    private static void Expand(NetMap map)
+    {
+        foreach (var peer in map.Peers)
+        {
+            if (peer.GrantSet > 0 && peer.GrantSet <= map.GrantSets.Count)
+            {
+                var grants = map.GrantSets[(int)peer.GrantSet - 1];
+                peer.PolicySources.AddRange(grants.Sources);
+                peer.PolicyTargets.AddRange(grants.Targets);
+                peer.GrantSet = 0;
+            }
+            if (peer.AllowedIps.Count == 0) peer.AllowedIps.AddRange(peer.Addresses);
+        }
     }
 
     private void ApplyFull(NetMap map)

@@ -19,6 +19,8 @@ public sealed class MapViewsTests
         PolicySources = { source ? [Rule] : Array.Empty<ulong>() },
         PolicyTargets = { target ? [Rule] : Array.Empty<ulong>() },
         Endpoints = new Endpoints { Candidates = { new Candidate { Address = endpoint } } },
+        Addresses = { $"100.64.{id / 250}.{id % 250}/32", $"fd7a:115c:a1e0::{id:x}/128" },
+        AllowedIps = { $"100.64.{id / 250}.{id % 250}/32", $"fd7a:115c:a1e0::{id:x}/128" },
     };
 
     /// <summary>The agent's own key: none of the test's peers have it.</summary>
@@ -112,6 +114,11 @@ public sealed class MapViewsTests
         views.FullMapFor(laptop, [], MapForm.Compact, start);
         var agent = new Mesh.Control.NetMapView(SelfKey);
         foreach (var message in start) agent.Apply(Parse(message));
+        // The compact map (grants by index, allowed IPs left out) gathers into the records the records form sends.
+        var whole = new List<SyncResponse>();
+        views.FullMapFor(laptop, [], MapForm.Records, whole);
+        Assert.Equal(Parse(Assert.Single(whole)).Full.Peers.OrderBy(p => p.NodeId), agent.Peers.Values.OrderBy(p => p.NodeId));
+        Assert.Equal([Rule], agent.Peers[3].PolicyTargets);
 
         var presence = new PeerPresence { NodeId = 3, Online = true, Endpoints = new Endpoints { Candidates = { new Candidate { Address = "203.0.113.3:3" } } } };
         var cut = views.Apply(new NetMapDelta { Serial = 11, Presence = { presence } });

@@ -150,16 +150,16 @@ internal sealed class MapViews
 
     private Slice NewSlice(GrantKey grants)
     {
-        var peers = new List<Peer>();
+        var peers = new List<PeerView>();
         foreach (var peer in _peers.Values)
         {
-            if (!PerNode || grants.Sees(peer.Grants)) peers.Add(peer.Public);
+            if (!PerNode || grants.Sees(peer.Grants)) peers.Add(peer);
         }
         return new Slice(Serial, PerNode, [.. _meshPrefixes], [.. _relays], peers);
     }
 
     /// <summary>A kind of node's map at one serial: its peers' records (never changed after), serialized once per STUN address and form.</summary>
-    private sealed class Slice(ulong serial, bool perNode, List<string> meshPrefixes, List<Relay> relays, List<Peer> peers)
+    private sealed class Slice(ulong serial, bool perNode, List<string> meshPrefixes, List<Relay> relays, List<PeerView> peers)
     {
         private readonly Dictionary<(string, MapForm), List<SyncResponse>> _byStun = new();
 
@@ -173,32 +173,102 @@ internal sealed class MapViews
             map.MeshPrefixes.AddRange(meshPrefixes);
             map.Relays.AddRange(relays);
             map.StunServers.AddRange(stunServers);
-            var messages = new List<SyncResponse>();
-            if (form == MapForm.Records)
+            if (form == MapForm.Compact) return _byStun[key] = Parts(map);
+            foreach (var peer in peers) map.Peers.Add(peer.Public);
+            return _byStun[key] = [Handle(new SyncResponse { Full = map })];
+        }
+
+        /// <summary>
+        /// The compact map: parts of at most <see cref="MaxPartBytes"/>, the first with everything but peers and the
+        /// grant sets its peers name by index; each peer is its compact record with the index of its grant set.
+        /// </summary>
+        private List<SyncResponse> Parts(NetMap fields)
+        {
+            var indices = new uint[peers.Count];
+            if (perNode)
             {
-                map.Peers.AddRange(peers);
-                messages.Add(Handle(new SyncResponse { Full = map }));
-            }
-            else
-            {
-                // What a part's bytes come to: its fields, and each peer's with its tag and length.
-                var size = map.CalculateSize() + 8;
-                foreach (var peer in peers)
+                var sets = new Dictionary<GrantKey, uint>();
+                for (var i = 0; i < peers.Count; i++)
                 {
-                    var peerSize = peer.CalculateSize() + 4;
-                    if (map.Peers.Count > 0 && size + peerSize > MaxPartBytes)
+                    var grants = peers[i].Grants;
+                    if (!sets.TryGetValue(grants, out var index))
                     {
-                        map.Continued = true;
-                        messages.Add(Handle(new SyncResponse { Full = map }));
-                        map = new NetMap { Serial = Serial, Part = map.Part + 1 };
-                        size = map.CalculateSize() + 8;
+                        sets[grants] = index = (uint)sets.Count + 1;
+                        fields.GrantSets.Add(new GrantSet { Sources = { grants.Sources }, Targets = { grants.Targets } });
                     }
-                    map.Peers.Add(peer);
-                    size += peerSize;
+                    indices[i] = index;
                 }
-                messages.Add(Handle(new SyncResponse { Full = map }));
             }
-            return _byStun[key] = messages;
+            var parts = new List<SyncResponse>();
+            var first = 0;
+            var size = fields.CalculateSize();
+            for (var i = 0; i < peers.Count; i++)
+            {
+                var entry = EntrySize(peers[i].CompactBytes.Length, indices[i]);
+                if (i > first && PartFraming + size + entry > MaxPartBytes)
+                {
+                    fields.Continued = true;
+                    parts.Add(Part(fields, indices, first, i));
+                    fields = new NetMap { Serial = Serial, Part = fields.Part + 1 };
+                    (first, size) = (i, fields.CalculateSize());
+                }
+                size += entry;
+            }
+            parts.Add(Part(fields, indices, first, peers.Count));
+            return parts;
+        }
+
+        /// <summary>A SyncResponse's tag and the longest length of a part.</summary>
+        private const int PartFraming = 4;
+
+        /// <summary>
+        /// A part's bytes, written here rather than by protobuf so each peer's record is serialized once for every
+        /// map it is in: the part's fields, then its peers (protobuf merges a message's fields across its bytes,
+        /// so the index of a peer's grant set goes after its record's bytes).
+        /// </summary>
+        private SyncResponse Part(NetMap fields, uint[] indices, int from, int to)
+        {
+            var head = fields.ToByteArray();
+            var length = head.Length;
+            for (var i = from; i < to; i++) length += EntrySize(peers[i].CompactBytes.Length, indices[i]);
+            var bytes = new byte[1 + CodedOutputStream.ComputeLengthSize(length) + length];
+            var at = Varint(bytes, 0, WireFormat.MakeTag(SyncResponse.FullFieldNumber, WireFormat.WireType.LengthDelimited));
+            at = Varint(bytes, at, (uint)length);
+            head.CopyTo(bytes, at);
+            at += head.Length;
+            for (var i = from; i < to; i++)
+            {
+                var record = peers[i].CompactBytes;
+                at = Varint(bytes, at, WireFormat.MakeTag(NetMap.PeersFieldNumber, WireFormat.WireType.LengthDelimited));
+                at = Varint(bytes, at, (uint)(record.Length + IndexSize(indices[i])));
+                record.CopyTo(bytes, at);
+                at += record.Length;
+                if (indices[i] == 0) continue;
+                at = Varint(bytes, at, WireFormat.MakeTag(Peer.GrantSetFieldNumber, WireFormat.WireType.Varint));
+                at = Varint(bytes, at, indices[i]);
+            }
+            var handle = new SyncResponse();
+            ServiceDefinitions.Remember(handle, bytes);
+            return handle;
+        }
+
+        private static int EntrySize(int record, uint index)
+        {
+            var inner = record + IndexSize(index);
+            return 1 + CodedOutputStream.ComputeLengthSize(inner) + inner;
+        }
+
+        private static int IndexSize(uint index) => index == 0 ? 0 : 1 + CodedOutputStream.ComputeUInt32Size(index);
+
+        private static int Varint(byte[] bytes, int at, uint value)
+        {
+            while (value >= 0x80)
+            {
+                bytes[at++] = (byte)(value | 0x80);
+                value >>= 7;
+            }
+            bytes[at++] = (byte)value;
+            return at;
         }
     }
 
@@ -290,6 +360,23 @@ internal sealed class PeerView
 
     public Peer Record { get; }
     public Peer Public { get; }
+
+    /// <summary>
+    /// The record as a compact map holds it, serialized once: without its grants (the map's grant sets hold them) and
+    /// without allowed IPs that are its addresses.
+    /// </summary>
+    public byte[] CompactBytes => _compact ??= Compact(Public);
+
+    private byte[]? _compact;
+
+    private static byte[] Compact(Peer record)
+    {
+        var compact = record.Clone();
+        compact.PolicySources.Clear();
+        compact.PolicyTargets.Clear();
+        if (compact.AllowedIps.SequenceEqual(compact.Addresses)) compact.AllowedIps.Clear();
+        return compact.ToByteArray();
+    }
     public PublicKey? Key { get; }
     public GrantKey Grants { get; }
     public SyncResponse? Self { get; set; }
