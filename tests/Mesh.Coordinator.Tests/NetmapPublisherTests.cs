@@ -33,8 +33,12 @@ public sealed class NetmapPublisherTests
     {
         private readonly List<Func<Task>> _due = new();
 
+        /// <summary>How long after being scheduled each batch was due.</summary>
+        public List<TimeSpan> Delays { get; } = new();
+
         public IDisposable Schedule(TimeSpan due, Func<Task> work)
         {
+            Delays.Add(due);
             _due.Add(work);
             return new CancellationTokenSource();
         }
@@ -127,5 +131,29 @@ public sealed class NetmapPublisherTests
         batches.RunAll();
         var offline = Assert.Single(hub.Deltas[^1].Presence);
         Assert.Equal((false, _time.GetUtcNow().UtcDateTime), (offline.Online, offline.LastSeen.ToDateTime()));
+    }
+
+    [Fact]
+    public void AStormOfChangesGoesOutInDeltasAtTheSteadyRateAfterABurst()
+    {
+        var x = Node(1, "x");
+        var batches = new Batches();
+        var options = new MeshOptions { DeltaBurst = 2, DeltasPerSecond = 5 };
+        var publisher = new NetmapPublisher(options, [x], [], null, new NoPresence(), batches, _time);
+        publisher.AttachHub("h1", new RecordingHub(), null, []);
+        Assert.True(publisher.OpenSession("h1", x, new Endpoints().ToByteArray(), 0).Ok);
+        batches.RunAll();
+        for (var i = 0; i < 3; i++)
+        {
+            publisher.UpdateEndpoints(x.Id, "h1", new Endpoints { Candidates = { new Candidate { Address = $"198.51.100.1:{i + 1}" } } }.ToByteArray());
+            batches.RunAll();
+        }
+        // The burst of two after the batch window, then one every 200 ms.
+        Assert.Equal([options.ChangeBatchWindow, options.ChangeBatchWindow, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(200)], batches.Delays);
+
+        // After a quiet spell, a change goes out after the batch window again.
+        _time.Advance(TimeSpan.FromSeconds(1));
+        publisher.UpdateEndpoints(x.Id, "h1", new Endpoints().ToByteArray());
+        Assert.Equal(options.ChangeBatchWindow, batches.Delays[^1]);
     }
 }

@@ -30,4 +30,13 @@ public sealed record MeshOptions
     /// one per agent. Zero publishes every change at once.
     /// </summary>
     public TimeSpan ChangeBatchWindow { get; init; } = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>
+    /// Under a storm of changes, deltas go out at most this often, after a burst of <see cref="DeltaBurst"/>, each
+    /// with the changes since the last: a delta is a message on every stream it concerns, and at 10,000 streams
+    /// opening at once the messages, not their bytes, were the cost (50 deltas a second, millions of messages). A
+    /// change after a quiet spell still goes out after <see cref="ChangeBatchWindow"/>.
+    /// </summary>
+    public double DeltasPerSecond { get; init; } = 5;
+    public int DeltaBurst { get; init; } = 10;
 }

@@ -75,6 +75,8 @@ public sealed class NetmapPublisher
     private bool _modeChanging;
     private ulong _modeSerial;
     private IDisposable? _flush;
+    private double _deltaTokens;
+    private DateTimeOffset _deltaTokensAt;
     private ulong _serial;
     private byte[]? _fullMap;
     private ulong _fullMapSerial;
@@ -100,6 +102,7 @@ public sealed class NetmapPublisher
         // Serials continue above any earlier run's: a reconnecting agent's old serial can't match a new change.
         _serial = (ulong)time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
         Epoch = _serial;
+        (_deltaTokens, _deltaTokensAt) = (options.DeltaBurst, time.GetUtcNow());
     }
 
     public ulong Serial => _serial;
@@ -361,11 +364,27 @@ public sealed class NetmapPublisher
     private void SchedulePublish()
     {
         if (_options.ChangeBatchWindow <= TimeSpan.Zero) Flush();
-        else _flush ??= _scheduler.Schedule(_options.ChangeBatchWindow, () =>
+        else _flush ??= _scheduler.Schedule(FlushDelay(), () =>
         {
             Flush();
             return Task.CompletedTask;
         });
+    }
+
+    /// <summary>The batch window, or longer while the deltas of a storm have used their burst: until the next is due at the steady rate.</summary>
+    private TimeSpan FlushDelay()
+    {
+        RefillDeltaTokens();
+        if (_deltaTokens >= 1) return _options.ChangeBatchWindow;
+        var due = TimeSpan.FromSeconds((1 - _deltaTokens) / _options.DeltasPerSecond);
+        return due > _options.ChangeBatchWindow ? due : _options.ChangeBatchWindow;
+    }
+
+    private void RefillDeltaTokens()
+    {
+        var now = _time.GetUtcNow();
+        _deltaTokens = Math.Min(_options.DeltaBurst, _deltaTokens + (now - _deltaTokensAt).TotalSeconds * _options.DeltasPerSecond);
+        _deltaTokensAt = now;
     }
 
     /// <summary>Sends what changed since the last delta as one delta with the next serial, kept for resuming agents.</summary>
@@ -393,6 +412,8 @@ public sealed class NetmapPublisher
         _pendingRelays.Clear();
         _pendingRelaysRemoved.Clear();
         delta.Serial = ++_serial;
+        RefillDeltaTokens();
+        _deltaTokens = Math.Max(0, _deltaTokens - 1);
         var bytes = new SyncResponse { Delta = delta }.ToByteArray();
         _history.Enqueue((delta.Serial, bytes));
         while (_history.Count > _options.ChangeHistory) _history.Dequeue();
