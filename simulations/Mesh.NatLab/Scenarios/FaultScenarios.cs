@@ -261,7 +261,7 @@ public static class FaultScenarios
         var dropped = a.Device.Stats.Dropped(DropReason.NoRoute) + b.Device.Stats.Dropped(DropReason.NoRoute) - noRoute;
         var path = a.PathTo(b);
         var peers = a.Node.View.Peers.Count;
-        return new FaultResult("netmap churn", "port-restricted pair, direct; from 10 s, 500 other nodes join and are then renamed, one change every 30 ms (1,000 deltas)",
+        return new FaultResult("netmap churn", "port-restricted pair, direct; from 10 s, 500 other nodes join and are then renamed, one change every 30 ms (1,000 changes; the coordinator sends them in fewer deltas at its steady rate)",
             lost == 0 && dropped == 0 && peers == Others + 1 && path?.Path == PathKind.Direct, "no packet lost or dropped for want of a route, still direct",
             $"{a.Node.View.Serial - serial} serials, {deltas} deltas applied by a, {peers} peers; {lost} packets lost, {dropped} dropped as no route; {Describe(path)}");
     }
