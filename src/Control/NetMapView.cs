@@ -47,8 +47,10 @@ public sealed class NetMapView(ByteString selfKey)
             case SyncResponse.KindOneofCase.Full:
                 return GatherParts(message.Full);
             case SyncResponse.KindOneofCase.Delta:
-                // A delta inside a map's parts is out of order: the map it follows is not whole.
-                return _partial is null && ApplyDelta(message.Delta);
+                // A coordinator never puts a delta inside a map: the stream that sent the parts gathered so far broke
+                // off, and this one resumes from the last whole map.
+                _partial = null;
+                return ApplyDelta(message.Delta);
             case SyncResponse.KindOneofCase.Self:
                 if (!message.Self.NodeKey.Equals(selfKey)) return false;
                 LastChange.Reset(full: false).SelfChanged = true;
@@ -71,6 +73,7 @@ public sealed class NetMapView(ByteString selfKey)
         else if (_partial is { } partial && partial.Serial == part.Serial && partial.Part + 1 == part.Part && partial.Peers.Count + part.Peers.Count <= MaxPeers)
         {
             partial.Peers.AddRange(part.Peers);
+            partial.GrantSets.AddRange(part.GrantSets);
             partial.Part = part.Part;
             partial.Continued = part.Continued;
         }

@@ -96,6 +96,12 @@ public sealed class MapViewsTests
         foreach (var part in parts) again.Apply(Parse(part));
         Assert.Equal(600, again.Peers.Count);
 
+        // A stream that broke off mid-map and a new one that resumes with a delta: the delta applies.
+        Assert.False(again.Apply(Parse(parts[0])));
+        Assert.True(again.Apply(new SyncResponse { Delta = new NetMapDelta { Serial = 8, PeersRemoved = { 1 } } }));
+        Assert.Equal(599, again.Peers.Count);
+        Assert.False(again.Apply(Parse(parts[1])));
+
         // An agent that reads whole records gets the same map in one message.
         var whole = new List<SyncResponse>();
         views.FullMapFor(GrantKey.Everyone, ["192.0.2.1:3478"], MapForm.Records, whole);
@@ -137,5 +143,33 @@ public sealed class MapViewsTests
         Assert.True(agent.Apply(Parse(views.DeltaFor(laptop, cut, MapForm.Compact)!)));
         Assert.Equal(("server", true, "203.0.113.3:3"), (agent.Peers[3].Name, agent.Peers[3].Online, agent.Peers[3].Endpoints.Candidates[0].Address));
         Assert.Same(agent.Peers[3], Assert.Single(agent.LastChange.Upserted));
+    }
+
+    [Fact]
+    public void ACompactMapOfManyKindsOfNodeKeepsItsPartsBoundedAndGathersIntoTheRecords()
+    {
+        var views = new MapViews();
+        // Every peer a kind of its own: 40 tokens each, so the grant sets alone are several parts' worth.
+        var peers = Enumerable.Range(1, 400).Select(i =>
+        {
+            var peer = Node((ulong)i, false, true);
+            peer.PolicyTargets.AddRange(Enumerable.Range(0, 40).Select(t => (ulong)(i * 1000 + t)));
+            return peer;
+        }).ToList();
+        var source = Node(1000, true, false);
+        views.Reset(new NetMap { Serial = 3, PerNode = true, Peers = { peers, source } });
+        var grants = views.GrantsOf(views.Find(1000));
+        var parts = new List<SyncResponse>();
+        views.FullMapFor(grants, ["192.0.2.1:3478"], MapForm.Compact, parts);
+        Assert.True(parts.Count > 3);
+        foreach (var part in parts) Assert.InRange(Transport.ServiceDefinitions.WireBytes(part).Length, 1, MapViews.MaxPartBytes);
+
+        var agent = new Mesh.Control.NetMapView(SelfKey);
+        foreach (var part in parts) agent.Apply(Parse(part));
+        var whole = new List<SyncResponse>();
+        views.FullMapFor(grants, ["192.0.2.1:3478"], MapForm.Records, whole);
+        var records = Parse(Assert.Single(whole)).Full.Peers.OrderBy(p => p.NodeId).ToList();
+        Assert.Equal(400, records.Count);
+        Assert.Equal(records, agent.Peers.Values.OrderBy(p => p.NodeId));
     }
 }

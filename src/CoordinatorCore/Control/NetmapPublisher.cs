@@ -88,6 +88,7 @@ public sealed class NetmapPublisher
         IPresenceSink presence, IWorkScheduler scheduler, TimeProvider time)
     {
         if (options.ChangeHistory <= FullMapRebuildChanges) throw new ArgumentException($"ChangeHistory must exceed {FullMapRebuildChanges}.", nameof(options));
+        if (options.DeltasPerSecond <= 0 || options.DeltaBurst < 1) throw new ArgumentException("DeltasPerSecond must be above 0 and DeltaBurst at least 1.", nameof(options));
         _options = options;
         _presence = presence;
         _scheduler = scheduler;
@@ -300,9 +301,13 @@ public sealed class NetmapPublisher
         return relays;
     }
 
-    /// <summary>The full map with the deltas since (the map is shared and may be a few changes old), as a hub takes it when it attaches.</summary>
+    /// <summary>
+    /// The full map with the deltas since (the map is shared and may be a few changes old), as a hub takes it when it
+    /// attaches. Changes still batched go out first, whatever the rate: the hub ends the streams of nodes not in it.
+    /// </summary>
     public SessionStart CurrentMap()
     {
+        Flush();
         var (map, serial) = FullMap();
         return new SessionStart(map, MissedDeltas(serial) ?? [], _serial, Epoch, PerNode);
     }
@@ -383,7 +388,9 @@ public sealed class NetmapPublisher
     private void RefillDeltaTokens()
     {
         var now = _time.GetUtcNow();
-        _deltaTokens = Math.Min(_options.DeltaBurst, _deltaTokens + (now - _deltaTokensAt).TotalSeconds * _options.DeltasPerSecond);
+        // A clock stepped back refills nothing, and holds nothing back either.
+        var elapsed = Math.Max(0, (now - _deltaTokensAt).TotalSeconds);
+        _deltaTokens = Math.Min(_options.DeltaBurst, _deltaTokens + elapsed * _options.DeltasPerSecond);
         _deltaTokensAt = now;
     }
 
@@ -435,7 +442,7 @@ public sealed class NetmapPublisher
 
     /// <summary>
     /// The full map (serialized) and its serial; the caller follows it with the deltas since. It is rebuilt only every
-    /// <see cref="FullMapRebuildChanges"/> changes, so a storm of agents connecting shares a few maps.
+    /// <see cref="FullMapRebuildChanges"/> changes, so hubs attaching every few seconds share a few maps.
     /// </summary>
     private (byte[] Map, ulong Serial) FullMap()
     {

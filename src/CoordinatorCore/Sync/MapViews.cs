@@ -23,8 +23,9 @@ internal sealed class MapViews
     public const int SliceLifetime = 256;
 
     /// <summary>
-    /// The most bytes of peers in one part of a compact map: a stream holds one part in flight rather than a whole
-    /// map (2.5 MB at 10,000 peers, times every stream that opens at once).
+    /// The most bytes of one part of a compact map (unless one record alone is more): the coordinator holds a few
+    /// parts of a map in a stream's buffers rather than the whole map (2.5 MB at 10,000 peers, times every stream
+    /// that opens at once).
     /// </summary>
     public const int MaxPartBytes = 16 * 1024;
 
@@ -135,15 +136,6 @@ internal sealed class MapViews
         }
     }
 
-    /// <summary>The kept cut of the delta with this serial, or null when it is no longer kept.</summary>
-    public DeltaCut? CutAt(ulong serial)
-    {
-        foreach (var cut in _cuts)
-        {
-            if (cut.Serial == serial) return cut;
-        }
-        return null;
-    }
 
     /// <summary>Whether the kept cuts bring a slice made at <paramref name="serial"/> up to now.</summary>
     private bool Follows(ulong serial) => serial == Serial || (Serial - serial <= SliceLifetime && _cuts.TryPeek(out var oldest) && oldest.Serial <= serial + 1);
@@ -179,32 +171,27 @@ internal sealed class MapViews
         }
 
         /// <summary>
-        /// The compact map: parts of at most <see cref="MaxPartBytes"/>, the first with everything but peers and the
-        /// grant sets its peers name by index; each peer is its compact record with the index of its grant set.
+        /// The compact map: parts of at most <see cref="MaxPartBytes"/>, the first with everything but peers; each
+        /// peer is its compact record with the index of its grant set, which goes in the part of the first peer
+        /// that names it.
         /// </summary>
         private List<SyncResponse> Parts(NetMap fields)
         {
             var indices = new uint[peers.Count];
-            if (perNode)
-            {
-                var sets = new Dictionary<GrantKey, uint>();
-                for (var i = 0; i < peers.Count; i++)
-                {
-                    var grants = peers[i].Grants;
-                    if (!sets.TryGetValue(grants, out var index))
-                    {
-                        sets[grants] = index = (uint)sets.Count + 1;
-                        fields.GrantSets.Add(new GrantSet { Sources = { grants.Sources }, Targets = { grants.Targets } });
-                    }
-                    indices[i] = index;
-                }
-            }
+            var sets = new Dictionary<GrantKey, uint>();
             var parts = new List<SyncResponse>();
             var first = 0;
             var size = fields.CalculateSize();
             for (var i = 0; i < peers.Count; i++)
             {
-                var entry = EntrySize(peers[i].CompactBytes.Length, indices[i]);
+                GrantSet? set = null;
+                if (perNode && !sets.TryGetValue(peers[i].Grants, out indices[i]))
+                {
+                    var grants = peers[i].Grants;
+                    sets[grants] = indices[i] = (uint)sets.Count + 1;
+                    set = new GrantSet { Sources = { grants.Sources }, Targets = { grants.Targets } };
+                }
+                var entry = EntrySize(peers[i].CompactBytes.Length, indices[i]) + (set is null ? 0 : 1 + CodedOutputStream.ComputeMessageSize(set));
                 if (i > first && PartFraming + size + entry > MaxPartBytes)
                 {
                     fields.Continued = true;
@@ -212,14 +199,15 @@ internal sealed class MapViews
                     fields = new NetMap { Serial = Serial, Part = fields.Part + 1 };
                     (first, size) = (i, fields.CalculateSize());
                 }
+                if (set is not null) fields.GrantSets.Add(set);
                 size += entry;
             }
             parts.Add(Part(fields, indices, first, peers.Count));
             return parts;
         }
 
-        /// <summary>A SyncResponse's tag and the longest length of a part.</summary>
-        private const int PartFraming = 4;
+        /// <summary>A SyncResponse's tag and the longest length of a part, and the flag that more parts follow.</summary>
+        private const int PartFraming = 4 + 2;
 
         /// <summary>
         /// A part's bytes, written here rather than by protobuf so each peer's record is serialized once for every

@@ -462,13 +462,14 @@ public sealed class SyncHub(string hubId, IMeshPort mesh, TimeProvider time, ILo
 
     /// <summary>
     /// A stream's map from the hub's copy: its slice and its own record with a policy, everything without one. A node
-    /// whose record has not reached the hub yet (it registered a moment ago) waits for it: its grants decide its slice.
-    /// The caller holds the lock.
+    /// whose record has not reached the hub yet (it registered a moment ago) waits for it: its grants decide its slice;
+    /// so does every stream until the hub's first attach has brought it a copy. The caller holds the lock.
     /// </summary>
     private void SendMap(SyncSession session)
     {
         var node = _views.Find(session.NodeId);
-        if (_views.PerNode && node is null)
+        // Before its first attach the hub has no copy to start from (streams are taken while it attaches).
+        if (_epoch == 0 || (_views.PerNode && node is null))
         {
             session.AwaitingMap = true;
             return;
