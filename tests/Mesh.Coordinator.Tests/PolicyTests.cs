@@ -97,4 +97,19 @@ public class PolicyTests
         Assert.True(policy.Allows(a, Node(5, "b"), IpProtocols.Tcp, 443));
         Assert.False(policy.Allows(a, Node(5, "b"), IpProtocols.Tcp, 22));
     }
+
+    /// <summary>
+    /// A rule's autogroup:self reaches a user's nodes only from that user's nodes: a user who is not among its sources
+    /// gets no filter rule for it (a token no peer holds), and one who is gets exactly one.
+    /// </summary>
+    [Fact]
+    public void AutogroupSelfPutsARuleOnlyInTheFiltersOfTheUsersItsSourcesName()
+    {
+        var policy = AclPolicy.Parse(Example);
+        var alice = NodeGrants.Of(policy, Node(3, "alice"));
+        var carol = NodeGrants.Of(policy, Node(6, "carol"));
+        Assert.Equal(new[] { Assert.Single(alice.Filter).Source }, alice.Targets);
+        Assert.Empty(carol.Filter);
+        Assert.Empty(carol.Targets);
+    }
 }

@@ -24,11 +24,13 @@ public sealed record NodeGrants(ulong[] Sources, ulong[] Targets, IReadOnlyList<
         var filter = new List<GrantRule>();
         foreach (var rule in policy.Rules ?? [])
         {
-            var self = node.OwnedByUser && node.UserId is { } id ? SelfToken(rule.Token, id) : 0;
+            // A rule's autogroup:self reaches this node only from its user's nodes: without a source of the user,
+            // its self token is one no peer holds (50 such rules put 50 dead rules in every user's filter).
+            var self = node.OwnedByUser && node.UserId is { } id && rule.HasSelf && rule.SourceMayBeOfUser(node) ? SelfToken(rule.Token, id) : 0;
             if (rule.SourceMatches(node))
             {
                 sources.Add(rule.Token);
-                if (self != 0 && rule.HasSelf) sources.Add(self);
+                if (self != 0) sources.Add(self);
             }
             List<PortRange>? plain = null, own = null;
             foreach (var d in rule.Destinations)

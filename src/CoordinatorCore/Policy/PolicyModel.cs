@@ -102,6 +102,19 @@ public sealed record AclRule(int Index, TextPosition At, IReadOnlyList<Selector>
 
     public bool AllowsProtocol(int protocol) => Protocols.Count == 0 ? IpProtocols.IsDefault(protocol) : Contains(Protocols, protocol);
 
+    /// <summary>
+    /// Whether a node of this node's user may be among the sources, so that the rule's autogroup:self reaches this
+    /// node: a source other than an address matches a node owned by a user by its user alone.
+    /// </summary>
+    public bool SourceMayBeOfUser(PolicyNode node)
+    {
+        foreach (var s in Sources)
+        {
+            if (s.Kind == SelectorKind.Prefix || s.Matches(node)) return true;
+        }
+        return false;
+    }
+
     public bool SourceMatches(PolicyNode node)
     {
         foreach (var s in Sources)

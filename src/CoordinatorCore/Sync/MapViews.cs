@@ -261,7 +261,7 @@ internal sealed class MapViews
     }
 
     /// <summary>The node's own record with its filter (with a policy), for its stream alone.</summary>
-    public static SyncResponse SelfFor(PeerView node) => node.Self ??= Handle(new SyncResponse { Self = node.Record });
+    public static SyncResponse SelfFor(PeerView node) => node.Self ??= Handle(new SyncResponse { Self = node.Public });
 
     /// <summary>
     /// The part of a delta a node of these grants sees (all of it without a policy), in the stream's form, or null
@@ -278,11 +278,11 @@ internal sealed class MapViews
                 if (presence is not null && form == MapForm.Compact) delta.Presence.Add(presence);
                 else delta.PeersChanged.Add(current.Public);
             }
-            else if (old is not null && Sees(grants, old)) delta.PeersRemoved.Add(old.Record.NodeId);
+            else if (old is not null && Sees(grants, old)) delta.PeersRemoved.Add(old.Public.NodeId);
         }
         foreach (var old in cut.Removed)
         {
-            if (Sees(grants, old)) delta.PeersRemoved.Add(old.Record.NodeId);
+            if (Sees(grants, old)) delta.PeersRemoved.Add(old.Public.NodeId);
         }
         delta.RelaysChanged.AddRange(cut.RelaysChanged);
         delta.RelaysRemoved.AddRange(cut.RelaysRemoved);
@@ -296,8 +296,8 @@ internal sealed class MapViews
     private void Add(PeerView view)
     {
         if (view.Key is not { } key) return;
-        _peers[(long)view.Record.NodeId] = view;
-        _idsByKey[key] = (long)view.Record.NodeId;
+        _peers[(long)view.Public.NodeId] = view;
+        _idsByKey[key] = (long)view.Public.NodeId;
     }
 
     private PeerView? Remove(long nodeId)
@@ -315,38 +315,33 @@ internal sealed class MapViews
     }
 }
 
-/// <summary>A peer as the hub keeps it: its whole record (for itself), the record peers get (without its filter), and its grants.</summary>
+/// <summary>
+/// A peer as the hub keeps it: the record peers get (without its filter), its own record with its filter as the bytes
+/// its stream gets (kept serialized: a filter's objects were a third of a replica's heap), and its grants.
+/// </summary>
 internal sealed class PeerView
 {
+    /// <summary>A record as a delta or map brought it, the hub's own to change.</summary>
     public PeerView(Peer record)
-        : this(record, record.NodeKey.Length == Key32.Size ? new PublicKey(record.NodeKey.Span) : null, new GrantKey([.. record.PolicySources], [.. record.PolicyTargets]))
+        : this(record, record.NodeKey.Length == Key32.Size ? new PublicKey(record.NodeKey.Span) : null, new GrantKey([.. record.PolicySources], [.. record.PolicyTargets]), null)
     {
     }
 
-    private PeerView(Peer record, PublicKey? key, GrantKey grants)
+    private PeerView(Peer record, PublicKey? key, GrantKey grants, SyncResponse? self)
     {
-        Record = record;
         Key = key;
         Grants = grants;
-        if (record.Filter is null) Public = record;
-        else
+        Self = self;
+        if (record.Filter is not null)
         {
-            Public = record.Clone();
-            Public.Filter = null;
+            var bytes = new SyncResponse { Self = record }.ToByteArray();
+            record.Filter = null;
+            Self = new SyncResponse();
+            ServiceDefinitions.Remember(Self, bytes);
         }
+        Public = record;
     }
 
-    /// <summary>The same peer with a new presence: its key and grants stand.</summary>
-    public PeerView With(PeerPresence presence)
-    {
-        var record = Record.Clone();
-        record.Online = presence.Online;
-        record.LastSeen = presence.LastSeen;
-        record.Endpoints = presence.Endpoints;
-        return new PeerView(record, Key, Grants);
-    }
-
-    public Peer Record { get; }
     public Peer Public { get; }
 
     /// <summary>
@@ -365,8 +360,21 @@ internal sealed class PeerView
         if (compact.AllowedIps.SequenceEqual(compact.Addresses)) compact.AllowedIps.Clear();
         return compact.ToByteArray();
     }
+
+    /// <summary>The same peer with a new presence: its key, grants and own record stand (an agent reads no presence of its own).</summary>
+    public PeerView With(PeerPresence presence)
+    {
+        var record = Public.Clone();
+        record.Online = presence.Online;
+        record.LastSeen = presence.LastSeen;
+        record.Endpoints = presence.Endpoints;
+        return new PeerView(record, Key, Grants, Self);
+    }
+
     public PublicKey? Key { get; }
     public GrantKey Grants { get; }
+
+    /// <summary>The node's own record for its stream alone (with its filter, with a policy).</summary>
     public SyncResponse? Self { get; set; }
 }
 
