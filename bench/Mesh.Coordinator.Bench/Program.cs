@@ -174,6 +174,7 @@ async Task<Figures> RunAsync(int n, int replicaCount, string? policy)
         // A policy change: timed until every agent whose own grants it changes has its new map (the others learn of
         // those nodes by delta, as of any change).
         double? policyApplied = null;
+        TimeSpan policyCpu = default, policyOwnCpu = default;
         var regranted = 0;
         if (policy is not null)
         {
@@ -181,10 +182,14 @@ async Task<Figures> RunAsync(int n, int replicaCount, string? policy)
             var affected = agents.Where(a => !a.Grants!.SameAs(NodeGrants.Of(changed, a.Node!))).ToArray();
             regranted = affected.Length;
             var before = affected.Select(a => a.FullMaps).ToArray();
+            policyCpu = CpuTime(processes);
+            policyOwnCpu = Process.GetCurrentProcess().TotalProcessorTime;
             var set = Stopwatch.StartNew();
             await admin.SetPolicyAsync(new SetPolicyRequest { Text = changedPolicyText });
             while (affected.Where((a, i) => a.FullMaps <= before[i]).Any()) await Task.Delay(20);
             policyApplied = set.Elapsed.TotalMilliseconds;
+            policyCpu = CpuTime(processes) - policyCpu;
+            policyOwnCpu = Process.GetCurrentProcess().TotalProcessorTime - policyOwnCpu;
             await WaitQuietAsync(agents);
         }
 
@@ -198,7 +203,7 @@ async Task<Figures> RunAsync(int n, int replicaCount, string? policy)
         Console.WriteLine($"  change to all concerned, p99        {figures.P99Ms,8:F1} ms");
         Console.WriteLine($"  change to one peer, p50 / p99      {Percentile(each, 50),8:F1} / {Percentile(each, 99):F1} ms");
         Console.WriteLine($"  coordinator CPU per change         {cpuPerChange,8:F2} ms");
-        if (policyApplied is { } applied) Console.WriteLine($"  policy change, all {regranted,5} regranted {applied,8:F0} ms");
+        if (policyApplied is { } applied) Console.WriteLine($"  policy change, all {regranted,5} regranted {applied,8:F0} ms (coordinators' CPU {policyCpu.TotalMilliseconds:F0} ms, this load generator's {policyOwnCpu.TotalMilliseconds:F0} ms)");
         foreach (var agent in agents) agent.Dispose();
         foreach (var channel in channels) channel.Dispose();
         return figures;

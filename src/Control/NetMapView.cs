@@ -163,6 +163,18 @@ public sealed class NetMapView(ByteString selfKey)
             _peers[presence.NodeId] = peer;
             change.Upserted.Add(peer);
         }
+        foreach (var regranted in delta.GrantsChanged)
+        {
+            if (!_peers.TryGetValue(regranted.NodeId, out var known) || regranted.GrantSet == 0 || regranted.GrantSet > delta.GrantSets.Count) continue;
+            var grants = delta.GrantSets[(int)regranted.GrantSet - 1];
+            var peer = known.Clone();
+            peer.PolicySources.Clear();
+            peer.PolicySources.AddRange(grants.Sources);
+            peer.PolicyTargets.Clear();
+            peer.PolicyTargets.AddRange(grants.Targets);
+            _peers[regranted.NodeId] = peer;
+            change.Upserted.Add(peer);
+        }
         foreach (var id in delta.PeersRemoved)
         {
             if (_peers.Remove(id, out var removed)) change.Removed.Add(removed);

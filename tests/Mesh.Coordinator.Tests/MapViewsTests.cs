@@ -172,4 +172,46 @@ public sealed class MapViewsTests
         Assert.Equal(400, records.Count);
         Assert.Equal(records, agent.Peers.Values.OrderBy(p => p.NodeId));
     }
+
+    /// <summary>A policy edit changes peers' grants alone: compact streams get them by id with the grants by index; a peer a kind did not see comes whole.</summary>
+    [Fact]
+    public void APeerWhoseGrantsAloneChangedGoesByIdWithItsGrantsByIndex()
+    {
+        const ulong Other = 9;
+        var views = new MapViews();
+        views.Reset(new NetMap { Serial = 20, PerNode = true, Peers = { Node(1, true, false), Node(2, false, true), Node(3, false, true) } });
+        // 4 is a source of the other rule only: it sees nobody until 2 and 3 become its targets too.
+        var before = Node(4, false, false);
+        before.PolicySources.Add(Other);
+        views.Apply(new NetMapDelta { Serial = 21, PeersChanged = { before } });
+        var laptop = views.GrantsOf(views.Find(1));
+        var agent = new Mesh.Control.NetMapView(SelfKey);
+        var start = new List<SyncResponse>();
+        views.FullMapFor(laptop, [], MapForm.Compact, start);
+        foreach (var message in start) agent.Apply(Parse(message));
+
+        var regranted = new List<Peer>();
+        foreach (var id in new ulong[] { 2, 3 })
+        {
+            var peer = Node(id, false, true);
+            peer.PolicyTargets.Add(Other);
+            regranted.Add(peer);
+        }
+        var cut = views.Apply(new NetMapDelta { Serial = 22, PeersChanged = { regranted } });
+
+        var compact = Parse(views.DeltaFor(laptop, cut, MapForm.Compact)!).Delta;
+        Assert.Empty(compact.PeersChanged);
+        Assert.Equal([2UL, 3UL], compact.GrantsChanged.Select(g => g.NodeId));
+        Assert.Equal(new ulong[] { Rule, Other }, Assert.Single(compact.GrantSets).Targets);
+        Assert.Equal(2, Parse(views.DeltaFor(laptop, cut, MapForm.Records)!).Delta.PeersChanged.Count);
+        // Node 4 did not see them before: it gets their whole records.
+        var newcomer = Parse(views.DeltaFor(views.GrantsOf(views.Find(4)), cut, MapForm.Compact)!).Delta;
+        Assert.Equal([2UL, 3UL], newcomer.PeersChanged.Select(p => p.NodeId));
+        Assert.Empty(newcomer.GrantsChanged);
+
+        Assert.True(agent.Apply(Parse(views.DeltaFor(laptop, cut, MapForm.Compact)!)));
+        Assert.Equal(new ulong[] { Rule, Other }, agent.Peers[3].PolicyTargets);
+        Assert.Equal(regranted[1].Endpoints, agent.Peers[3].Endpoints);
+        Assert.Equal(2, agent.LastChange.Upserted.Count);
+    }
 }

@@ -271,11 +271,24 @@ internal sealed class MapViews
     {
         if (cut.Cuts.TryGetValue((grants, form), out var cached)) return cached;
         var delta = new NetMapDelta { Serial = cut.Serial };
+        Dictionary<GrantKey, uint>? sets = null;
         foreach (var (old, current, presence) in cut.Changed)
         {
             if (Sees(grants, current))
             {
-                if (presence is not null && form == MapForm.Compact) delta.Presence.Add(presence);
+                if (form == MapForm.Records) delta.PeersChanged.Add(current.Public);
+                else if (presence is not null) delta.Presence.Add(presence);
+                else if (old is not null && Sees(grants, old) && old.CompactBytes.AsSpan().SequenceEqual(current.CompactBytes))
+                {
+                    // Only its grants changed (a policy edit): by id, and the grants by index, as a compact map has them.
+                    sets ??= new();
+                    if (!sets.TryGetValue(current.Grants, out var index))
+                    {
+                        sets[current.Grants] = index = (uint)sets.Count + 1;
+                        delta.GrantSets.Add(new GrantSet { Sources = { current.Grants.Sources }, Targets = { current.Grants.Targets } });
+                    }
+                    delta.GrantsChanged.Add(new PeerGrants { NodeId = current.Public.NodeId, GrantSet = index });
+                }
                 else delta.PeersChanged.Add(current.Public);
             }
             else if (old is not null && Sees(grants, old)) delta.PeersRemoved.Add(old.Public.NodeId);
@@ -286,7 +299,7 @@ internal sealed class MapViews
         }
         delta.RelaysChanged.AddRange(cut.RelaysChanged);
         delta.RelaysRemoved.AddRange(cut.RelaysRemoved);
-        var empty = delta.PeersChanged.Count == 0 && delta.Presence.Count == 0 && delta.PeersRemoved.Count == 0 && delta.RelaysChanged.Count == 0 && delta.RelaysRemoved.Count == 0;
+        var empty = delta.PeersChanged.Count == 0 && delta.Presence.Count == 0 && delta.GrantsChanged.Count == 0 && delta.PeersRemoved.Count == 0 && delta.RelaysChanged.Count == 0 && delta.RelaysRemoved.Count == 0;
         return cut.Cuts[(grants, form)] = empty ? null : Handle(new SyncResponse { Delta = delta });
     }
 
