@@ -97,9 +97,7 @@ public sealed class NetMapView(ByteString selfKey)
         {
             if (peer.GrantSet > 0 && peer.GrantSet <= map.GrantSets.Count)
             {
-                var grants = map.GrantSets[(int)peer.GrantSet - 1];
-                peer.PolicySources.AddRange(grants.Sources);
-                peer.PolicyTargets.AddRange(grants.Targets);
+                PeerRecords.SetGrants(peer, map.GrantSets[(int)peer.GrantSet - 1]);
                 peer.GrantSet = 0;
             }
             if (peer.AllowedIps.Count == 0) peer.AllowedIps.AddRange(peer.Addresses);
@@ -155,23 +153,15 @@ public sealed class NetMapView(ByteString selfKey)
         foreach (var presence in delta.Presence)
         {
             if (!_peers.TryGetValue(presence.NodeId, out var known)) continue;
-            // A new record rather than the old one changed: a consumer may hold the old one.
-            var peer = known.Clone();
-            peer.Online = presence.Online;
-            peer.LastSeen = presence.LastSeen;
-            peer.Endpoints = presence.Endpoints;
+            var peer = PeerRecords.WithPresence(known, presence);
             _peers[presence.NodeId] = peer;
             change.Upserted.Add(peer);
         }
         foreach (var regranted in delta.GrantsChanged)
         {
             if (!_peers.TryGetValue(regranted.NodeId, out var known) || regranted.GrantSet == 0 || regranted.GrantSet > delta.GrantSets.Count) continue;
-            var grants = delta.GrantSets[(int)regranted.GrantSet - 1];
             var peer = known.Clone();
-            peer.PolicySources.Clear();
-            peer.PolicySources.AddRange(grants.Sources);
-            peer.PolicyTargets.Clear();
-            peer.PolicyTargets.AddRange(grants.Targets);
+            PeerRecords.SetGrants(peer, delta.GrantSets[(int)regranted.GrantSet - 1]);
             _peers[regranted.NodeId] = peer;
             change.Upserted.Add(peer);
         }

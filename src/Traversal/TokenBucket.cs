@@ -12,10 +12,29 @@ public sealed class TokenBucket(int burst, double perSecond)
 
     public bool TryTake(TimeSpan now)
     {
-        _tokens = Math.Min(burst, _tokens + (now - (_refilled ?? now)).TotalSeconds * perSecond);
-        _refilled = now;
+        Refill(now);
         if (_tokens < 1) return false;
         _tokens--;
         return true;
+    }
+
+    /// <summary>Takes a token whether or not a whole one is there (work that has to go out): what is short is not owed later.</summary>
+    public void Spend(TimeSpan now)
+    {
+        Refill(now);
+        _tokens = Math.Max(0, _tokens - 1);
+    }
+
+    /// <summary>How long until a token is there to take (zero when one is now).</summary>
+    public TimeSpan UntilToken(TimeSpan now)
+    {
+        Refill(now);
+        return _tokens >= 1 ? TimeSpan.Zero : TimeSpan.FromSeconds((1 - _tokens) / perSecond);
+    }
+
+    private void Refill(TimeSpan now)
+    {
+        _tokens = Math.Min(burst, _tokens + (now - (_refilled ?? now)).TotalSeconds * perSecond);
+        _refilled = now;
     }
 }

@@ -14,14 +14,20 @@ public sealed class StoreMigrationTests
     private const string ReusableSecret = "mpk_ef2a37cec02d_3h8R3Fp_oM4Ak8e3DnT4mrGoc7XLz7WTVSO2GqbShz0";
     private const string AlphaSession = "mst_8d0525c51f31_G00PX77B4B5gchwc-4mBuCHc6ObdsCtPr-qygGpW7K4";
 
-    [Fact]
-    public async Task AFirstReleaseDataDirectoryKeepsNodesKeysAndTheCoordinatorKey()
+    /// <summary>A coordinator on a data directory holding a fixture database written by an earlier release, and that release's admin key.</summary>
+    private static Task<CoordinatorRig> StartFromAsync(string fixture, string adminKey)
     {
         var dataDir = Path.Combine(Path.GetTempPath(), $"mesh-migrate-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dataDir);
-        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "coordinator-v1.db"), Path.Combine(dataDir, "coordinator.db"));
-        File.WriteAllText(Path.Combine(dataDir, CoordinatorOptions.AdminKeyFile), ApiSecret + "\n");
-        await using var rig = await CoordinatorRig.StartAsync(dataDir: dataDir);
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", fixture), Path.Combine(dataDir, "coordinator.db"));
+        File.WriteAllText(Path.Combine(dataDir, CoordinatorOptions.AdminKeyFile), adminKey + "\n");
+        return CoordinatorRig.StartAsync(dataDir: dataDir);
+    }
+
+    [Fact]
+    public async Task AFirstReleaseDataDirectoryKeepsNodesKeysAndTheCoordinatorKey()
+    {
+        await using var rig = await StartFromAsync("coordinator-v1.db", ApiSecret);
 
         var challenge = await rig.NewClient().GetChallengeAsync(new GetChallengeRequest());
         Assert.Equal(CoordinatorKey, Convert.ToBase64String(challenge.CoordinatorKey.Span));
@@ -75,11 +81,7 @@ public sealed class StoreMigrationTests
     [Fact]
     public async Task TheLastReleasesDataDirectoryKeepsEveryNodeAndKeyAndGainsTheAuditLog()
     {
-        var dataDir = Path.Combine(Path.GetTempPath(), $"mesh-migrate-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dataDir);
-        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "coordinator-schema1.db"), Path.Combine(dataDir, "coordinator.db"));
-        File.WriteAllText(Path.Combine(dataDir, CoordinatorOptions.AdminKeyFile), "mak_858ef36442b5_lKksNA4X-TEVWjG1hd-5olDsrjHRyoCAD26kuVqzGmY\n");
-        await using var rig = await CoordinatorRig.StartAsync(dataDir: dataDir);
+        await using var rig = await StartFromAsync("coordinator-schema1.db", "mak_858ef36442b5_lKksNA4X-TEVWjG1hd-5olDsrjHRyoCAD26kuVqzGmY");
 
         Assert.Equal(
             [
@@ -115,11 +117,7 @@ public sealed class StoreMigrationTests
     [Fact]
     public async Task TheSchema2DataDirectoryKeepsEveryNodeKeyAndAuditEntry()
     {
-        var dataDir = Path.Combine(Path.GetTempPath(), $"mesh-migrate-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dataDir);
-        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "coordinator-schema2.db"), Path.Combine(dataDir, "coordinator.db"));
-        File.WriteAllText(Path.Combine(dataDir, CoordinatorOptions.AdminKeyFile), "mak_767fc727ecec_OywAgl8qyHqIVnztt-erLgVzV-aC7f0zyYWtGqgs53M\n");
-        await using var rig = await CoordinatorRig.StartAsync(dataDir: dataDir);
+        await using var rig = await StartFromAsync("coordinator-schema2.db", "mak_767fc727ecec_OywAgl8qyHqIVnztt-erLgVzV-aC7f0zyYWtGqgs53M");
 
         var challenge = await rig.NewClient().GetChallengeAsync(new GetChallengeRequest());
         Assert.Equal("djjn7+t4jejZUYFZ6UGbC9CqhXMqY6JAoAqR4PkFmR4=", Convert.ToBase64String(challenge.CoordinatorKey.Span));
@@ -167,11 +165,7 @@ public sealed class StoreMigrationTests
     [Fact]
     public async Task TheSchema3DataDirectoryKeepsEveryNodeKeyAndUser()
     {
-        var dataDir = Path.Combine(Path.GetTempPath(), $"mesh-migrate-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dataDir);
-        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "coordinator-schema3.db"), Path.Combine(dataDir, "coordinator.db"));
-        File.WriteAllText(Path.Combine(dataDir, CoordinatorOptions.AdminKeyFile), "mak_767fc727ecec_OywAgl8qyHqIVnztt-erLgVzV-aC7f0zyYWtGqgs53M\n");
-        await using var rig = await CoordinatorRig.StartAsync(dataDir: dataDir);
+        await using var rig = await StartFromAsync("coordinator-schema3.db", "mak_767fc727ecec_OywAgl8qyHqIVnztt-erLgVzV-aC7f0zyYWtGqgs53M");
 
         Assert.Equal(["default", "alice@example.com"], (await rig.Admin.ListUsersAsync(new ListUsersRequest())).Users.Select(u => u.Name));
         Assert.Equal(["1 alpha default", "2 bravo-laptop default", "3 gamma default"],

@@ -75,8 +75,8 @@ public sealed class NetmapPublisher
     private bool _modeChanging;
     private ulong _modeSerial;
     private IDisposable? _flush;
-    private double _deltaTokens;
-    private DateTimeOffset _deltaTokensAt;
+    private readonly Traversal.TokenBucket _deltas;
+    private readonly long _started;
     private ulong _serial;
     private byte[]? _fullMap;
     private ulong _fullMapSerial;
@@ -103,7 +103,8 @@ public sealed class NetmapPublisher
         // Serials continue above any earlier run's: a reconnecting agent's old serial can't match a new change.
         _serial = (ulong)time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
         Epoch = _serial;
-        (_deltaTokens, _deltaTokensAt) = (options.DeltaBurst, time.GetUtcNow());
+        _deltas = new Traversal.TokenBucket(options.DeltaBurst, options.DeltasPerSecond);
+        _started = time.GetTimestamp();
     }
 
     public ulong Serial => _serial;
@@ -379,20 +380,12 @@ public sealed class NetmapPublisher
     /// <summary>The batch window, or longer while the deltas of a storm have used their burst: until the next is due at the steady rate.</summary>
     private TimeSpan FlushDelay()
     {
-        RefillDeltaTokens();
-        if (_deltaTokens >= 1) return _options.ChangeBatchWindow;
-        var due = TimeSpan.FromSeconds((1 - _deltaTokens) / _options.DeltasPerSecond);
+        var due = _deltas.UntilToken(Monotonic);
         return due > _options.ChangeBatchWindow ? due : _options.ChangeBatchWindow;
     }
 
-    private void RefillDeltaTokens()
-    {
-        var now = _time.GetUtcNow();
-        // A clock stepped back refills nothing, and holds nothing back either.
-        var elapsed = Math.Max(0, (now - _deltaTokensAt).TotalSeconds);
-        _deltaTokens = Math.Min(_options.DeltaBurst, _deltaTokens + elapsed * _options.DeltasPerSecond);
-        _deltaTokensAt = now;
-    }
+    /// <summary>Time for the delta rate, from the monotonic clock: a wall clock stepped back would hold deltas for as long as the step.</summary>
+    private TimeSpan Monotonic => _time.GetElapsedTime(_started);
 
     /// <summary>Sends what changed since the last delta as one delta with the next serial, kept for resuming agents.</summary>
     private void Flush()
@@ -419,8 +412,8 @@ public sealed class NetmapPublisher
         _pendingRelays.Clear();
         _pendingRelaysRemoved.Clear();
         delta.Serial = ++_serial;
-        RefillDeltaTokens();
-        _deltaTokens = Math.Max(0, _deltaTokens - 1);
+        // A flush spends a token even when it came due a hair before one was whole, or an attach forced it.
+        _deltas.Spend(Monotonic);
         var bytes = new SyncResponse { Delta = delta }.ToByteArray();
         _history.Enqueue((delta.Serial, bytes));
         while (_history.Count > _options.ChangeHistory) _history.Dequeue();

@@ -189,7 +189,7 @@ internal sealed class MapViews
                 {
                     var grants = peers[i].Grants;
                     sets[grants] = indices[i] = (uint)sets.Count + 1;
-                    set = new GrantSet { Sources = { grants.Sources }, Targets = { grants.Targets } };
+                    set = grants.ToGrantSet();
                 }
                 var entry = EntrySize(peers[i].CompactBytes.Length, indices[i]) + (set is null ? 0 : 1 + CodedOutputStream.ComputeMessageSize(set));
                 if (i > first && PartFraming + size + entry > MaxPartBytes)
@@ -285,7 +285,7 @@ internal sealed class MapViews
                     if (!sets.TryGetValue(current.Grants, out var index))
                     {
                         sets[current.Grants] = index = (uint)sets.Count + 1;
-                        delta.GrantSets.Add(new GrantSet { Sources = { current.Grants.Sources }, Targets = { current.Grants.Targets } });
+                        delta.GrantSets.Add(current.Grants.ToGrantSet());
                     }
                     delta.GrantsChanged.Add(new PeerGrants { NodeId = current.Public.NodeId, GrantSet = index });
                 }
@@ -375,14 +375,7 @@ internal sealed class PeerView
     }
 
     /// <summary>The same peer with a new presence: its key, grants and own record stand (an agent reads no presence of its own).</summary>
-    public PeerView With(PeerPresence presence)
-    {
-        var record = Public.Clone();
-        record.Online = presence.Online;
-        record.LastSeen = presence.LastSeen;
-        record.Endpoints = presence.Endpoints;
-        return new PeerView(record, Key, Grants, Self);
-    }
+    public PeerView With(PeerPresence presence) => new(Mesh.Control.PeerRecords.WithPresence(Public, presence), Key, Grants, Self);
 
     public PublicKey? Key { get; }
     public GrantKey Grants { get; }
@@ -402,6 +395,9 @@ internal sealed class GrantKey(ulong[] sources, ulong[] targets) : IEquatable<Gr
 
     public ulong[] Sources => sources;
     public ulong[] Targets => targets;
+
+    /// <summary>The grants as a compact map or delta names them by index.</summary>
+    public GrantSet ToGrantSet() => new() { Sources = { sources }, Targets = { targets } };
 
     public bool Equals(GrantKey? other) => other is not null && _hash == other._hash && sources.AsSpan().SequenceEqual(other.Sources) && targets.AsSpan().SequenceEqual(other.Targets);
 
