@@ -66,6 +66,18 @@ public sealed class PeerPathsTests
         Assert.True(peer.ApplyEndpoints(new Endpoints { NatMapping = NatMapping.EndpointDependent }, 16));
     }
 
+    /// <summary>On one LAN the peer's probe can come before its candidates do: the path it found is named by them once they come.</summary>
+    [Fact]
+    public void APathFoundFromThePeersProbeIsNamedByItsCandidateOnceTheyCome()
+    {
+        var peer = NewPeer();
+        var path = new PathState(new PathKey(0, Lan), peer.TechniqueOf(new PathKey(0, Lan)));
+        peer.Paths[path.Key] = path;
+        Assert.Equal(Technique.PeerReflexive, path.Technique);
+        peer.ApplyEndpoints(new Endpoints { Candidates = { new Candidate { Address = Lan.ToString(), Kind = CandidateKind.Local } } }, 8);
+        Assert.Equal(Technique.Local, path.Technique);
+    }
+
     [Fact]
     public void TheCheapestAnsweringPathIsChosenAndReplacesTheCurrentOnlyByAQuarter()
     {

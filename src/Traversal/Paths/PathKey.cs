@@ -44,7 +44,8 @@ internal sealed class PathState(PathKey key, Technique technique)
     private int _pongs;
 
     public PathKey Key { get; } = key;
-    public Technique Technique { get; } = technique;
+    /// <summary>How the path was found; a path found from the peer's own probe is named again once its candidates say what the address is.</summary>
+    public Technique Technique { get; set; } = technique;
     public TimeSpan? LastPingSent { get; set; }
     public TimeSpan? LastPong { get; set; }
 

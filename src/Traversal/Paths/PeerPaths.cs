@@ -98,6 +98,12 @@ internal sealed class PeerPaths(PublicKey key, NetEndpoint synthetic)
             foreach (var address in gone) Candidates.Remove(address);
         }
         foreach (var (address, kind) in fresh) Candidates[address] = kind;
+        // A path first found from the peer's own probe, before its candidates came, may go to one of them: it is the
+        // LAN (or the STUN address, or a mapped port), and status says so, not "peer-reflexive" for ever.
+        foreach (var path in Paths.Values)
+        {
+            if (path.Technique == Technique.PeerReflexive) path.Technique = TechniqueOf(path.Key);
+        }
         return changed;
     }
 
